@@ -1,0 +1,31 @@
+"""The exceptions edge-pqrnn raises. Every message says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class EdgePqrnnError(Exception):
+    """Base class of every error edge-pqrnn raises on purpose."""
+
+
+class ConfigError(EdgePqrnnError, ValueError):
+    """An option or configuration value is invalid."""
+
+
+class DataError(EdgePqrnnError, ValueError):
+    """Input data (a dataset, a file, a column) is missing or malformed."""
+
+
+class OpLibraryError(EdgePqrnnError):
+    """The native projection op library is missing or cannot be loaded."""
+
+
+class ArtifactError(EdgePqrnnError):
+    """A model artifact (.tflite, run dir) is missing, corrupt or not ours."""
+
+
+class AgreementError(EdgePqrnnError):
+    """A validated artifact disagrees with its float reference beyond the threshold."""
+
+
+class SizeError(EdgePqrnnError):
+    """An artifact exceeds a size limit."""
