@@ -1,0 +1,44 @@
+/*
+ * The pQRNN text projection, free of the C and C++ standard libraries (only the
+ * compiler's freestanding headers), so one source builds for x86_64 and aarch64 Linux
+ * and for Android. The spec is docs/projection.md; the numpy reference is
+ * edge_pqrnn/projection/reference.py, and the two are tested bit-exact.
+ */
+#ifndef PQRNN_PROJECTION_CORE_H_
+#define PQRNN_PROJECTION_CORE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PQRNN_SPEC_VERSION 1
+#define PQRNN_MAX_FEATURE_SIZE 8192
+#define PQRNN_MAX_TOKENS 4096
+#define PQRNN_ERROR_SIZE 256
+
+typedef struct pqrnn_options {
+  int feature_size; /* F: features per token row */
+  int max_tokens;   /* T: rows per text, markers included */
+  int char_mode;    /* 0: word tokens, 1: one token per character */
+  int add_bos;
+  int add_eos;
+  int lowercase;
+} pqrnn_options;
+
+/* Parses and validates the op's flexbuffer custom options. Returns 0 on success; on
+ * failure returns -1 and writes a message into error[PQRNN_ERROR_SIZE]. */
+int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* options, char* error);
+
+/* Projects one UTF-8 text (invalid bytes are dropped) into T rows:
+ * features[T*F], mask[T], pool_weights[T] (all fully written, zero past the tokens).
+ * Returns the number of token rows (>= 1). */
+int pqrnn_project_text(const pqrnn_options* options, const uint8_t* text, size_t length,
+                       float* features, float* mask, float* pool_weights);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PQRNN_PROJECTION_CORE_H_ */

@@ -1,0 +1,35 @@
+"""Builds the projection op library (plain C, no TensorFlow headers or ABI) on install.
+
+The library is a normal shared object named libpqrnn_projection.so (not a Python
+extension module): TFLite runtimes load it with load_delegate(), apps with dlopen().
+"""
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+NATIVE = "edge_pqrnn/projection/native"
+
+
+class BuildOpLibrary(build_ext):
+    def get_ext_filename(self, fullname: str) -> str:
+        # edge_pqrnn.projection.libpqrnn_projection -> edge_pqrnn/projection/libpqrnn_projection.so
+        return fullname.replace(".", "/") + ".so"
+
+    def get_export_symbols(self, ext):  # no PyInit_*: this is not a Python module
+        return []
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "edge_pqrnn.projection.libpqrnn_projection",
+            sources=[f"{NATIVE}/projection_core.c", f"{NATIVE}/projection_op.c"],
+            depends=[f"{NATIVE}/projection_core.h", f"{NATIVE}/tflite_abi.h", f"{NATIVE}/unicode_data.h"],
+            include_dirs=[NATIVE],
+            # -ffreestanding: the core must not lean on libc (Android/aarch64 builds);
+            # no -ffast-math: the pool weights must round exactly like numpy's float32.
+            extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden", "-ffreestanding", "-Wall", "-Wextra"],
+        )
+    ],
+    cmdclass={"build_ext": BuildOpLibrary},
+)
