@@ -1,0 +1,1 @@
+"""Graph surgery and format conversion of the exported model."""

@@ -1,0 +1,207 @@
+"""Fuse the projection op into a converted body: the .tflite then takes raw text.
+
+The body (features, mask, pool_weights -> logits) comes from the standard converter.
+These passes run in this order on its flatbuffer and return new bytes (nothing is edited
+in place):
+
+1. ``prepend_projection``: add the STRING input ``text`` and the CUSTOM projection op
+   first, writing into the body's three input tensors; add the ``num_tokens`` output.
+   (First, because the later passes rewrite the signature it creates.)
+2. ``write_signature``: ``serving_default`` with input ``text`` and outputs
+   ``intent_logits``, ``slot_logits`` (when present), ``num_tokens``.
+3. ``strip_names``: drop internal tensor names (a third of an unrolled body's bytes).
+4. ``attach_metadata``: labels, projection spec, model config, toolkit version and a
+   content hash, as a named metadata buffer (last, so the hash covers the final weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import flatbuffers
+
+from edge_pqrnn.errors import ArtifactError
+from edge_pqrnn.projection.ops import OUTPUT_NAMES, op_options_bytes, schema
+from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
+
+METADATA_NAME = "edge_pqrnn"
+BODY_INPUTS = ("features", "mask", "pool_weights")
+SIGNATURE = "serving_default"
+
+
+def _load(flatbuffer: bytes):
+    s = schema()
+    if len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
+        raise ArtifactError("not a TFLite flatbuffer (missing the TFL3 identifier)")
+    try:
+        return s.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    except Exception as exc:  # corrupt offsets surface as any Python error
+        raise ArtifactError(f"corrupt TFLite flatbuffer: {type(exc).__name__}: {exc}") from exc
+
+
+def _save(model) -> bytes:
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _name(value) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def _body_inputs(model) -> list[int]:
+    graph = model.subgraphs[0]
+    by_name = {_name(graph.tensors[i].name): i for i in graph.inputs}
+    missing = [n for n in BODY_INPUTS if n not in by_name]
+    if missing:
+        raise ArtifactError(f"the body lacks inputs {missing}; it has {sorted(by_name)}")
+    return [by_name[n] for n in BODY_INPUTS]
+
+
+def prepend_projection(model, spec: ProjectionSpec) -> None:
+    s = schema()
+    graph = model.subgraphs[0]
+    body_inputs = _body_inputs(model)
+    features = graph.tensors[body_inputs[0]]
+    if list(features.shape)[1:] != [spec.max_tokens, spec.feature_size]:
+        raise ArtifactError(f"body features shape {list(features.shape)} does not match the projection "
+                            f"(T={spec.max_tokens}, F={spec.feature_size})")
+    dynamic = features.shapeSignature is not None and list(features.shapeSignature)[0] == -1
+
+    def add_tensor(name: str, ttype: int) -> int:
+        t = s.TensorT()
+        t.name, t.type, t.shape, t.buffer = name, ttype, [1], 0
+        t.shapeSignature = [-1 if dynamic else 1]
+        graph.tensors.append(t)
+        return len(graph.tensors) - 1
+
+    text = add_tensor("text", s.TensorType.STRING)
+    num_tokens = add_tensor("num_tokens", s.TensorType.INT32)
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+    code.customCode, code.version = OP_NAME, 1
+    model.operatorCodes.append(code)
+    op = s.OperatorT()
+    op.opcodeIndex = len(model.operatorCodes) - 1
+    op.inputs, op.outputs = [text], [*body_inputs, num_tokens]
+    op.customOptions = list(op_options_bytes(spec))
+    op.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+    graph.operators.insert(0, op)
+    graph.inputs = [text]
+    graph.outputs = [*graph.outputs, num_tokens]
+
+
+def write_signature(model) -> None:
+    """One ``serving_default`` signature: ``text`` in; logits named by rank (the
+    converter's names are ``Identity*``): rank 2 is intents, rank 3 per-token slots."""
+    s = schema()
+    graph = model.subgraphs[0]
+
+    def tensor_map(name: str, index: int):
+        m = s.TensorMapT()
+        m.name, m.tensorIndex = name, index
+        return m
+
+    outputs = []
+    for index in graph.outputs:
+        rank = len(graph.tensors[index].shape)
+        if _name(graph.tensors[index].name) == "num_tokens":
+            name = "num_tokens"
+        elif rank == 2:
+            name = "intent_logits"
+        elif rank == 3:
+            name = "slot_logits"
+        else:
+            raise ArtifactError(f"unexpected body output of rank {rank}")
+        graph.tensors[index].name = name
+        outputs.append(tensor_map(name, index))
+    sig = s.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = SIGNATURE, 0
+    sig.inputs = [tensor_map("text", graph.inputs[0])]
+    sig.outputs = sorted(outputs, key=lambda m: _name(m.name))
+    model.signatureDefs = [sig]
+
+
+def strip_names(model) -> None:
+    graph = model.subgraphs[0]
+    keep = set(graph.inputs) | set(graph.outputs)
+    for i, tensor in enumerate(graph.tensors):
+        if i not in keep:
+            tensor.name = ""
+
+
+def weights_hash(model) -> str:
+    """sha256 over every buffer except our metadata: changes when any weight does."""
+    meta_buffers = {m.buffer for m in model.metadata or [] if _name(m.name) == METADATA_NAME}
+    digest = hashlib.sha256()
+    for i, buf in enumerate(model.buffers or []):
+        if i in meta_buffers:
+            continue
+        data = buf.data if buf.data is not None else b""
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(bytes(data) if not isinstance(data, bytes) else data)
+    return digest.hexdigest()
+
+
+def attach_metadata(model, metadata: dict[str, Any]) -> None:
+    s = schema()
+    model.metadata = [m for m in model.metadata or [] if _name(m.name) != METADATA_NAME]
+    payload = dict(metadata, weights_sha256=weights_hash(model))
+    buf = s.BufferT()
+    buf.data = list(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    model.buffers.append(buf)
+    entry = s.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata.append(entry)
+
+
+def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names: bool = False) -> bytes:
+    """Run the passes above on a converted body.
+
+    Args:
+        body: .tflite bytes whose graph inputs are named ``features``, ``mask``,
+            ``pool_weights`` (as :func:`edge_pqrnn.quant.convert` makes them).
+        spec: the projection spec the body was trained with.
+        metadata: what travels inside the file (labels, config, version...).
+        keep_names: keep internal tensor names (for debugging).
+
+    Returns:
+        The fused .tflite bytes.
+
+    Raises:
+        ArtifactError: the body is not a TFLite model or does not fit the spec.
+    """
+    model = _load(body)
+    prepend_projection(model, spec)
+    write_signature(model)
+    if not keep_names:
+        strip_names(model)
+    attach_metadata(model, metadata)
+    return _save(model)
+
+
+def read_metadata(artifact: bytes) -> dict[str, Any]:
+    """The edge-pqrnn metadata inside an artifact, checked against its weights.
+
+    Raises:
+        ArtifactError: not a TFLite file, no edge-pqrnn metadata, or weights that do not
+            match the recorded hash (a corrupted file).
+    """
+    model = _load(artifact)
+    entries = [m for m in model.metadata or [] if _name(m.name) == METADATA_NAME]
+    if not entries:
+        raise ArtifactError("this .tflite has no edge-pqrnn metadata: export it with `edge-pqrnn export`")
+    try:
+        raw = model.buffers[entries[0].buffer].data
+        data = json.loads(bytes(raw).decode("utf-8"))
+    except (IndexError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"the edge-pqrnn metadata is corrupt: {exc}") from exc
+    if data.get("weights_sha256") != weights_hash(model):
+        raise ArtifactError("the weights do not match the hash recorded at export: the file is corrupted; "
+                            "export it again")
+    return data
+
+
+__all__ = ["METADATA_NAME", "OUTPUT_NAMES", "fuse", "read_metadata"]
