@@ -91,38 +91,98 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
         click.echo(f"native op: {'bit-exact with the reference' if bit_exact else 'DIFFERS from the reference'}")
 
 
-DEMO_TEXTS = (
-    "show me flights from boston to denver tomorrow morning",
-    "book a flight to Zürich 明天 🙂",
-    "¿cuál es el vuelo más barato a Madrid?",
-    "",
-)
+@main.command("train")
+@click.option("--data", default="atis", show_default=True,
+              help="Dataset: atis, snips, multilingual, csv:PATH, jsonl:PATH, fixture:atis.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
+@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@click.option("--epochs", default=40, show_default=True, help="Maximum epochs (early stopping on dev).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--learning-rate", default=2e-3, show_default=True)
+@click.option("--patience", default=8, show_default=True, help="Epochs without dev improvement before stopping.")
+@click.option("--max-minutes", default=None, type=float, help="Wall-clock budget; the best epoch so far is kept.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--bottleneck", default=128, show_default=True)
+@click.option("--state", default=128, show_default=True, help="QRNN state size per direction.")
+@click.option("--layers", default=2, show_default=True, help="Bidirectional QRNN layers.")
+@projection_options
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+def train_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
+                  learning_rate: float, patience: int, max_minutes: float | None, seed: int, bottleneck: int,
+                  state: int, layers: int, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
+                  lowercase: bool, overwrite: bool) -> None:
+    """Train a float pQRNN on a dataset; writes config, labels, weights and metrics to --out."""
+    from edge_pqrnn.pipeline import train_run
+
+    spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
+                          lowercase=lowercase)
+    result = train_run(data, out_dir, spec=spec, languages=languages.split(",") if languages else None,
+                       model_options={"bottleneck": bottleneck, "state": state, "layers": layers},
+                       train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                                      "patience": patience, "max_minutes": max_minutes, "seed": seed},
+                       overwrite=overwrite)
+    click.echo(f"run written to {result.run_dir}")
+
+
+@main.command("eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", default=None, help="Dataset to score (default: the run's own).")
+@click.option("--split", type=click.Choice(["test", "dev", "train"]), default="test", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def eval_command(run_dir: str, data: str | None, split: str, as_json: bool) -> None:
+    """Score a trained run: intent accuracy, slot F1, exact match (per language if any)."""
+    from edge_pqrnn.pipeline import evaluate_run
+
+    metrics = evaluate_run(run_dir, data=data, split=split)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{'metric':<18} {'value':>8}")
+    for key in ("intent_accuracy", "slot_f1", "exact_match", "macro_f1", "num_examples"):
+        if metrics.get(key) is not None:
+            value = metrics[key]
+            click.echo(f"{key:<18} {value:>8.4f}" if isinstance(value, float) else f"{key:<18} {value:>8}")
+    for lang, row in sorted((metrics.get("per_language") or {}).items()):
+        click.echo(f"  {lang:<8} accuracy {row['accuracy']:.4f}  macro-F1 {row['macro_f1']:.4f}")
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Destination .tflite (atomic write).")
+@click.option("--data", default=None, help="Dataset for calibration/validation (default: the run's own).")
+@click.option("--scheme", type=click.Choice(["int8", "int8-per-tensor", "dynamic", "float"]), default="int8",
+              show_default=True, help="Quantization scheme of the body.")
+@click.option("--calibration-samples", default=500, show_default=True,
+              help="Random training texts for calibration (50 full-length texts are always added).")
+@click.option("--no-validate", is_flag=True, help="Skip validation (not recommended).")
+@click.option("--keep-names", is_flag=True, help="Keep internal tensor names (bigger file).")
+def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibration_samples: int,
+                   no_validate: bool, keep_names: bool) -> None:
+    """Quantize a run, fuse the projection op and validate: one .tflite that takes raw text.
+
+    The artifact is written only when every check passes; the file at --out is left
+    untouched otherwise.
+    """
+    from edge_pqrnn.export import export
+
+    result = export(run_dir, out, data=data, scheme=scheme, check=not no_validate,
+                    calibration_samples=calibration_samples, log=click.echo)
+    click.echo(f"wrote {result.path} ({len(result.artifact):,} bytes) in "
+               f"{sum(result.seconds.values()):.1f} s")
 
 
 @main.command("quickstart")
-@click.option("--runtime", type=click.Choice(["litert", "tflite"]), default="litert", show_default=True)
-def quickstart_command(runtime: str) -> None:
-    """Run the main job on the embedded default data.
+@click.option("--data", default="atis", show_default=True, help="Dataset of the main job.")
+@click.option("--out-dir", default="runs/quickstart", show_default=True, type=click.Path(file_okay=False),
+              help="Where the run directory and the artifact go.")
+@click.option("--max-minutes", default=12.0, show_default=True, help="Training budget.")
+def quickstart_command(data: str, out_dir: str, max_minutes: float) -> None:
+    """The main job on the embedded default data: train, export, validate, predict."""
+    from edge_pqrnn.pipeline import quickstart
 
-    Builds a .tflite holding the projection op, runs it on sample texts in the chosen
-    runtime and checks it bit for bit against the numpy reference.
-    """
-    import numpy as np
-
-    from edge_pqrnn.projection.ops import projection_model
-    from edge_pqrnn.runtimes import interpreter, run_signature
-
-    spec = ProjectionSpec()
-    outputs = run_signature(interpreter(projection_model(spec), runtime), list(DEMO_TEXTS))
-    reference = project(list(DEMO_TEXTS), spec)
-    exact = np.array_equal(outputs["features"], reference.features) and np.array_equal(
-        outputs["num_tokens"], reference.num_tokens)
-    for text, n in zip(DEMO_TEXTS, outputs["num_tokens"]):
-        click.echo(f"{int(n):>3} tokens  {text!r}")
-    click.echo(f"projection op in {runtime}: {'bit-exact' if exact else 'MISMATCH'} with the reference "
-               f"({len(DEMO_TEXTS)} texts, T={spec.max_tokens}, F={spec.feature_size})")
-    if not exact:
-        sys.exit(1)
+    artifact = quickstart(data, out_dir, max_minutes=max_minutes, log=click.echo)
+    click.echo(f"artifact: {artifact}")
+    click.echo(f"try: edge-pqrnn predict {artifact} \"show me flights from boston to denver tomorrow\"")
 
 
 if __name__ == "__main__":  # pragma: no cover

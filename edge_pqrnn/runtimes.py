@@ -27,7 +27,7 @@ WORKER = pathlib.Path(__file__).resolve().parent / "_runtime_worker.py"
 
 
 def interpreter(model: bytes | str | os.PathLike, runtime: str = "litert", num_threads: int = 1,
-                library: str | None = None):
+                library: str | None = None, xnnpack: bool = True):
     """An interpreter for ``model`` with the projection op loaded as a delegate.
 
     Args:
@@ -35,6 +35,8 @@ def interpreter(model: bytes | str | os.PathLike, runtime: str = "litert", num_t
         runtime: ``"litert"`` (ai_edge_litert) or ``"tflite"`` (tf.lite).
         num_threads: CPU threads for the builtin kernels.
         library: op library path (default: :func:`op_library`).
+        xnnpack: keep the runtime's default XNNPACK delegate (False: plain builtin
+            kernels, for measuring what XNNPACK brings).
 
     Raises:
         ConfigError: unknown runtime.
@@ -42,15 +44,18 @@ def interpreter(model: bytes | str | os.PathLike, runtime: str = "litert", num_t
     if runtime == "litert":
         from ai_edge_litert import interpreter as mod
 
-        Interpreter, load_delegate = mod.Interpreter, mod.load_delegate
+        Interpreter, load_delegate, resolvers = mod.Interpreter, mod.load_delegate, mod.OpResolverType
     elif runtime == "tflite":
         import tensorflow as tf
 
         Interpreter, load_delegate = tf.lite.Interpreter, tf.lite.experimental.load_delegate
+        resolvers = tf.lite.experimental.OpResolverType
     else:
         raise ConfigError(f"unknown in-process runtime {runtime!r}; choose one of {', '.join(IN_PROCESS)}")
     delegate = load_delegate(library or op_library())
     kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": os.fspath(model)}
+    if not xnnpack:
+        kwargs["experimental_op_resolver_type"] = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     return Interpreter(**kwargs, experimental_delegates=[delegate], num_threads=num_threads)
 
 

@@ -1,0 +1,128 @@
+"""Run directory -> one validated int8 .tflite that takes raw text.
+
+convert (quant) -> fuse the projection op + metadata (converters) -> validate against the
+float reference -> atomic write. A failed check raises and leaves any previous artifact
+at the destination untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from edge_pqrnn.errors import AgreementError, ArtifactError
+
+FORMAT = "edge-pqrnn/1"
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What :func:`export` produced.
+
+    Attributes:
+        path: where the artifact was written (None when ``out`` was None).
+        artifact: the .tflite bytes.
+        quantization: the body's conversion result (op and tensor type counts).
+        validation: the validation report (None when skipped).
+        seconds: wall time per stage.
+    """
+
+    path: Path | None
+    artifact: bytes
+    quantization: Any
+    validation: Any
+    seconds: dict[str, float]
+
+
+def build_metadata(run, dataset_name: str, scheme: str) -> dict[str, Any]:
+    """What travels inside the artifact so an app needs nothing else."""
+    from edge_pqrnn import __version__
+
+    return {
+        "format": FORMAT,
+        "toolkit_version": __version__,
+        "projection": run.spec.to_dict(),
+        "model_config": run.config.to_dict(),
+        "intents": list(run.labels.intents),
+        "tags": list(run.labels.tags),
+        "slot_types": list(run.labels.slot_types),
+        "dataset": dataset_name,
+        "scheme": scheme,
+    }
+
+
+def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
+           check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
+           calibration_samples: int = 500, log: Callable[[str], None] = print) -> ExportResult:
+    """Export a trained run as one fused, quantized, validated .tflite.
+
+    Args:
+        run_dir: a finished run directory (``edge-pqrnn train``).
+        out: destination path (written atomically, only if every check passes), or None.
+        data: dataset spec for calibration and validation (default: the run's own).
+        scheme: quantization scheme (see :data:`edge_pqrnn.quant.SCHEMES`).
+        check: validate against the float reference before writing.
+        runtimes: runtimes the validation runs the artifact in.
+        keep_names: keep internal tensor names (bigger file, easier debugging).
+        calibration_samples: random training texts for calibration (plus 50 full-length).
+        log: where progress lines go.
+
+    Returns:
+        An :class:`ExportResult`.
+
+    Raises:
+        ArtifactError: the run directory is missing or incomplete.
+        AgreementError: a validation check failed; nothing was written. The report is
+            attached as ``.report``.
+    """
+    from edge_pqrnn.converters.tflite_fuse import fuse
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.quant.ptq import convert, representative_texts
+    from edge_pqrnn.train import load_run
+
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    run = load_run(run_dir)
+    dataset_name = data or run.metrics.get("dataset")
+    if not dataset_name:
+        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass --data NAME")
+    dataset = load_dataset(dataset_name)
+    seconds["load"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    texts = [ex.text for ex in dataset.train]
+    calibration = representative_texts(texts, run.spec, samples=calibration_samples)
+    log(f"converting ({scheme}, {len(calibration)} calibration texts)...")
+    body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None)
+    seconds["quantize"] = time.perf_counter() - start
+    log(f"  body: {body.bytes:,} bytes, {sum(body.op_counts.values())} ops, float ops inside: {body.float_ops}")
+
+    start = time.perf_counter()
+    artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names)
+    seconds["fuse"] = time.perf_counter() - start
+    log(f"  fused artifact: {len(artifact):,} bytes")
+
+    report = None
+    if check:
+        from edge_pqrnn.validate import validate
+
+        start = time.perf_counter()
+        report = validate(artifact, run_dir, examples=dataset.test, runtimes=runtimes)
+        seconds["validate"] = time.perf_counter() - start
+        for line in report.lines():
+            log(line)
+        if not report.passed:
+            error = AgreementError(
+                "validation failed, nothing was written"
+                + (f" ({out} is unchanged)" if out and Path(out).exists() else "")
+                + "; try --scheme int8-per-tensor, more calibration (--calibration-samples), or retrain")
+            error.report = report  # type: ignore[attr-defined]
+            raise error
+    path = None
+    if out is not None:
+        from edge_pqrnn._io import atomic_write_bytes
+
+        path = atomic_write_bytes(out, artifact)
+    return ExportResult(path, artifact, body, report, seconds)

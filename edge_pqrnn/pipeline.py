@@ -1,0 +1,72 @@
+"""The one orchestration of the stages that the CLI, tests and notebooks call."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from edge_pqrnn.projection import ProjectionSpec
+
+
+def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = None,
+              languages: list[str] | None = None, model_options: dict[str, Any] | None = None,
+              train_options: dict[str, Any] | None = None, overwrite: bool = False, progress: bool = True):
+    """Load ``data`` and train a run into ``out_dir``.
+
+    Args:
+        data: dataset spec (``atis``, ``snips``, ``multilingual``, ``csv:PATH``...).
+        out_dir: the run directory to create.
+        spec: projection parameters (default :class:`ProjectionSpec`).
+        languages: languages of a multilingual dataset.
+        model_options: :class:`edge_pqrnn.model.ModelConfig` fields.
+        train_options: :class:`edge_pqrnn.train.TrainConfig` fields.
+
+    Returns:
+        The :class:`edge_pqrnn.train.TrainResult`.
+    """
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.model import ModelConfig
+    from edge_pqrnn.train import TrainConfig, train
+
+    dataset = load_dataset(data, languages=languages)
+    model_config = ModelConfig(num_intents=max(1, len(dataset.intents)), num_tags=1,
+                               projection=spec or ProjectionSpec(), **(model_options or {}))
+    return train(dataset, model_config, TrainConfig(**(train_options or {})), out_dir, progress=progress,
+                 overwrite=overwrite)
+
+
+def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "test") -> dict[str, Any]:
+    """Metrics of a run on a split of its dataset (or of ``data``)."""
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.errors import ArtifactError
+    from edge_pqrnn.evaluate import evaluate
+    from edge_pqrnn.train import load_run
+
+    run = load_run(run_dir)
+    name = data or run.metrics.get("dataset")
+    if not name:
+        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass --data NAME")
+    dataset = load_dataset(name)
+    return evaluate(run, getattr(dataset, split))
+
+
+def quickstart(data: str = "atis", out_dir: str | Path = "runs/quickstart", max_minutes: float = 12.0,
+               log: Callable[[str], None] = print) -> Path:
+    """Train on ``data``, export the int8 artifact, validate it, and return its path."""
+    from edge_pqrnn.export import export
+
+    out_dir = Path(out_dir)
+    run_dir = out_dir / "run"
+    started = time.perf_counter()
+    if not (run_dir / "metrics.json").is_file():
+        train_run(data, run_dir, train_options={"max_minutes": max_minutes}, overwrite=True)
+    else:
+        log(f"reusing the finished run in {run_dir}")
+    artifact = out_dir / f"{data.split(':')[0]}.int8.tflite"
+    export(run_dir, artifact, data=data, log=log)
+    log(f"done in {time.perf_counter() - started:.0f} s")
+    return artifact
+
+
+__all__ = ["evaluate_run", "quickstart", "train_run"]
