@@ -171,6 +171,20 @@ def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibr
                f"{sum(result.seconds.values()):.1f} s")
 
 
+@main.command("benchmark")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--repeats", default=200, show_default=True, help="Timed calls per variant and text.")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
+def benchmark_command(run_dir: str, repeats: int, as_json: bool) -> None:
+    """Latency of the int8 vs float artifact (1 thread), with and without XNNPACK, as ratios
+    measured side by side in one run."""
+    from edge_pqrnn.benchmark import benchmark_run
+
+    result = benchmark_run(run_dir, repeats=repeats, log=(lambda _: None) if as_json else click.echo)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+
+
 @main.command("quickstart")
 @click.option("--data", default="atis", show_default=True, help="Dataset of the main job.")
 @click.option("--out-dir", default="runs/quickstart", show_default=True, type=click.Path(file_okay=False),
