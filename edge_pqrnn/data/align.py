@@ -105,7 +105,7 @@ def spans_from_tags(tags: Sequence[str], tokens: Sequence[Token]) -> tuple[Span,
         )
     spans: list[Span] = []
     current: list = []  # [start, end, type] of the open entity, or empty
-    for tag, token in zip(tags, tokens):
+    for tag, token in zip(tags, tokens, strict=True):
         if tag == OUTSIDE or token.special:
             kind, slot_type = OUTSIDE, ""
         elif len(tag) > 2 and tag[:2] in ("B-", "I-"):

@@ -23,10 +23,15 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from edge_pqrnn.data import _fillers
 from edge_pqrnn.data.records import Dataset, Example, Span, build_dataset, cap_per_intent, stable_bucket, stable_seed
 from edge_pqrnn.errors import DataError
+
+if TYPE_CHECKING:  # hassil is imported lazily: loading ATIS must not need it
+    from hassil.expression import Expression, ListReference, Sentence
+    from hassil.intents import IntentData, Intents, RangeSlotList
 
 #: Languages with at least 40 of the 42 intents (the measured well-covered set; the
 #: 30-39 band adds near-duplicates such as de-CH, sr/sr-Latn, pt and zh-HK).
@@ -69,15 +74,10 @@ def _import_hassil():
     return expression, intents_module, home_assistant_intents, get_rbnf_engine
 
 
-def available_languages() -> list[str]:
-    """Every language code home-assistant-intents ships (e.g. ``"pt-BR"``, ``"zh-CN"``)."""
-    return list(_import_hassil()[2].get_languages())
-
-
 class _Walker:
     """A seeded random walk over one language's parsed templates, recording slot spans."""
 
-    def __init__(self, language: str, intents, rng: random.Random) -> None:
+    def __init__(self, language: str, intents: Intents, rng: random.Random) -> None:
         self.expr, self.model, _, get_rbnf_engine = _import_hassil()
         self.language = language
         self.intents = intents
@@ -88,14 +88,17 @@ class _Walker:
         except ValueError:  # no RBNF rules (e.g. eu, ml): numbers stay digits
             self.numbers = None
         self._number_words: dict[int, list[str]] = {}
-
-    def sample(self, sentence, data) -> tuple[str, list[Span]]:
-        """One random sentence of a template: raw text and slot spans into it."""
-        self.data = data
+        # Per-sample state, reset by sample().
+        self.data: IntentData | None = None
         self.pieces: list[str] = []
         self.length = 0
         self.spans: list[Span] = []
         self.in_slot = False
+
+    def sample(self, sentence: Sentence, data: IntentData) -> tuple[str, list[Span]]:
+        """One random sentence of a template: raw text and slot spans into it."""
+        self.data = data
+        self.pieces, self.length, self.spans, self.in_slot = [], 0, [], False
         self._walk(sentence.expression, 0)
         return "".join(self.pieces), self.spans
 
@@ -103,7 +106,7 @@ class _Walker:
         self.pieces.append(text)
         self.length += len(text)
 
-    def _walk(self, node, depth: int) -> None:
+    def _walk(self, node: Expression, depth: int) -> None:
         e = self.expr
         if depth > _MAX_DEPTH:
             raise DataError(f"{self.language}: template recursion deeper than {_MAX_DEPTH} (rule cycle?)")
@@ -127,7 +130,7 @@ class _Walker:
         else:
             raise DataError(f"{self.language}: unexpected template node {type(node).__name__}")
 
-    def _list(self, ref, depth: int) -> None:
+    def _list(self, ref: ListReference, depth: int) -> None:
         # Nested lists (a list value that is itself a template with lists) belong to the
         # outer slot: record only the outermost span.
         outer = not self.in_slot
@@ -147,7 +150,7 @@ class _Walker:
             if self.length > start:
                 self.spans.append((start, self.length, _slot_type(ref)))
 
-    def _range(self, slot_list) -> str:
+    def _range(self, slot_list: RangeSlotList) -> str:
         fractions = slot_list.fraction_type is not None and self.rng.random() < 0.2
         if fractions:  # "21.5": digits only, fraction words are rare in commands
             value = self._number(slot_list.start, slot_list.stop, slot_list.step, words=False, digits=True)
@@ -167,7 +170,7 @@ class _Walker:
         return str(n)
 
 
-def _slot_type(ref) -> str:
+def _slot_type(ref: ListReference) -> str:
     # hassil reuses the slot name "name" for timers ({timer_name:name}); keep the list
     # name there so a timer name is not tagged like a device name.
     if ref.slot_name == "name" and ref.list_name != "name":
@@ -195,20 +198,17 @@ def clean_text(text: str, spans: Sequence[Span], language: str) -> tuple[str, tu
     for i, ch in enumerate(text):
         if ch == "\u200b":
             continue
-        if ch.isspace():
-            if not kept or text[kept[-1]] == " " or text[kept[-1]].isspace():
-                continue
+        if ch.isspace() and (not kept or text[kept[-1]].isspace()):
+            continue
         kept.append(i)
     while kept and text[kept[-1]].isspace():
         kept.pop()
     if language.split("-")[0] in _CJK_LANGUAGES:
+        # Kept spaces are never first or last, so both neighbours exist.
         kept = [
             i
             for j, i in enumerate(kept)
-            if not (
-                text[i].isspace()
-                and (_is_cjk(text[kept[j - 1]]) or (j + 1 < len(kept) and _is_cjk(text[kept[j + 1]])))
-            )
+            if not (text[i].isspace() and (_is_cjk(text[kept[j - 1]]) or _is_cjk(text[kept[j + 1]])))
         ]
     new_text = "".join(" " if text[i].isspace() else text[i] for i in kept)
     # position[k] = how many kept characters come before text index k
@@ -286,7 +286,12 @@ def _template_splits(language: str, intent: str, templates: list[str]) -> dict[s
     splits = {}
     for template in templates:
         bucket = stable_bucket(f"{language}|{intent}|{template}")
-        splits[template] = "test" if bucket < TEST_PERCENT else "dev" if bucket < TEST_PERCENT + DEV_PERCENT else "train"
+        if bucket < TEST_PERCENT:
+            splits[template] = "test"
+        elif bucket < TEST_PERCENT + DEV_PERCENT:
+            splits[template] = "dev"
+        else:
+            splits[template] = "train"
     if templates and "train" not in splits.values():
         # Without a train template the intent could never be learnt in this language:
         # move the template with the largest bucket (the most train-like) back.
@@ -330,9 +335,7 @@ def load_multilingual(
             split_rows[row["split"]].append(row["example"])
         train_texts = {ex.text for ex in split_rows["train"]}
         # The same sentence can come from two templates: keep held-out data unseen.
-        held_out = {
-            split: [ex for ex in split_rows[split] if ex.text not in train_texts] for split in ("dev", "test")
-        }
+        held_out = {split: [ex for ex in split_rows[split] if ex.text not in train_texts] for split in ("dev", "test")}
         dev_texts = {ex.text for ex in held_out["dev"]}
         held_out["test"] = [ex for ex in held_out["test"] if ex.text not in dev_texts]
         train = cap_per_intent(split_rows["train"], cap, seed)
@@ -362,4 +365,6 @@ def load_multilingual(
         "generation_seconds": round(elapsed, 2),
         "evaluation": "intent sets differ by language: report accuracy and macro-F1 per language",
     }
-    return build_dataset("multilingual", by_split["train"], by_split["dev"], by_split["test"], has_slots=True, notes=notes)
+    return build_dataset(
+        "multilingual", by_split["train"], by_split["dev"], by_split["test"], has_slots=True, notes=notes
+    )

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from edge_pqrnn.errors import DataError
 
@@ -77,9 +77,7 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest, "little")
 
 
-def cap_per_intent(
-    examples: Sequence[Example], max_per_intent: int | None, seed: int
-) -> list[Example]:
+def cap_per_intent(examples: Sequence[Example], max_per_intent: int | None, seed: int) -> list[Example]:
     """Keep at most ``max_per_intent`` examples per (language, intent), chosen by seed.
 
     Args:
@@ -172,11 +170,3 @@ def build_dataset(
         languages=languages,
         notes=notes,
     )
-
-
-def filter_languages(examples: Iterable[Example], languages: Sequence[str] | None) -> list[Example]:
-    """The examples whose language is in ``languages`` (all when ``None``)."""
-    if languages is None:
-        return list(examples)
-    wanted = set(languages)
-    return [ex for ex in examples if ex.language in wanted]

@@ -171,7 +171,7 @@ def load_snips(
             raise DataError(f"SNIPS {split}: {len(word_lists)} utterances but {len(label_lists)} labels")
         converted[split] = [
             Example(" ".join(words), labels[0] if isinstance(labels, list) else str(labels))
-            for words, labels in zip(word_lists, label_lists)
+            for words, labels in zip(word_lists, label_lists, strict=True)
         ]
     notes = {
         "source": str(path),
