@@ -1,0 +1,74 @@
+"""export: a trained run becomes one int8 .tflite that takes raw text, written atomically."""
+
+import numpy as np
+import pytest
+from hostile_texts import HOSTILE
+
+from edge_pqrnn.converters.tflite_fuse import read_metadata
+from edge_pqrnn.data import load_dataset
+from edge_pqrnn.errors import ArtifactError
+from edge_pqrnn.export import export
+from edge_pqrnn.pipeline import train_run
+from edge_pqrnn.projection import ProjectionSpec
+from edge_pqrnn.quant.ptq import analyse
+from edge_pqrnn.runtimes import interpreter, run_signature
+from edge_pqrnn.train import load_run
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    train_run("fixture:atis", run_dir, spec=ProjectionSpec(feature_size=64, max_tokens=24),
+              model_options={"bottleneck": 32, "state": 32}, train_options={"epochs": 4}, progress=False)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("artifact") / "model.tflite"
+    return export(tiny_run, out, check=False, log=lambda _: None)
+
+
+def test_artifact_is_int8_with_text_signature_and_metadata(exported, tiny_run):
+    run = load_run(tiny_run)
+    assert exported.path.read_bytes() == exported.artifact
+    assert exported.quantization.float_ops == 0
+    ops, types, _ = analyse(exported.artifact)
+    assert ops["CUSTOM"] == 1 and ops["QUANTIZE"] == 3  # the op, then its 3 float outputs enter int8
+    meta = read_metadata(exported.artifact)
+    assert meta["intents"] == list(run.labels.intents) and meta["tags"] == list(run.labels.tags)
+    assert meta["projection"] == run.spec.to_dict() and meta["dataset"] == "fixture:atis"
+    runner = interpreter(exported.artifact).get_signature_runner("serving_default")
+    details = runner.get_input_details()
+    assert list(details) == ["text"] and details["text"]["dtype"] == np.bytes_
+    assert sorted(runner.get_output_details()) == ["intent_logits", "num_tokens", "slot_logits"]
+
+
+def test_int8_agrees_with_float_and_runtimes_agree_exactly(exported, tiny_run):
+    run = load_run(tiny_run)
+    texts = [ex.text for ex in load_dataset("fixture:atis").test]
+    reference = run.predict(texts)
+    outs = {rt: run_signature(interpreter(exported.artifact, rt), texts) for rt in ("litert", "tflite")}
+    for name in outs["litert"]:
+        assert np.array_equal(outs["litert"][name], outs["tflite"][name]), name
+    agreement = (outs["litert"]["intent_logits"].argmax(1) == reference.intent.argmax(1)).mean()
+    assert agreement >= 0.9
+    assert np.abs(outs["litert"]["intent_logits"] - reference.intent).max() < 0.5
+
+
+def test_batch_and_one_by_one_give_identical_outputs_on_hostile_texts(exported):
+    texts = list(HOSTILE.values())
+    for runtime in ("litert", "tflite"):
+        interp = interpreter(exported.artifact, runtime)
+        batch = run_signature(interp, texts)
+        for i, text in enumerate(texts):
+            single = run_signature(interp, [text])
+            for name in batch:
+                assert np.array_equal(batch[name][i], single[name][0]), (runtime, name, i)
+        assert np.isfinite(batch["intent_logits"]).all()
+
+
+def test_export_of_a_missing_run_fails_clearly(tmp_path):
+    with pytest.raises(ArtifactError):
+        export(tmp_path / "nope", tmp_path / "x.tflite", check=False, log=lambda _: None)
+    assert not (tmp_path / "x.tflite").exists()
