@@ -1,0 +1,522 @@
+"""Train a pQRNN on a dataset and write a run directory; load it back.
+
+A run directory holds::
+
+    config.json        the ModelConfig (projection spec included)
+    labels.json        intents, tag vocabulary, slot types
+    model.weights.h5   the Keras weights (best dev epoch)
+    history.json       one entry per epoch: losses, learning rate, dev metrics, seconds
+    metrics.json       dev (and test) metrics, best epoch, time, parameter count
+
+Training happens in a hidden temporary directory next to the target, which is renamed
+into place only when everything is written; ``metrics.json`` is written last, so an
+interrupted run never leaves a directory that looks finished.
+
+Example:
+    >>> from edge_pqrnn.data import load_dataset
+    >>> result = train(load_dataset("fixture:atis"), None, TrainConfig(epochs=2), "runs/demo")  # doctest: +SKIP
+    >>> run = load_run("runs/demo")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from edge_pqrnn.data.align import bio_tags, tag_vocabulary
+from edge_pqrnn.data.records import Dataset, Example
+from edge_pqrnn.errors import ArtifactError, ConfigError, DataError
+from edge_pqrnn.evaluate import Labels, Logits, score
+from edge_pqrnn.model import INTENT_OUTPUT, SLOT_OUTPUT, ModelConfig, build_model, count_params
+from edge_pqrnn.projection import Projection, ProjectionSpec, Token, project
+
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.json"
+WEIGHTS_FILE = "model.weights.h5"
+HISTORY_FILE = "history.json"
+#: Written last: its presence marks a finished run.
+METRICS_FILE = "metrics.json"
+
+_PROJECT_CHUNK = 512  # texts projected at once (bounds the float32 [B, T, F] buffer)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Args:
+        epochs: maximum number of passes over the training set.
+        batch_size: examples per step.
+        learning_rate: peak Adam learning rate (cosine decay to 5% over ``epochs``).
+        patience: stop after this many epochs without a better dev score
+            (intent accuracy + slot F1); the best epoch's weights are restored.
+        seed: seeds shuffling, initialisation, dropout/zoneout and distortion.
+        label_smoothing: label smoothing of both cross-entropies.
+        slot_loss_weight: weight of the slot loss against the intent loss.
+        clipnorm: global gradient-norm clip.
+        max_minutes: optional wall-clock budget; training stops after the epoch that
+            exceeds it (the best epoch so far is kept).
+
+    Raises:
+        ConfigError: a value is out of range.
+    """
+
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    patience: int = 8
+    seed: int = 0
+    label_smoothing: float = 0.0
+    slot_loss_weight: float = 1.0
+    clipnorm: float = 5.0
+    max_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"train {name} must be a positive integer, got {value!r}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not self.slot_loss_weight >= 0:
+            raise ConfigError(f"slot_loss_weight must be >= 0, got {self.slot_loss_weight!r}")
+        if not self.clipnorm > 0:
+            raise ConfigError(f"clipnorm must be positive, got {self.clipnorm!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes must be positive or None, got {self.max_minutes!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (recorded in ``metrics.json``)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        run_dir: the finished run directory.
+        model: the trained Keras model (best dev weights).
+        config: the model configuration used.
+        labels: the label vocabularies.
+        metrics: the content of ``metrics.json``.
+        history: the content of ``history.json``.
+    """
+
+    run_dir: Path
+    model: keras.Model
+    config: ModelConfig
+    labels: Labels
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished run loaded by :func:`load_run`; also a predictor for ``evaluate()``.
+
+    Attributes:
+        path: the run directory.
+        config: the model configuration.
+        labels: the label vocabularies.
+        model: the Keras model with the run's weights.
+        metrics: the content of ``metrics.json``.
+    """
+
+    path: Path
+    config: ModelConfig
+    labels: Labels
+    model: keras.Model
+    metrics: dict[str, Any]
+
+    @property
+    def spec(self) -> ProjectionSpec:
+        """The projection spec the model was trained with."""
+        return self.config.projection
+
+    def predict(self, texts: Sequence[str], batch_size: int = 256) -> Logits:
+        """Float logits for raw texts (numpy projection -> Keras model).
+
+        Args:
+            texts: the utterances.
+            batch_size: texts per model call.
+
+        Returns:
+            Intent logits [N, num_intents] and slot logits [N, T, num_tags] (or None).
+        """
+        intents, slots = [], []
+        for i in range(0, len(texts), batch_size):
+            p = project(list(texts[i : i + batch_size]), self.spec)
+            out = self.model(_model_inputs(p.features, p.mask, p.pool_weights), training=False)
+            intents.append(np.asarray(out[INTENT_OUTPUT]))
+            if SLOT_OUTPUT in out:
+                slots.append(np.asarray(out[SLOT_OUTPUT]))
+        return _concat_logits(intents, slots, self.config)
+
+
+class _Split:
+    """A split projected once: token feature rows kept compactly as int8.
+
+    The dense float32 [N, T, F] array would be ~0.6 GB for ATIS train at T=64, F=512;
+    the text's rows alone are ~5x smaller in int8 and batches are re-padded on demand.
+    """
+
+    def __init__(self, examples: Sequence[Example], spec: ProjectionSpec, rng: np.random.Generator | None = None):
+        self.spec = spec
+        chunks: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        self.tokens: list[list[Token]] = []
+        for i in range(0, len(examples), _PROJECT_CHUNK):
+            p: Projection = project([ex.text for ex in examples[i : i + _PROJECT_CHUNK]], spec, rng=rng)
+            chunks += [p.features[b, : p.num_tokens[b]].astype(np.int8) for b in range(len(p.num_tokens))]
+            counts.append(p.num_tokens)
+            self.tokens += p.tokens
+        self.rows = np.concatenate(chunks) if chunks else np.zeros((0, spec.feature_size), np.int8)
+        self.num_tokens = np.concatenate(counts) if counts else np.zeros((0,), np.int32)
+        self.offsets = np.concatenate([[0], np.cumsum(self.num_tokens)])
+
+    def __len__(self) -> int:
+        return len(self.num_tokens)
+
+    def inputs(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """Model inputs of the examples at ``index``, exactly as ``project()`` builds them."""
+        T, F = self.spec.max_tokens, self.spec.feature_size
+        features = np.zeros((len(index), T, F), np.float32)
+        for b, i in enumerate(index):
+            features[b, : self.num_tokens[i]] = self.rows[self.offsets[i] : self.offsets[i + 1]]
+        n = self.num_tokens[index]
+        mask = (np.arange(T)[None, :] < n[:, None]).astype(np.float32)
+        # float32 1/n, as project() computes it, so cached and fresh inputs are identical.
+        pool = mask * (np.float32(1.0) / n.astype(np.float32))[:, None]
+        return _model_inputs(features, mask, pool)
+
+
+def _model_inputs(features: np.ndarray, mask: np.ndarray, pool_weights: np.ndarray) -> dict[str, np.ndarray]:
+    return {"features": features, "mask": mask, "pool_weights": pool_weights}
+
+
+def _concat_logits(intents: list[np.ndarray], slots: list[np.ndarray], config: ModelConfig) -> Logits:
+    T = config.projection.max_tokens
+    intent = np.concatenate(intents) if intents else np.zeros((0, config.num_intents), np.float32)
+    if not config.slot_head:
+        return Logits(intent, None)
+    slot = np.concatenate(slots) if slots else np.zeros((0, T, config.num_tags), np.float32)
+    return Logits(intent, slot)
+
+
+def _targets(
+    examples: Sequence[Example], split: _Split, labels: Labels, with_slots: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Intent ids [N] and tag ids [N, T] (0 = "O" on padded rows, masked in the loss)."""
+    intent_index = {name: i for i, name in enumerate(labels.intents)}
+    unknown = sorted({ex.intent for ex in examples} - set(intent_index))
+    if unknown:
+        raise DataError(f"training intents {unknown[:5]} are missing from dataset.intents; rebuild the dataset")
+    intents = np.array([intent_index[ex.intent] for ex in examples], np.int32)
+    if not with_slots:
+        return intents, None
+    tag_index = {tag: i for i, tag in enumerate(labels.tags)}
+    tags = np.zeros((len(examples), split.spec.max_tokens), np.int32)
+    for n, (ex, rows) in enumerate(zip(examples, split.tokens)):
+        for t, tag in enumerate(bio_tags(ex, rows)):
+            if tag not in tag_index:
+                raise DataError(
+                    f"training tag {tag!r} (in {ex.text!r}) is not in the tag vocabulary built from "
+                    "dataset.slot_types; rebuild the dataset"
+                )
+            tags[n, t] = tag_index[tag]
+    return intents, tags
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _check_target(out_dir: Path, overwrite: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ArtifactError(f"{out_dir} exists and is not a directory; choose another output directory")
+    if (out_dir / METRICS_FILE).exists() and not overwrite:
+        raise ArtifactError(
+            f"{out_dir} already holds a finished run; pass overwrite=True (CLI: --overwrite) to "
+            "replace it, or choose another output directory"
+        )
+    if any(out_dir.iterdir()) and not overwrite:
+        raise ArtifactError(
+            f"{out_dir} exists, is not empty and is not a finished run; remove it, pass "
+            "overwrite=True (CLI: --overwrite) or choose another output directory"
+        )
+
+
+def _publish(tmp_dir: Path, out_dir: Path) -> None:
+    """Move the finished temporary run into place, replacing any old one."""
+    old = None
+    if out_dir.exists():
+        # rename() cannot replace a non-empty directory: move the old one aside first.
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+        out_dir.rename(old / "run")
+    tmp_dir.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def train(
+    dataset: Dataset,
+    model_config: ModelConfig | None,
+    train_config: TrainConfig | None,
+    out_dir: str | Path,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train a pQRNN on ``dataset`` and write a finished run directory.
+
+    Args:
+        dataset: the dataset (its train split trains, dev selects the epoch, test is
+            scored at the end when not empty).
+        model_config: the model; ``None`` uses the defaults. Its ``num_intents`` /
+            ``num_tags`` / ``slot_head`` are set from the dataset's labels.
+        train_config: optimisation settings; ``None`` uses the defaults.
+        out_dir: the run directory to create.
+        progress: show the parameter count, a progress bar and one line per epoch.
+        overwrite: replace an existing run directory.
+
+    Returns:
+        A :class:`TrainResult` with the model (best dev weights) and its metrics.
+
+    Raises:
+        ArtifactError: ``out_dir`` already holds a run and ``overwrite`` is false.
+        DataError: the dataset has no dev examples or inconsistent labels.
+        ConfigError: invalid settings.
+
+    Example:
+        >>> result = train(load_dataset("atis"), None, TrainConfig(max_minutes=10), "runs/atis")  # doctest: +SKIP
+        >>> result.metrics["test"]["intent_accuracy"]  # doctest: +SKIP
+        0.964
+    """
+    train_config = train_config or TrainConfig()
+    out_dir = Path(out_dir)
+    _check_target(out_dir, overwrite)
+    if not dataset.dev:
+        raise DataError(f"{dataset.name}: the dev split is empty; early stopping needs dev examples")
+    labels = Labels(
+        intents=tuple(dataset.intents),
+        tags=tuple(tag_vocabulary(dataset.slot_types)) if dataset.has_slots else (),
+        slot_types=tuple(dataset.slot_types) if dataset.has_slots else (),
+    )
+    base = model_config or ModelConfig(num_intents=len(labels.intents), slot_head=False)
+    config = dataclasses.replace(
+        base, num_intents=len(labels.intents), num_tags=len(labels.tags), slot_head=dataset.has_slots
+    )
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        keras.utils.set_random_seed(train_config.seed)
+        _write_json(tmp_dir / CONFIG_FILE, config.to_dict())
+        _write_json(tmp_dir / LABELS_FILE, labels.to_dict())
+        result = _fit(dataset, config, labels, train_config, tmp_dir, progress)
+        _publish(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    result.run_dir = out_dir
+    return result
+
+
+def _fit(
+    dataset: Dataset,
+    config: ModelConfig,
+    labels: Labels,
+    tc: TrainConfig,
+    run_dir: Path,
+    progress: bool,
+) -> TrainResult:
+    """The training loop proper; writes weights, history and (last) metrics into run_dir."""
+    started = time.monotonic()
+    spec = config.projection
+    rng = np.random.default_rng(tc.seed)
+    distort = spec.distortion > 0
+    train_split = _Split(dataset.train, spec, rng if distort else None)
+    dev_split = _Split(dataset.dev, spec)
+    intent_ids, tag_ids = _targets(dataset.train, train_split, labels, config.slot_head)
+
+    model = build_model(config)
+    num_params = count_params(config)
+    if progress:
+        print(f"pQRNN model: {num_params:,} parameters ({len(dataset.train)} train / {len(dataset.dev)} dev examples)")
+
+    steps_per_epoch = math.ceil(len(train_split) / tc.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(tc.learning_rate, tc.epochs * steps_per_epoch, alpha=0.05)
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=tc.clipnorm)
+    train_step = _make_train_step(model, optimizer, config, tc)
+    predict_step = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+
+    def predict_split(split: _Split) -> Logits:
+        intents, slots = [], []
+        for i in range(0, len(split), 256):
+            out = predict_step(split.inputs(np.arange(i, min(i + 256, len(split)))))
+            intents.append(out[INTENT_OUTPUT].numpy())
+            if config.slot_head:
+                slots.append(out[SLOT_OUTPUT].numpy())
+        return _concat_logits(intents, slots, config)
+
+    history: list[dict[str, Any]] = []
+    best_score, best_epoch, best_weights, best_dev = -math.inf, 0, model.get_weights(), {}
+    for epoch in range(1, tc.epochs + 1):
+        epoch_start = time.monotonic()
+        if distort and epoch > 1:  # fresh noise each epoch; epoch 1 reuses the first projection
+            train_split = _Split(dataset.train, spec, rng)
+        order = rng.permutation(len(train_split))
+        totals = np.zeros(3)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
+        for step in range(steps_per_epoch):
+            index = order[step * tc.batch_size : (step + 1) * tc.batch_size]
+            inputs = train_split.inputs(index)
+            slot_targets = tag_ids[index] if tag_ids is not None else np.zeros((len(index), 1), np.int32)
+            losses = np.array([float(v) for v in train_step(inputs, intent_ids[index], slot_targets)])
+            totals += losses
+            bar.update()
+            bar.set_postfix(loss=f"{totals[0] / (step + 1):.4f}")
+        bar.close()
+        dev = score(dataset.dev, predict_split(dev_split), dev_split.tokens, labels)
+        dev_score = dev["intent_accuracy"] + (dev["slot_f1"] if config.slot_head else 0.0)
+        entry = {
+            "epoch": epoch,
+            "loss": totals[0] / steps_per_epoch,
+            "intent_loss": totals[1] / steps_per_epoch,
+            "slot_loss": totals[2] / steps_per_epoch,
+            "learning_rate": float(schedule(epoch * steps_per_epoch)),
+            "dev": dev,
+            "seconds": time.monotonic() - epoch_start,
+        }
+        history.append(entry)
+        improved = dev_score > best_score
+        if improved:
+            best_score, best_epoch, best_weights, best_dev = dev_score, epoch, model.get_weights(), dev
+        if progress:
+            slot_text = f" slot F1 {dev['slot_f1']:.4f}" if config.slot_head else ""
+            tqdm.write(
+                f"epoch {epoch:>3}: loss {entry['loss']:.4f}  dev intent {dev['intent_accuracy']:.4f}"
+                f"{slot_text}  ({entry['seconds']:.0f}s){'  *best' if improved else ''}"
+            )
+        if epoch - best_epoch >= tc.patience:
+            break
+        if tc.max_minutes is not None and time.monotonic() - started > 60 * tc.max_minutes:
+            break
+
+    model.set_weights(best_weights)
+    model.save_weights(run_dir / WEIGHTS_FILE)
+    _write_json(run_dir / HISTORY_FILE, history)
+    metrics: dict[str, Any] = {
+        "dataset": dataset.name,
+        "dev": best_dev,
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "train_seconds": time.monotonic() - started,
+        "num_params": num_params,
+        "train_config": tc.to_dict(),
+    }
+    if dataset.test:
+        test_split = _Split(dataset.test, spec)
+        metrics["test"] = score(dataset.test, predict_split(test_split), test_split.tokens, labels)
+    _write_json(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
+    if progress:
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", best_dev).items() if isinstance(v, float))
+        print(f"best epoch {best_epoch}; {'test' if dataset.test else 'dev'}: {summary}")
+    return TrainResult(run_dir, model, config, labels, metrics, history)
+
+
+def _make_train_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelConfig, tc: TrainConfig) -> Any:
+    """A compiled step: intent CE + weight * slot CE averaged over real (mask=1) tokens."""
+    smoothing = tc.label_smoothing
+
+    def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        onehot = tf.one_hot(targets, tf.shape(logits)[-1])
+        if smoothing:
+            onehot = onehot * (1.0 - smoothing) + smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)
+        return tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+
+    @tf.function(reduce_retracing=True)
+    def step(inputs: dict[str, tf.Tensor], intents: tf.Tensor, tags: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            out = model(inputs, training=True)
+            intent_loss = tf.reduce_mean(cross_entropy(intents, out[INTENT_OUTPUT]))
+            slot_loss = tf.constant(0.0)
+            if config.slot_head:
+                mask = inputs["mask"]
+                slot_loss = tf.reduce_sum(cross_entropy(tags, out[SLOT_OUTPUT]) * mask) / tf.reduce_sum(mask)
+            loss = intent_loss + tc.slot_loss_weight * slot_loss
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, intent_loss, slot_loss
+
+    return step
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: {what}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not readable JSON ({exc}); re-run training") from exc
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Load a finished run directory written by :func:`train`.
+
+    Args:
+        run_dir: the run directory.
+
+    Returns:
+        A :class:`Run` with the configuration, labels, metrics and Keras model.
+
+    Raises:
+        ArtifactError: the directory does not exist, is unfinished (no metrics.json),
+            or a file is missing, corrupt or does not match the configuration.
+
+    Example:
+        >>> run = load_run("runs/atis")  # doctest: +SKIP
+        >>> run.labels.intents[run.predict(["flights to boston"]).intent.argmax()]  # doctest: +SKIP
+        'atis_flight'
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArtifactError(f"run directory {run_dir} does not exist; train one with edge_pqrnn.train.train()")
+    metrics = _read_json(
+        run_dir / METRICS_FILE, "the run did not finish (interrupted or still training); re-run training"
+    )
+    try:
+        config = ModelConfig.from_dict(_read_json(run_dir / CONFIG_FILE, "not a run directory written by train()"))
+        labels = Labels.from_dict(_read_json(run_dir / LABELS_FILE, "not a run directory written by train()"))
+    except ConfigError as exc:
+        raise ArtifactError(f"{run_dir}: invalid config or labels ({exc}); re-run training") from exc
+    if len(labels.intents) != config.num_intents or (config.slot_head and len(labels.tags) != config.num_tags):
+        raise ArtifactError(
+            f"{run_dir}: labels.json ({len(labels.intents)} intents, {len(labels.tags)} tags) does not match "
+            f"config.json ({config.num_intents} intents, {config.num_tags} tags); re-run training"
+        )
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ArtifactError(f"{weights} is missing; re-run training")
+    model = build_model(config)
+    try:
+        model.load_weights(weights)
+    except Exception as exc:  # h5py/keras raise several types for corrupt or mismatched files
+        raise ArtifactError(f"{weights} cannot be loaded into the configured model ({exc}); re-run training") from exc
+    return Run(run_dir, config, labels, model, metrics)
