@@ -1,0 +1,136 @@
+"""``edge-pqrnn validate``, ``predict`` and ``inspect``: thin commands over
+:mod:`edge_pqrnn.validate`, :mod:`edge_pqrnn.artifact` and :mod:`edge_pqrnn.inspect_artifact`.
+
+Each is a standalone ``click.Command`` registered in ``edge_pqrnn/cli.py`` with
+``main.add_command(...)``; each turns an :class:`EdgePqrnnError` into one line
+``error: ...`` on stderr and exit code 2 (no traceback), also when run on its own.
+Exit codes: 0 ok, 1 a validation check failed, 2 an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from edge_pqrnn.errors import EdgePqrnnError
+
+RUNTIME_CHOICES = ("litert", "tflite", "tflite-runtime", "all")
+EXIT_CHECK_FAILED, EXIT_ERROR = 1, 2
+
+
+def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Report edge-pqrnn errors as ``error: <message>`` and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EdgePqrnnError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper
+
+
+def _runtimes(choices: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """``--runtime`` values -> (in-process runtimes, legacy flag)."""
+    chosen = set(choices) or {"litert", "tflite"}
+    if "all" in chosen:
+        chosen = {"litert", "tflite", "tflite-runtime"}
+    return tuple(r for r in ("litert", "tflite") if r in chosen), "tflite-runtime" in chosen
+
+
+@click.command("validate")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--reference", required=True, type=click.Path(),
+              help="The run directory the artifact was exported from (its float model is the reference).")
+@click.option("--runtime", "runtime", multiple=True, type=click.Choice(RUNTIME_CHOICES),
+              help="Runtime to run the artifact in (repeatable; default: litert and tflite; "
+                   "tflite-runtime = 2.14 in its own venv; all = the three).")
+@click.option("--data", default=None,
+              help="Dataset whose test split to compare on (default: the run's own), e.g. atis, csv:PATH.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_one_line_errors
+def validate_command(artifact: str, reference: str, runtime: tuple[str, ...], data: str | None,
+                     as_json: bool) -> None:
+    """Compare ARTIFACT with its float reference run: agreement, accuracy, runtimes.
+
+    One ✓/✗ line per check; exits 1 when a check fails.
+    """
+    from edge_pqrnn.validate import validate
+
+    runtimes, legacy = _runtimes(runtime)
+    examples = None
+    if data is not None:
+        from edge_pqrnn.data import load_dataset
+
+        dataset = load_dataset(data)
+        examples = dataset.test or dataset.dev
+    report = validate(artifact, reference, examples=examples, runtimes=runtimes, legacy=legacy,
+                      log=lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in report.lines():
+            click.echo(line)
+        click.echo("passed" if report.passed else f"FAILED: {len(report.failures)} check(s)")
+    if not report.passed:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def _stdin_texts() -> list[bytes]:
+    """Lines of stdin as raw bytes (invalid UTF-8 reaches the model as it is)."""
+    stream = click.get_binary_stream("stdin")
+    return [line.rstrip(b"\r\n") for line in stream]
+
+
+@click.command("predict")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.argument("texts", nargs=-1)
+@click.option("--runtime", type=click.Choice(("litert", "tflite")), default="litert", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per text.")
+@_one_line_errors
+def predict_command(artifact: str, texts: tuple[str, ...], runtime: str, as_json: bool) -> None:
+    """Intent, score and slot spans for each TEXT (no TEXT: one text per stdin line)."""
+    from edge_pqrnn.artifact import Artifact
+
+    # Arguments back to their exact bytes (undecodable bytes came in as surrogate escapes).
+    batch = [os.fsencode(t) for t in texts] if texts else _stdin_texts()
+    with Artifact.load(artifact, runtime=runtime) as model:
+        predictions = model.predict(batch)
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False))
+        return
+    for p in predictions:
+        click.echo(f"{p.intent}\t{p.score:.3f}\t{json.dumps(p.text, ensure_ascii=False)}")
+        for span in p.slots:
+            click.echo(f"  {span.slot_type} [{span.start}, {span.end}) {json.dumps(span.text, ensure_ascii=False)}")
+
+
+@click.command("inspect")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@_one_line_errors
+def inspect_command(artifact: str, as_json: bool) -> None:
+    """Signature, ops, tensor types, metadata and bytes per block of ARTIFACT (any .tflite).
+
+    Exits 1 when the file is not a usable edge-pqrnn artifact (its problems are listed).
+    """
+    from edge_pqrnn.inspect_artifact import inspect, render
+
+    info = inspect(artifact)
+    click.echo(json.dumps(info, indent=2, ensure_ascii=False) if as_json else render(info))
+    if info["problems"]:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+#: The commands, for ``for command in COMMANDS: main.add_command(command)``.
+COMMANDS = (validate_command, predict_command, inspect_command)
+
+__all__ = ["COMMANDS", "inspect_command", "predict_command", "validate_command"]

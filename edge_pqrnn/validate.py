@@ -1,0 +1,435 @@
+"""Compare an int8 artifact with its float reference, in every runtime: data, not a bool.
+
+The reference is the run the artifact was exported from: its Keras float32 model fed by
+the numpy projection (bit-exact with the op). Both see the same texts: the run's test
+split (or the texts/examples given) plus :data:`HOSTILE_TEXTS`. The report holds the
+numbers (agreement, logit differences, accuracy, bytes, one row per runtime) and one
+✓/✗ line per check; the caller decides what is fatal (``edge-pqrnn export`` refuses to
+write a failing artifact, ``edge-pqrnn validate`` exits 1).
+
+Example:
+    >>> report = validate("atis.int8.tflite", "runs/atis")  # doctest: +SKIP
+    >>> print("\\n".join(report.lines()))  # doctest: +SKIP
+    ✓ labels and projection: the artifact matches the reference run (22 intents, 121 tags, T=64, F=512)
+    ✓ intent agreement (litert vs float): 1.0000 (0 of 905 texts differ) >= 0.995
+    ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pqrnn.artifact import INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, check
+from edge_pqrnn.data.records import Example
+from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError
+from edge_pqrnn.evaluate import Labels, Logits, score
+from edge_pqrnn.projection import ProjectionSpec, Token
+from edge_pqrnn.projection.reference import decode, token_rows
+
+#: The in-process runtimes, and the legacy one that runs in its own venv.
+RUNTIMES = ("litert", "tflite")
+LEGACY_RUNTIME = "tflite-runtime"
+
+#: Texts that try to break the projection; every runtime must give finite outputs and
+#: the reference's token count for each (the same set as tests/hostile_texts.py).
+HOSTILE_TEXTS: dict[str, bytes] = {
+    "empty": b"",
+    "whitespace_only": " \t\n\r\x0b\x0c\u00a0\u3000\u2028".encode(),
+    "nul_bytes": b"abc\x00def\x00\x00",
+    "invalid_utf8": b"\xff\xfe\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80abc\xe2\x82",
+    "lone_surrogates": "x\ud800y\udfffz".encode("utf-8", "surrogatepass"),
+    "rtl_and_marks": "שָׁלוֹם عَرَبِيّ \u200f\u202eabc\u202c".encode(),
+    "combining_only": "\u0301\u0308\u0327".encode(),
+    "emoji_zwj": "👨‍👩‍👧‍👦 🇩🇪 👍🏽".encode(),
+    "cjk_thai": "明天去北京 สวัสดีครับ\u200bวันนี้ 안녕하세요".encode(),
+    "long_token": ("a" * 100_000).encode(),
+    "many_tokens": ("word " * 20_000).encode(),
+    "huge_mixed": ("Zürich 明天 🙂, ok? " * 6_000).encode(),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Pass marks (defaults: DESIGN.md §5, what plain int8 PTQ reaches on ATIS).
+
+    Attributes:
+        intent_agreement: minimum fraction of texts whose arg-max intent equals the float one.
+        slot_agreement: minimum fraction of token rows (padding excluded, markers
+            included) whose arg-max tag equals the float one.
+        max_accuracy_drop: largest allowed ``float - int8`` intent accuracy.
+    """
+
+    intent_agreement: float = 0.995
+    slot_agreement: float = 0.99
+    max_accuracy_drop: float = 0.005
+
+
+@dataclasses.dataclass
+class RuntimeResult:
+    """The artifact in one runtime, compared with the float reference.
+
+    Attributes:
+        name: ``litert``, ``tflite`` or ``tflite-runtime``.
+        loaded: whether the artifact opened and ran.
+        version: the runtime package's version.
+        intent_agreement, slot_agreement, max_abs_diff: against the float reference
+            (None when not loaded or when the shapes differ from the reference's).
+        snr_db: signal-to-noise ratio of the logits, ``10 log10(sum ref^2 / sum
+            (out - ref)^2)`` over intent logits and unpadded slot rows (int8 noise gives
+            tens of dB; another model's logits about 0 dB).
+        num_tokens_match: texts whose op token count equals the numpy reference's.
+        finite: all outputs are finite numbers.
+        identical_to_litert: outputs bit-identical to ai_edge_litert's (None for litert
+            itself or when litert did not run).
+        error: why it did not load or run.
+    """
+
+    name: str
+    loaded: bool
+    version: str = ""
+    intent_agreement: float | None = None
+    slot_agreement: float | None = None
+    max_abs_diff: float | None = None
+    snr_db: float | None = None
+    num_tokens_match: int | None = None
+    finite: bool | None = None
+    identical_to_litert: bool | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One line of the report: ``passed`` is None for a number shown without a threshold."""
+
+    name: str
+    passed: bool | None
+    line: str
+
+
+@dataclasses.dataclass
+class ValidationReport:
+    """Everything :func:`validate` measured.
+
+    Attributes:
+        artifact: the artifact's path (or ``"<bytes>"``).
+        reference: the reference run directory.
+        num_texts: texts compared (labelled examples + given texts + hostile texts).
+        num_examples: labelled examples among them (accuracy is measured on these).
+        intent_agreement, slot_agreement, max_abs_diff, snr_db: of the primary runtime
+            (the first of ``runtimes`` that loaded, litert by default).
+        primary: the primary runtime's name (None when none loaded).
+        bytes: the artifact's size.
+        runtimes: one :class:`RuntimeResult` per runtime asked for.
+        accuracy: ``{"float": {...}, "int8": {...}}`` with ``intent_accuracy`` and
+            ``slot_f1`` (None without labelled examples).
+        thresholds: the pass marks used.
+        checks: the checks, in report order.
+    """
+
+    artifact: str
+    reference: str
+    num_texts: int
+    num_examples: int
+    intent_agreement: float | None
+    slot_agreement: float | None
+    max_abs_diff: float | None
+    snr_db: float | None
+    primary: str | None
+    bytes: int
+    runtimes: dict[str, RuntimeResult]
+    accuracy: dict[str, dict[str, float | None]] | None
+    thresholds: Thresholds
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed."""
+        return all(c.passed is not False for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        """The failed checks."""
+        return [c for c in self.checks if c.passed is False]
+
+    def lines(self) -> list[str]:
+        """One line per check: ``✓`` passed, ``✗`` failed, ``·`` a number without threshold."""
+        marks = {True: "✓", False: "✗", None: "·"}
+        return [f"{marks[c.passed]} {c.line}" for c in self.checks]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field, plus ``passed``."""
+        data = dataclasses.asdict(self)
+        data["passed"] = self.passed
+        return data
+
+
+def _resolve_examples(run: Any, metadata: dict[str, Any], texts: Sequence[str | bytes] | None,
+                      examples: Sequence[Example] | None) -> list[Example]:
+    """The labelled examples to score: given ones, else the test (or dev) split of the
+    dataset the run (or the artifact) names; none when only texts were given."""
+    if examples is not None:
+        return list(examples)
+    if texts is not None:
+        return []
+    from edge_pqrnn.data import load_dataset
+
+    name = run.metrics.get("dataset") or metadata.get("dataset")
+    if not name:
+        raise ConfigError(f"{run.path}: neither the run nor the artifact names its dataset; pass examples= or "
+                          "texts= (CLI: --data NAME)")
+    try:
+        dataset = load_dataset(name)
+    except DataError as exc:
+        raise DataError(f"cannot load the dataset {name!r} the run names ({exc}); pass examples= or texts= "
+                        "(CLI: --data NAME)") from exc
+    split = dataset.test or dataset.dev
+    if not split:
+        raise DataError(f"dataset {name!r} has no test or dev examples to validate on; pass examples= or texts= "
+                        "(CLI: --data NAME)")
+    return list(split)
+
+
+def _spec_without_distortion(spec: ProjectionSpec) -> ProjectionSpec:
+    # Distortion is training-only noise: the op never applies it, so it is no mismatch.
+    return dataclasses.replace(spec, distortion=0.0)
+
+
+def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray], ref_counts: np.ndarray,
+             result: RuntimeResult) -> None:
+    """Fill ``result`` with agreement and differences of ``out`` against the float ``ref``."""
+    counts = np.asarray(out[NUM_TOKENS_OUTPUT])
+    result.num_tokens_match = int((counts == ref_counts).sum())
+    result.finite = bool(all(np.isfinite(v).all() for k, v in out.items() if k != NUM_TOKENS_OUTPUT))
+    if out[INTENT_OUTPUT].shape != ref[INTENT_OUTPUT].shape:
+        return  # other labels: nothing to compare; the labels check says why
+    result.intent_agreement = float((out[INTENT_OUTPUT].argmax(-1) == ref[INTENT_OUTPUT].argmax(-1)).mean())
+    signal = [ref[INTENT_OUTPUT].ravel()]
+    noise = [(out[INTENT_OUTPUT] - ref[INTENT_OUTPUT]).ravel()]
+    if SLOT_OUTPUT in out and SLOT_OUTPUT in ref and out[SLOT_OUTPUT].shape == ref[SLOT_OUTPUT].shape:
+        # Rows under the reference's mask: padding is excluded, markers (EOS) count.
+        rows = np.arange(ref[SLOT_OUTPUT].shape[1])[None, :] < ref_counts[:, None]
+        same = out[SLOT_OUTPUT].argmax(-1) == ref[SLOT_OUTPUT].argmax(-1)
+        result.slot_agreement = float(same[rows].mean()) if rows.any() else 1.0
+        signal.append(ref[SLOT_OUTPUT][rows].ravel())
+        noise.append((out[SLOT_OUTPUT] - ref[SLOT_OUTPUT])[rows].ravel())
+    noise_all = np.concatenate(noise).astype(np.float64)
+    signal_power, noise_power = float((np.concatenate(signal).astype(np.float64) ** 2).sum()), float((noise_all**2).sum())
+    result.max_abs_diff = float(np.abs(noise_all).max(initial=0.0))
+    # Floors keep the value finite (JSON has no Infinity) for identical or all-zero logits.
+    result.snr_db = float(10 * np.log10(max(signal_power, 1e-30) / max(noise_power, 1e-30)))
+
+
+def _run_in_process(data: bytes, name: str, texts: list[str | bytes], batch_size: int) -> tuple[dict, str]:
+    with Artifact.load(data, runtime=name) as artifact:
+        return artifact.run(texts, batch_size), artifact.runtime_version
+
+
+def _run_legacy(data: bytes, texts: list[str | bytes], log: Callable[[str], None]) -> tuple[dict, str]:
+    from edge_pqrnn.runtimes import legacy_tflite_runtime_python, run_in_subprocess
+
+    python = legacy_tflite_runtime_python(log=log)
+    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-validate-") as tmp:
+        path = os.path.join(tmp, "artifact.tflite")
+        Path(path).write_bytes(data)
+        out = run_in_subprocess(python, "tflite_runtime.interpreter", path, texts)
+    version = str(out.pop("__version__", ""))
+    return out, version
+
+
+def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: str | os.PathLike, *,
+             texts: Sequence[str | bytes] | None = None, examples: Sequence[Example] | None = None,
+             runtimes: Sequence[str] = RUNTIMES, legacy: bool = False, thresholds: Thresholds | None = None,
+             batch_size: int = 64, log: Callable[[str], None] = lambda _: None) -> ValidationReport:
+    """Run an artifact and its float reference on the same texts and compare them.
+
+    Args:
+        artifact: an :class:`Artifact`, .tflite bytes or a path.
+        reference_run_dir: the run the artifact was exported from.
+        texts: extra texts to compare (no accuracy for these).
+        examples: labelled examples; default (with ``texts`` also None): the test split
+            (or dev) of the dataset the run names.
+        runtimes: in-process runtimes to run the artifact in (``litert``, ``tflite``).
+        legacy: also run it in tflite-runtime 2.14, in its cached venv.
+        thresholds: pass marks (default :class:`Thresholds`).
+        batch_size: texts per interpreter call.
+        log: progress lines (building the legacy venv).
+
+    Returns:
+        A :class:`ValidationReport`; a runtime that fails to load or run is a row with
+        ``loaded=False`` and its ``error``, and a failed check, not an exception.
+
+    Raises:
+        ArtifactError: the artifact or the run directory is missing or broken.
+        ConfigError: an unknown runtime, or no dataset to validate on.
+
+    Example:
+        >>> report = validate("atis.int8.tflite", "runs/atis", runtimes=("litert",))  # doctest: +SKIP
+        >>> report.passed, report.intent_agreement  # doctest: +SKIP
+        (True, 1.0)
+    """
+    from edge_pqrnn.train import load_run
+
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise ConfigError(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)} "
+                          f"(and legacy=True for {LEGACY_RUNTIME})")
+    if not runtimes and not legacy:
+        raise ConfigError(f"no runtime to validate in: pass runtimes from {', '.join(RUNTIMES)} or legacy=True")
+    thresholds = thresholds or Thresholds()
+    data, name, metadata = check(artifact.data if isinstance(artifact, Artifact) else artifact)
+    if isinstance(artifact, Artifact):
+        name = artifact.name
+    run = load_run(reference_run_dir)
+    labelled = _resolve_examples(run, metadata, texts, examples)
+    all_texts: list[str | bytes] = [ex.text for ex in labelled] + list(texts or []) + list(HOSTILE_TEXTS.values())
+    n_labelled, n_hostile = len(labelled), len(HOSTILE_TEXTS)
+
+    art_spec = ProjectionSpec.from_dict(metadata["projection"])
+    art_labels = Labels(tuple(metadata["intents"]), tuple(metadata["tags"]), tuple(metadata.get("slot_types", ())))
+    rows_by_spec: dict[ProjectionSpec, list[list[Token]]] = {}
+
+    def rows(spec: ProjectionSpec) -> list[list[Token]]:
+        key = _spec_without_distortion(spec)
+        if key not in rows_by_spec:
+            rows_by_spec[key] = [token_rows(decode(t), key) for t in all_texts]
+        return rows_by_spec[key]
+
+    float_logits = run.predict(all_texts, batch_size=256)
+    ref = {INTENT_OUTPUT: np.asarray(float_logits.intent)}
+    if float_logits.slots is not None:
+        ref[SLOT_OUTPUT] = np.asarray(float_logits.slots)
+    # The op's token count must equal the reference tokeniser's under the artifact's spec.
+    ref_counts = np.array([len(r) for r in rows(art_spec)], np.int32)
+
+    results: dict[str, RuntimeResult] = {}
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    plan = [*runtimes, *([LEGACY_RUNTIME] if legacy else [])]
+    for runtime in plan:
+        try:
+            if runtime == LEGACY_RUNTIME:
+                out, version = _run_legacy(data, all_texts, log)
+            else:
+                out, version = _run_in_process(data, runtime, all_texts, batch_size)
+        except EdgePqrnnError as exc:
+            results[runtime] = RuntimeResult(runtime, loaded=False, error=str(exc))
+            continue
+        result = RuntimeResult(runtime, loaded=True, version=version)
+        _compare(out, ref, ref_counts, result)
+        results[runtime] = result
+        outputs[runtime] = out
+    if "litert" in outputs:
+        for runtime, out in outputs.items():
+            if runtime != "litert":
+                results[runtime].identical_to_litert = all(
+                    key in out and np.array_equal(value, out[key]) for key, value in outputs["litert"].items())
+
+    primary = next(iter(outputs), None)
+    main = results[primary] if primary else RuntimeResult("none", loaded=False)
+    accuracy = None
+    if n_labelled and primary:
+        out = outputs[primary]
+        int8_logits = Logits(out[INTENT_OUTPUT][:n_labelled],
+                             out[SLOT_OUTPUT][:n_labelled] if SLOT_OUTPUT in out else None)
+        ref_logits = Logits(ref[INTENT_OUTPUT][:n_labelled],
+                            ref[SLOT_OUTPUT][:n_labelled] if SLOT_OUTPUT in ref else None)
+        # Each side is scored with its own labels and tokens, so a mismatched reference
+        # still gets meaningful accuracies.
+        int8 = score(labelled, int8_logits, rows(art_spec)[:n_labelled], art_labels)
+        flt = score(labelled, ref_logits, rows(run.spec)[:n_labelled], run.labels)
+        accuracy = {side: {"intent_accuracy": m["intent_accuracy"], "slot_f1": m["slot_f1"]}
+                    for side, m in (("float", flt), ("int8", int8))}
+
+    labels_match = (art_labels.intents == run.labels.intents and art_labels.tags == run.labels.tags
+                    and _spec_without_distortion(art_spec) == _spec_without_distortion(run.spec))
+    checks = _checks(labels_match, art_labels, art_spec, run, main, primary, len(all_texts), n_hostile,
+                     accuracy, results, outputs, ref_counts, thresholds, len(data))
+    return ValidationReport(
+        artifact=name, reference=str(reference_run_dir), num_texts=len(all_texts), num_examples=n_labelled,
+        intent_agreement=main.intent_agreement, slot_agreement=main.slot_agreement,
+        max_abs_diff=main.max_abs_diff, snr_db=main.snr_db, primary=primary, bytes=len(data), runtimes=results, accuracy=accuracy,
+        thresholds=thresholds, checks=checks)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, run: Any, main: RuntimeResult,
+            primary: str | None, n_texts: int, n_hostile: int, accuracy: dict | None,
+            results: dict[str, RuntimeResult], outputs: dict[str, dict], ref_counts: np.ndarray,
+            th: Thresholds, size: int) -> list[Check]:
+    """The report's checks, in order: labels, agreement, accuracy, hostile texts, runtimes, size."""
+    checks: list[Check] = []
+    if labels_match:
+        checks.append(Check("labels", True, f"labels and projection: the artifact matches the reference run "
+                                            f"({len(art_labels.intents)} intents, {len(art_labels.tags)} tags, "
+                                            f"T={art_spec.max_tokens}, F={art_spec.feature_size})"))
+    else:
+        checks.append(Check("labels", False, (
+            f"labels and projection: the artifact ({len(art_labels.intents)} intents, {len(art_labels.tags)} tags, "
+            f"T={art_spec.max_tokens}, F={art_spec.feature_size}) does not match the reference run "
+            f"({len(run.labels.intents)} intents, {len(run.labels.tags)} tags, T={run.spec.max_tokens}, "
+            f"F={run.spec.feature_size}): pass the run it was exported from")))
+    who = f"{primary} vs float" if primary else "no runtime loaded"
+    differ = None if main.intent_agreement is None else round((1 - main.intent_agreement) * n_texts)
+    checks.append(Check(
+        "intent_agreement", main.intent_agreement is not None and main.intent_agreement >= th.intent_agreement,
+        f"intent agreement ({who}): {_fmt(main.intent_agreement)}"
+        + (f" ({differ} of {n_texts} texts differ)" if differ is not None else "")
+        + f" >= {th.intent_agreement}"))
+    if art_labels.tags or run.labels.tags:
+        real_rows = int(ref_counts.sum())
+        differ = None if main.slot_agreement is None else round((1 - main.slot_agreement) * real_rows)
+        checks.append(Check(
+            "slot_agreement", main.slot_agreement is not None and main.slot_agreement >= th.slot_agreement,
+            f"slot agreement ({who}, per token row): {_fmt(main.slot_agreement)}"
+            + (f" ({differ} of {real_rows} rows differ)" if differ is not None else "")
+            + f" >= {th.slot_agreement}"))
+    if accuracy is not None:
+        flt, int8 = accuracy["float"]["intent_accuracy"], accuracy["int8"]["intent_accuracy"]
+        drop = flt - int8
+        checks.append(Check("accuracy", drop <= th.max_accuracy_drop,
+                            f"int8 intent accuracy {int8:.4f} vs float {flt:.4f} "
+                            f"(drop {drop:+.4f} <= {th.max_accuracy_drop})"))
+        if accuracy["float"]["slot_f1"] is not None or accuracy["int8"]["slot_f1"] is not None:
+            checks.append(Check("slot_f1", None, f"slot F1: int8 {_fmt(accuracy['int8']['slot_f1'])}, "
+                                                 f"float {_fmt(accuracy['float']['slot_f1'])}"))
+    else:
+        checks.append(Check("accuracy", None, "accuracy: not measured (no labelled examples)"))
+    checks.append(Check("max_abs_diff", None, f"logits ({who}): max |diff| {_fmt(main.max_abs_diff)}, "
+                                              f"SNR {'n/a' if main.snr_db is None else f'{main.snr_db:.1f} dB'}"))
+
+    hostile = slice(n_texts - n_hostile, n_texts)
+    bad = {name: int((out[NUM_TOKENS_OUTPUT][hostile] != ref_counts[hostile]).sum()
+                     + (~np.isfinite(out[INTENT_OUTPUT][hostile])).any(-1).sum())
+           for name, out in outputs.items()}
+    checks.append(Check("hostile_texts", bool(outputs) and not any(bad.values()),
+                        f"hostile texts: {n_hostile} texts (empty, NUL, invalid UTF-8, 100k-char...) give finite "
+                        f"outputs and the reference's token count in {', '.join(outputs) or 'no runtime'}"
+                        + ("" if not any(bad.values()) else f"; failures per runtime: {bad}")))
+
+    for name, r in results.items():
+        label = f"runtime {name}{' ' + r.version if r.version else ''}"
+        if not r.loaded:
+            checks.append(Check(f"runtime:{name}", False, f"{label}: not loaded: {r.error}"))
+            continue
+        ok = (r.finite and r.num_tokens_match == n_texts and r.intent_agreement is not None
+              and r.intent_agreement >= th.intent_agreement
+              and (r.slot_agreement is None or r.slot_agreement >= th.slot_agreement))
+        identical = {True: "; bit-identical to litert", False: "; differs from litert", None: ""}[r.identical_to_litert]
+        checks.append(Check(f"runtime:{name}", bool(ok),
+                            f"{label}: intent agreement {_fmt(r.intent_agreement)}, slot agreement "
+                            f"{_fmt(r.slot_agreement)}, token counts {r.num_tokens_match}/{n_texts} equal to the "
+                            f"reference{'' if r.finite else ', NON-FINITE outputs'}{identical}"))
+    checks.append(Check("bytes", None, f"size: {size:,} bytes"))
+    return checks
+
+
+__all__ = ["HOSTILE_TEXTS", "RUNTIMES", "Check", "RuntimeResult", "Thresholds", "ValidationReport", "validate"]
