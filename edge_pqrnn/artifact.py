@@ -212,7 +212,8 @@ def read_metadata(model: Any) -> tuple[dict[str, Any] | None, str | None]:
     except (IndexError, TypeError, ValueError) as exc:
         return None, f"has unreadable edge-pqrnn metadata ({str(exc)[:80]}): the file is corrupted: {_EXPORT_AGAIN}"
     if data.get("weights_sha256") != weights_hash(model):
-        return data, f"has weights that do not match the hash recorded at export: the file is corrupted: {_EXPORT_AGAIN}"
+        return data, ("has weights that do not match the hash recorded at export: the file is corrupted: "
+                      f"{_EXPORT_AGAIN}")
     return data, None
 
 
@@ -250,10 +251,11 @@ def _index_problem(model: Any) -> str | None:
             if index is not None:
                 return f"has an out-of-range {what} index ({index}, table size {size})"
     main_tensors = len(model.subgraphs[0].tensors or [])
-    for what, index, size in [("metadata buffer", bad([m.buffer for m in model.metadata or []], buffers), buffers),
-                              *[("signature tensor", bad([m.tensorIndex for m in (sig.inputs or []) + (sig.outputs or [])],
-                                                         main_tensors), main_tensors)
-                                for sig in model.signatureDefs or []]]:
+    checks = [("metadata buffer", bad([m.buffer for m in model.metadata or []], buffers), buffers)]
+    for sig in model.signatureDefs or []:
+        maps = (sig.inputs or []) + (sig.outputs or [])
+        checks.append(("signature tensor", bad([m.tensorIndex for m in maps], main_tensors), main_tensors))
+    for what, index, size in checks:
         if index is not None:
             return f"has an out-of-range {what} index ({index}, table size {size})"
     return None
@@ -302,9 +304,10 @@ def find_problems(model: Any) -> list[str]:
         return problems
     try:
         spec = ProjectionSpec.from_dict(metadata["projection"])
-        intents, tags = list(metadata["intents"]), list(metadata["tags"])
-        if not all(isinstance(label, str) for label in intents + tags):
-            raise TypeError("intents and tags must be strings")
+        intents, tags, slot_types = metadata["intents"], metadata["tags"], metadata.get("slot_types", [])
+        lists = (intents, tags, slot_types)
+        if not all(isinstance(x, list) and all(isinstance(label, str) for label in x) for x in lists):
+            raise TypeError("intents, tags and slot_types must be lists of strings")
     except (KeyError, TypeError, EdgePqrnnError) as exc:
         problems.append(f"has incomplete metadata ({str(exc)[:80]}): {_EXPORT_AGAIN}")
         return problems

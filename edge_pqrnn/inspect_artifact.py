@@ -42,26 +42,30 @@ def _signatures(model: Any, type_names: dict[int, str]) -> dict[str, dict[str, l
             for s in model.signatureDefs or []}
 
 
-def _layer_name(op_name: str, shape: list[int], config: dict[str, Any] | None, seen: collections.Counter) -> str:
+def _layer_name(op_name: str, shape: list[int], config: Any, seen: collections.Counter) -> str:
     """Which pQRNN layer a weighted op belongs to, from its weight shape and the model
     config (tensor names are stripped at export, so shapes are what is left)."""
     seen[op_name] += 1
-    if config is None:
-        return f"{op_name.lower()}_{seen[op_name] - 1}"
-    width = 2 * config["state"]
+    fallback = f"{op_name.lower()}_{seen[op_name] - 1}"
+    try:
+        width = 2 * config["state"]
+        features, bottleneck = config["projection"]["feature_size"], config["bottleneck"]
+        intents, tags = config["num_intents"], config["num_tags"]
+    except (KeyError, TypeError):  # no (or damaged) metadata: name by op type only
+        return fallback
     if op_name == "CONV_2D":  # forward and backward gates of each layer, in graph order
         return f"qrnn_{(seen[op_name] - 1) // 2}"
     if op_name == "FULLY_CONNECTED" and len(shape) == 2:
         out, inp = shape
-        if inp == config["projection"]["feature_size"] and out == config["bottleneck"]:
+        if inp == features and out == bottleneck:
             return "bottleneck"
         if out == 1:
             return "pooling"
-        if inp == 2 * width and out == config["num_intents"]:
+        if inp == 2 * width and out == intents:
             return "intent_head"
-        if inp == width and out == config["num_tags"]:
+        if inp == width and out == tags:
             return "slot_head"
-    return f"{op_name.lower()}_{seen[op_name] - 1}"
+    return fallback
 
 
 def _byte_blocks(model: Any, data: bytes, op_names: dict[int, str], config: dict[str, Any] | None) -> dict[str, Any]:
@@ -77,18 +81,20 @@ def _byte_blocks(model: Any, data: bytes, op_names: dict[int, str], config: dict
     produced_by: dict[int, str] = {}  # output tensor of a weighted op -> its layer
     for op in graph.operators or []:
         name = op_names.get(builtin_code(codes[op.opcodeIndex]), "?")
-        if name in RESHAPING_OPS and len(op.inputs) and int(op.inputs[0]) in produced_by:
-            produced_by.update({int(i): produced_by[int(op.inputs[0])] for i in op.outputs})
+        inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+        outputs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
+        if name in RESHAPING_OPS and inputs and inputs[0] in produced_by:
+            produced_by.update({i: produced_by[inputs[0]] for i in outputs})
             continue
-        consts = [i for i in op.inputs if i >= 0 and size.get(graph.tensors[i].buffer, 0)]
+        consts = [i for i in inputs if i >= 0 and size.get(graph.tensors[i].buffer, 0)]
         if not consts:
             continue
         if name in WEIGHTED_OPS:
             layer = _layer_name(name, tensor_shape(graph.tensors[consts[0]]), config, seen)
-            produced_by.update({int(i): layer for i in op.outputs})
-        elif name == "ADD" and any(int(i) in produced_by for i in op.inputs if i >= 0):
+            produced_by.update({i: layer for i in outputs})
+        elif name == "ADD" and any(i in produced_by for i in inputs):
             # The converter may split a Dense bias into an ADD after the FULLY_CONNECTED.
-            layer = next(produced_by[int(i)] for i in op.inputs if int(i) in produced_by)
+            layer = next(produced_by[i] for i in inputs if i in produced_by)
         else:
             continue
         for i in consts:  # kernel and bias of the layer
@@ -151,16 +157,24 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
     metadata, _ = read_metadata(model)
     summary = None
     if metadata is not None:
+        # Damaged metadata may hold any JSON: summarise what has the expected type (the
+        # problems list says what is wrong).
+        def count(key: str) -> int:
+            return len(metadata[key]) if isinstance(metadata.get(key), list) else 0
+
+        def table(value: Any) -> dict[str, Any]:
+            return value if isinstance(value, dict) else {}
+
         summary = {
             "format": metadata.get("format"),
             "toolkit_version": metadata.get("toolkit_version"),
             "dataset": metadata.get("dataset"),
             "scheme": metadata.get("scheme"),
-            "intents": len(metadata.get("intents", [])),
-            "tags": len(metadata.get("tags", [])),
-            "slot_types": len(metadata.get("slot_types", [])),
-            "projection": metadata.get("projection"),
-            "model_config": {k: v for k, v in (metadata.get("model_config") or {}).items() if k != "projection"},
+            "intents": count("intents"),
+            "tags": count("tags"),
+            "slot_types": count("slot_types"),
+            "projection": table(metadata.get("projection")),
+            "model_config": {k: v for k, v in table(metadata.get("model_config")).items() if k != "projection"},
             "weights_sha256": metadata.get("weights_sha256"),
             "hash_ok": metadata.get("weights_sha256") == weights_hash(model),
         }
@@ -205,14 +219,15 @@ def render(info: dict[str, Any]) -> str:
         lines += [f"  {count:>6}  {name}" for name, count in info["tensor_types"].items()]
     meta = info["metadata"]
     if meta:
-        p = meta["projection"] or {}
+        p = meta["projection"]
         lines.append("\nmetadata")
         lines.append(f"  format {meta['format']}, toolkit {meta['toolkit_version']}, dataset {meta['dataset']}, "
                      f"scheme {meta['scheme']}")
         lines.append(f"  labels: {meta['intents']} intents, {meta['tags']} tags, {meta['slot_types']} slot types")
         lines.append("  projection: " + ", ".join(f"{k}={v}" for k, v in p.items()))
         lines.append("  model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))
-        lines.append(f"  weights hash: {'ok' if meta['hash_ok'] else 'MISMATCH'} ({(meta['weights_sha256'] or '')[:16]}...)")
+        digest = (meta["weights_sha256"] or "")[:16]
+        lines.append(f"  weights hash: {'ok' if meta['hash_ok'] else 'MISMATCH'} ({digest}...)")
     else:
         lines.append("\nmetadata: none (not an edge-pqrnn artifact)")
     blocks = info["bytes"]

@@ -220,7 +220,8 @@ def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray], ref_counts:
         signal.append(ref[SLOT_OUTPUT][rows].ravel())
         noise.append((out[SLOT_OUTPUT] - ref[SLOT_OUTPUT])[rows].ravel())
     noise_all = np.concatenate(noise).astype(np.float64)
-    signal_power, noise_power = float((np.concatenate(signal).astype(np.float64) ** 2).sum()), float((noise_all**2).sum())
+    signal_power = float((np.concatenate(signal).astype(np.float64) ** 2).sum())
+    noise_power = float((noise_all**2).sum())
     result.max_abs_diff = float(np.abs(noise_all).max(initial=0.0))
     # Floors keep the value finite (JSON has no Infinity) for identical or all-zero logits.
     result.snr_db = float(10 * np.log10(max(signal_power, 1e-30) / max(noise_power, 1e-30)))
@@ -353,8 +354,8 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     return ValidationReport(
         artifact=name, reference=str(reference_run_dir), num_texts=len(all_texts), num_examples=n_labelled,
         intent_agreement=main.intent_agreement, slot_agreement=main.slot_agreement,
-        max_abs_diff=main.max_abs_diff, snr_db=main.snr_db, primary=primary, bytes=len(data), runtimes=results, accuracy=accuracy,
-        thresholds=thresholds, checks=checks)
+        max_abs_diff=main.max_abs_diff, snr_db=main.snr_db, primary=primary, bytes=len(data), runtimes=results,
+        accuracy=accuracy, thresholds=thresholds, checks=checks)
 
 
 def _fmt(value: float | None) -> str:

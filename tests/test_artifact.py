@@ -249,7 +249,8 @@ def test_predict_command_prints_intents_and_spans(built):
     runner = CliRunner()
     table = runner.invoke(predict_command, [str(built.path), "show me flights from boston to denver"])
     assert table.exit_code == 0, table.output
-    assert table.output.splitlines()[0].startswith('flight\t') and '"show me flights from boston to denver"' in table.output
+    first = table.output.splitlines()[0]
+    assert first.startswith("flight\t") and first.endswith('\t"show me flights from boston to denver"')
     assert '  fromloc [21, 27) "boston"' in table.output and '  toloc [31, 37) "denver"' in table.output
     as_json = runner.invoke(predict_command, [str(built.path), "--json", "rental cars at dallas", ""])
     rows = json.loads(as_json.output)

@@ -128,3 +128,40 @@ def test_every_message_is_in_the_code_and_in_troubleshooting():
     for phrase in MESSAGE_PHRASES:
         assert phrase.replace("'serving_default'", "{SIGNATURE!r}") in flat_code or phrase in flat_code, phrase
         assert phrase in docs, f"docs/troubleshooting.md lacks {phrase!r}"
+
+
+def test_damaged_files_never_raise_anything_but_artifact_error(built):
+    """Random bit flips and cuts (seeded) and metadata values of the wrong JSON type: the
+    checks and inspect() either describe the file or raise ArtifactError, nothing else."""
+    import random
+
+    import flatbuffers
+
+    from edge_pqrnn.artifact import check
+    from edge_pqrnn.converters.tflite_fuse import attach_metadata, read_metadata
+    from edge_pqrnn.projection.ops import schema
+
+    rng = random.Random(7)
+    damaged = []
+    for _ in range(40):
+        data = bytearray(built.artifact)
+        for _ in range(rng.choice([1, 2, 8])):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        damaged.append(bytes(data[: rng.randrange(len(data))] if rng.random() < 0.1 else data))
+    metadata = read_metadata(built.artifact)
+    for key in ("intents", "tags", "slot_types", "projection", "model_config", "format"):
+        for value in (None, 3, "x", [1], {"a": 1}):
+            model = schema().ModelT.InitFromPackedBuf(built.artifact, 0)
+            attach_metadata(model, dict(metadata, **{key: value}))
+            builder = flatbuffers.Builder(1 << 16)
+            builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+            damaged.append(bytes(builder.Output()))
+    outcomes = {"ok": 0, "refused": 0}
+    for data in damaged:
+        for function in (check, inspect):
+            try:
+                function(data)
+                outcomes["ok"] += 1
+            except ArtifactError:
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > len(damaged) // 2  # most damage is caught before any runtime

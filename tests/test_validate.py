@@ -131,7 +131,7 @@ def test_an_open_artifact_can_be_validated(built):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (cache_dir() / "venvs" / "tflite-runtime-2.14" / ".edge-pqrnn-ready").is_file(),
-                    reason="the tflite-runtime 2.14 venv is not built (edge_pqrnn.runtimes.legacy_tflite_runtime_python)")
+                    reason="no tflite-runtime 2.14 venv (edge_pqrnn.runtimes.legacy_tflite_runtime_python builds it)")
 def test_legacy_tflite_runtime_row(built):
     report = validate(built.path, built.run_dir, runtimes=("litert",), legacy=True)
     row = report.runtimes["tflite-runtime"]
@@ -159,3 +159,13 @@ def test_validate_command_errors_are_one_line(built, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (f"error: run directory {tmp_path / 'nowhere'} does not exist; "
                                                     "train one with edge_pqrnn.train.train()")
+
+
+def test_export_gates_on_this_validation(built, tmp_path):
+    from edge_pqrnn.export import export
+
+    lines: list[str] = []
+    result = export(built.run_dir, tmp_path / "gated.tflite", runtimes=("litert",), calibration_samples=100,
+                    log=lines.append)
+    assert result.validation.passed and result.path.is_file()
+    assert result.validation.lines()[0] in lines and any(line.startswith("✓ intent agreement") for line in lines)
