@@ -140,12 +140,14 @@ static TfLiteStatus invoke_node(TfLiteContext* context, const node_info* info) {
                          (int)count, B);
     return kTfLiteError;
   }
-  for (int k = 0; k < 3; k++) {
-    if (!out[k]->data.raw || out[k]->bytes < sizeof(float) * (size_t)B * (size_t)T * (k == 0 ? (size_t)F : 1))
+  /* Fuzz finding (corpus seed-kernel-empty-batch): an empty batch [0] has 0-byte outputs,
+   * which the runtime leaves without a data pointer; that is not an error, there is
+   * simply nothing to write. A data pointer is required only when bytes are. */
+  for (int k = 0; k < NUM_OUTPUTS; k++) {
+    const size_t need = 4 * (size_t)B * (k < 3 ? (size_t)T : 1) * (k == 0 ? (size_t)F : 1);
+    if ((need && !out[k]->data.raw) || out[k]->bytes < need)
       return report(context, "output buffer too small"), kTfLiteError;
   }
-  if (!out[3]->data.raw || out[3]->bytes < sizeof(int32_t) * (size_t)B)
-    return report(context, "output buffer too small"), kTfLiteError;
   for (int b = 0; b < B; b++) {
     const int32_t start = read_i32(raw + 4 + 4 * (size_t)b), end = read_i32(raw + 8 + 4 * (size_t)b);
     if (start < 0 || end < start || (size_t)end > bytes) return report(context, "corrupt STRING offsets"), kTfLiteError;
@@ -279,8 +281,20 @@ PQRNN_EXPORT int PQRNN_ParseOptions(const uint8_t* buffer, size_t length, pqrnn_
   return pqrnn_parse_options(buffer, length, options, error);
 }
 
+/* Fuzz finding (corpus seed-struct-no-room): an app may fill the struct by hand instead of
+ * through PQRNN_ParseOptions; with max_tokens <= add_bos + add_eos (or a flag of 2) no
+ * word token ever reaches the row limit and the core wrote past max_tokens rows. So this
+ * entry point checks the ranges PQRNN_ParseOptions guarantees, and for a struct outside
+ * them returns 0 without touching any output. */
+static int options_valid(const pqrnn_options* o) {
+  if (!o || o->feature_size < 1 || o->feature_size > PQRNN_MAX_FEATURE_SIZE) return 0;
+  if ((o->char_mode | o->add_bos | o->add_eos | o->lowercase) & ~1) return 0; /* each 0 or 1 */
+  return o->max_tokens > o->add_bos + o->add_eos && o->max_tokens <= PQRNN_MAX_TOKENS;
+}
+
 PQRNN_EXPORT int PQRNN_ProjectText(const pqrnn_options* options, const uint8_t* text, size_t length, float* features,
                                    float* mask, float* pool_weights) {
+  if (!options_valid(options)) return 0;
   return pqrnn_project_text(options, text, length, features, mask, pool_weights);
 }
 

@@ -1,0 +1,102 @@
+"""Many interpreters in threads, sharing one loaded op library, give exactly the outputs
+of one interpreter alone: on a projection-only model and on a small fused artifact, in
+ai_edge_litert and tf.lite at once. And the library has no mutable global state."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+from hostile_texts import HOSTILE, random_texts
+
+from edge_pqrnn.projection import ProjectionSpec
+from edge_pqrnn.projection.ops import op_library, projection_model
+from edge_pqrnn.runtimes import interpreter, run_signature
+
+RUNTIMES = ("litert", "tflite")
+THREADS = 8  # 4 per runtime, on a 2-core machine: plenty of interleaving
+ROUNDS = 3
+
+
+def batches_of(texts: list[bytes], size: int) -> list[list[bytes]]:
+    return [texts[i : i + size] for i in range(0, len(texts), size)]
+
+
+# Hostile texts spread over the batches so that long and short texts share batches and
+# a thread on a 1 MB text overlaps threads on tiny ones.
+TEXTS = random_texts(300, seed=7) + list(HOSTILE.values())
+BATCHES = batches_of(list(np.random.default_rng(3).permutation(np.array(TEXTS, dtype=object))), 24)
+
+
+def stress(model: bytes) -> None:
+    """Run every batch through THREADS interpreters at once, each in its own order,
+    and compare with what one interpreter per runtime gives alone."""
+    expected = {rt: [run_signature(interpreter(model, rt), batch) for batch in BATCHES] for rt in RUNTIMES}
+    failures: list[str] = []
+    start = threading.Barrier(THREADS)
+
+    def worker(index: int) -> None:
+        runtime = RUNTIMES[index % len(RUNTIMES)]
+        try:
+            # Interpreters (and their delegates) are created concurrently too.
+            interp = interpreter(model, runtime)
+            start.wait(timeout=120)
+            order = np.random.default_rng(index).permutation(len(BATCHES))
+            for _ in range(ROUNDS):
+                for b in order:
+                    out = run_signature(interp, BATCHES[b])
+                    for name, value in expected[runtime][b].items():
+                        if not np.array_equal(out[name], value):
+                            failures.append(f"thread {index} ({runtime}) batch {b}: {name} differs")
+        except Exception as exc:  # reported below: a thread's exception would be lost
+            failures.append(f"thread {index} ({runtime}): {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert failures == []
+
+
+@pytest.mark.slow
+def test_threads_on_projection_only_model():
+    stress(projection_model(ProjectionSpec(feature_size=64, max_tokens=24, add_bos=True)))
+
+
+@pytest.fixture(scope="module")
+def fused_artifact(tmp_path_factory) -> bytes:
+    from edge_pqrnn.export import export
+    from edge_pqrnn.pipeline import train_run
+
+    run_dir = tmp_path_factory.mktemp("concurrency") / "run"
+    train_run("fixture:atis", run_dir, spec=ProjectionSpec(feature_size=32, max_tokens=16),
+              model_options={"bottleneck": 16, "state": 16}, train_options={"epochs": 1}, progress=False)
+    return export(run_dir, None, check=False, log=lambda _: None).artifact
+
+
+@pytest.mark.slow
+def test_threads_on_fused_artifact(fused_artifact):
+    stress(fused_artifact)
+
+
+def test_library_has_no_mutable_global_state():
+    # Writable data (.data, .bss) of our own code: only the registration returned by
+    # PQRNN_Register_PROJECTION(), which is initialised at load time and never written
+    # (the runtime copies it). Everything else is the C runtime's start-up bookkeeping.
+    if shutil.which("objdump") is None:
+        pytest.skip("objdump (binutils) is not installed")
+    table = subprocess.run(["objdump", "-t", op_library()], capture_output=True, text=True, check=True).stdout
+    if "no symbols" in table:
+        pytest.skip("the op library is stripped")
+    writable = {line.split()[-1].split(".")[0] for line in table.splitlines()
+                if len(line.split()) >= 5 and line.split()[-3] in (".data", ".bss")
+                and line.split()[2] == "O"}
+    assert writable - {"completed", "__dso_handle", "__TMC_END__"} == {"registration"}
+    source = (pathlib.Path(__file__).resolve().parent.parent / "edge_pqrnn/projection/native/projection_op.c").read_text()
+    assert source.count("static TfLiteRegistration registration") == 1
