@@ -1,7 +1,7 @@
 """Open an exported .tflite and predict intents and slot spans from raw text.
 
 The file is checked before any interpreter sees it (existence, TFL3 identifier,
-flatbuffer structure, exactly one projection op, edge-pqrnn metadata, weights hash, op
+flatbuffer structure, exactly one projection op, edge-pqrnn metadata, whole-file content hash, op
 options, signature), so a broken or foreign file gives one line saying what is wrong and
 what to do, instead of a runtime's stack trace or an abort.
 
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edge_pqrnn.converters.tflite_fuse import METADATA_NAME, SIGNATURE, weights_hash
+from edge_pqrnn.converters.tflite_fuse import METADATA_NAME, SIGNATURE, hash_problem
 from edge_pqrnn.data.align import spans_from_tags
 from edge_pqrnn.errors import ArtifactError, ConfigError, DataError, EdgePqrnnError, OpLibraryError
 from edge_pqrnn.evaluate import Labels, Logits
@@ -190,31 +190,32 @@ def projection_ops(model: Any) -> list[Any]:
             and decode_name(codes[op.opcodeIndex].customCode) == OP_NAME] if graph else []
 
 
-def read_metadata(model: Any) -> tuple[dict[str, Any] | None, str | None]:
+def read_metadata(model: Any, data: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """The edge-pqrnn metadata of a parsed model, without raising.
 
     Args:
         model: a parsed ``ModelT``.
+        data: the file's bytes (for the content hash).
 
     Returns:
         ``(metadata, problem)``: the metadata dict (None when absent or unreadable) and
         a one-line problem (None when the metadata is present, readable and its
-        ``weights_sha256`` matches the weights).
+        content hash matches the file).
     """
     entries = [m for m in model.metadata or [] if decode_name(m.name) == METADATA_NAME]
     if not entries:
         return None, (f"has no edge-pqrnn metadata (a .tflite exported by another tool, or a bare projection "
                       f"model?): {_EXPORT_AGAIN}")
     try:
-        data = json.loads(bytes(model.buffers[entries[0].buffer].data).decode("utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        metadata = json.loads(bytes(model.buffers[entries[0].buffer].data).decode("utf-8"))
+        if not isinstance(metadata, dict):
+            raise ValueError(f"a JSON {type(metadata).__name__}, not an object")
     except (IndexError, TypeError, ValueError) as exc:
         return None, f"has unreadable edge-pqrnn metadata ({str(exc)[:80]}): the file is corrupted: {_EXPORT_AGAIN}"
-    if data.get("weights_sha256") != weights_hash(model):
-        return data, ("has weights that do not match the hash recorded at export: the file is corrupted: "
-                      f"{_EXPORT_AGAIN}")
-    return data, None
+    problem = hash_problem(data, metadata)
+    if problem:
+        return metadata, f"{problem}: the file is corrupted: {_EXPORT_AGAIN}"
+    return metadata, None
 
 
 def _signature(model: Any) -> Any | None:
@@ -261,17 +262,18 @@ def _index_problem(model: Any) -> str | None:
     return None
 
 
-def find_problems(model: Any) -> list[str]:
+def find_problems(model: Any, data: bytes) -> list[str]:
     """Everything that stops a parsed model from being a usable edge-pqrnn artifact.
 
     Checked in this order (the first one is what :meth:`Artifact.load` raises): exactly
     one projection op and no other custom op; metadata present, readable, of a known
-    format and matching the weights hash; the op's options valid and equal to the
+    format and matching the file's content hash; the op's options valid and equal to the
     metadata's projection; labels well-formed; a ``serving_default`` signature with a
     STRING ``text`` input and outputs shaped like the labels.
 
     Args:
         model: a parsed ``ModelT`` (see :func:`parse_flatbuffer`).
+        data: the bytes it was parsed from (for the content hash).
 
     Returns:
         One-line problems, each ending in what to do; empty for a good artifact.
@@ -292,7 +294,7 @@ def find_problems(model: Any) -> list[str]:
     if others:
         problems.append(f"uses custom ops {others} that edge-pqrnn's op library does not provide: "
                         f"{_EXPORT_AGAIN}")
-    metadata, problem = read_metadata(model)
+    metadata, problem = read_metadata(model, data)
     if problem:
         problems.append(problem)
     if metadata is None:
@@ -378,10 +380,10 @@ def check(source: bytes | str | os.PathLike) -> Checked:
     """
     data, name = read_source(source)
     model = parse_flatbuffer(data, name)
-    problems = find_problems(model)
+    problems = find_problems(model, data)
     if problems:
         raise ArtifactError(f"{name} {problems[0]}")
-    metadata, _ = read_metadata(model)
+    metadata, _ = read_metadata(model, data)
     return Checked(data, name, metadata)
 
 

@@ -199,5 +199,11 @@ def quickstart_command(data: str, out_dir: str, max_minutes: float) -> None:
     click.echo(f"try: edge-pqrnn predict {artifact} \"show me flights from boston to denver tomorrow\"")
 
 
+from edge_pqrnn.cli_artifact import inspect_command, predict_command, validate_command  # noqa: E402
+
+main.add_command(validate_command)
+main.add_command(predict_command)
+main.add_command(inspect_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,7 +18,7 @@ from typing import Any
 
 from edge_pqrnn.artifact import (builtin_code, decode_name, find_problems, parse_flatbuffer, projection_ops,
                                  read_metadata, read_source, tensor_shape)
-from edge_pqrnn.converters.tflite_fuse import METADATA_NAME, weights_hash
+from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, METADATA_NAME, hash_problem
 from edge_pqrnn.projection.ops import schema
 
 #: Ops whose constant inputs are a layer's weights (the rest are shapes, paddings...).
@@ -136,7 +136,7 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
     """
     data, name = read_source(source)
     model = parse_flatbuffer(data, name)
-    problems = find_problems(model)
+    problems = find_problems(model, data)
     if problems and "out-of-range" in problems[0]:
         # The tables cannot be walked safely; say so and stop.
         return {"file": {"name": name, "bytes": len(data)}, "signatures": {}, "ops": {}, "tensor_types": {},
@@ -154,7 +154,7 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
                 ops["builtin"][op_names.get(builtin_code(code), f"#{builtin_code(code)}")] += 1
         for tensor in graph.tensors or []:
             types[type_names.get(tensor.type, f"#{tensor.type}")] += 1
-    metadata, _ = read_metadata(model)
+    metadata, _ = read_metadata(model, data)
     summary = None
     if metadata is not None:
         # Damaged metadata may hold any JSON: summarise what has the expected type (the
@@ -175,8 +175,8 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
             "slot_types": count("slot_types"),
             "projection": table(metadata.get("projection")),
             "model_config": {k: v for k, v in table(metadata.get("model_config")).items() if k != "projection"},
-            "weights_sha256": metadata.get("weights_sha256"),
-            "hash_ok": metadata.get("weights_sha256") == weights_hash(model),
+            "content_sha256": metadata.get(HASH_FIELD),
+            "hash_ok": hash_problem(data, metadata) is None,
         }
     return {
         "file": {"name": name, "bytes": len(data)},
@@ -226,8 +226,8 @@ def render(info: dict[str, Any]) -> str:
         lines.append(f"  labels: {meta['intents']} intents, {meta['tags']} tags, {meta['slot_types']} slot types")
         lines.append("  projection: " + ", ".join(f"{k}={v}" for k, v in p.items()))
         lines.append("  model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))
-        digest = (meta["weights_sha256"] or "")[:16]
-        lines.append(f"  weights hash: {'ok' if meta['hash_ok'] else 'MISMATCH'} ({digest}...)")
+        digest = (meta["content_sha256"] or "")[:16]
+        lines.append(f"  content hash: {'ok' if meta['hash_ok'] else 'MISMATCH'} ({digest}...)")
     else:
         lines.append("\nmetadata: none (not an edge-pqrnn artifact)")
     blocks = info["bytes"]

@@ -162,8 +162,8 @@ def broken_files(built, body, tmp: Path) -> dict[str, tuple[Path, str]]:
                       f"{{path}} is truncated or corrupt ({len(data) // 2:,} bytes; the flatbuffer does not parse, "
                       f"it refers to byte <N>): copy the file again or {EXPORT_AGAIN}"),
         "bitflip_weights": (_flip(data, _weights_offset(data), 3),
-                            "{path} has weights that do not match the hash recorded at export: the file is "
-                            f"corrupted: {EXPORT_AGAIN}"),
+                            "{path} does not match the content hash recorded at export (changed after export): "
+                            f"the file is corrupted: {EXPORT_AGAIN}"),
         "bitflip_identifier": (_flip(data, 5),
                                f"{{path}} is not a TFLite model ({len(data):,} bytes, no TFL3 identifier at byte 4): "
                                "pass a .tflite written by `edge-pqrnn export`; if it was one, its header is "

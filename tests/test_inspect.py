@@ -82,7 +82,7 @@ def test_render_is_a_readable_table(info):
     assert re.search(r"input\s+text\s+STRING\s+\[-1\]", text)
     assert re.search(rf"\n\s+1  {OP_NAME}  \(custom\)\n", text)
     assert re.search(r"\n\s+[\d,]+\s+[\d.]+%  weights: qrnn_0\n", text)
-    assert "weights hash: ok" in text and "labels: 3 intents, 9 tags, 4 slot types" in text
+    assert "content hash: ok" in text and "labels: 3 intents, 9 tags, 4 slot types" in text
 
 
 def test_inspect_command(built, tmp_path):
@@ -109,7 +109,7 @@ MESSAGE_PHRASES = [
     "cannot be read", "is not a TFLite model", "is truncated or corrupt", "is truncated (",
     "has an out-of-range", "op, so it does not take raw text", "ops where exactly one is expected",
     "uses custom ops", "has no edge-pqrnn metadata", "has unreadable edge-pqrnn metadata",
-    "has weights that do not match the hash", "has metadata format", "has incomplete metadata",
+    "does not match the content hash recorded at export", "has metadata format", "has incomplete metadata",
     "has invalid", "that differ from its metadata's projection",
     "has malformed labels", "has no 'serving_default' signature",
     "has signature inputs", "that do not fit its labels and projection", "unknown runtime",
@@ -122,7 +122,8 @@ MESSAGE_PHRASES = [
 
 
 def test_every_message_is_in_the_code_and_in_troubleshooting():
-    code = "".join((ROOT / "edge_pqrnn" / name).read_text() for name in ("artifact.py", "validate.py"))
+    code = "".join((ROOT / "edge_pqrnn" / name).read_text()
+                   for name in ("artifact.py", "validate.py", "converters/tflite_fuse.py"))
     docs = (ROOT / "docs" / "troubleshooting.md").read_text()
     flat_code = re.sub(r'"\s*\n\s*f?"', "", code)  # join implicitly concatenated string literals
     for phrase in MESSAGE_PHRASES:

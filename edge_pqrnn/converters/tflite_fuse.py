@@ -10,8 +10,9 @@ in place):
 2. ``write_signature``: ``serving_default`` with input ``text`` and outputs
    ``intent_logits``, ``slot_logits`` (when present), ``num_tokens``.
 3. ``strip_names``: drop internal tensor names (a third of an unrolled body's bytes).
-4. ``attach_metadata``: labels, projection spec, model config, toolkit version and a
-   content hash, as a named metadata buffer (last, so the hash covers the final weights).
+4. ``attach_metadata`` + ``seal``: labels, projection spec, model config, toolkit
+   version and a sha256 of the whole file, as a named metadata buffer (last: the hash
+   covers everything, the graph and quantization parameters included).
 """
 
 from __future__ import annotations
@@ -132,29 +133,56 @@ def strip_names(model) -> None:
             tensor.name = ""
 
 
-def weights_hash(model) -> str:
-    """sha256 over every buffer except our metadata: changes when any weight does."""
-    meta_buffers = {m.buffer for m in model.metadata or [] if _name(m.name) == METADATA_NAME}
-    digest = hashlib.sha256()
-    for i, buf in enumerate(model.buffers or []):
-        if i in meta_buffers:
-            continue
-        data = buf.data if buf.data is not None else b""
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(bytes(data) if not isinstance(data, bytes) else data)
-    return digest.hexdigest()
+HASH_FIELD = "content_sha256"
+_PLACEHOLDER = b"0" * 64
+_HASH_PREFIX = b'"' + HASH_FIELD.encode() + b'": "'
 
 
 def attach_metadata(model, metadata: dict[str, Any]) -> None:
+    """Add (or replace) our metadata buffer, with a zeroed content hash for :func:`seal`."""
     s = schema()
     model.metadata = [m for m in model.metadata or [] if _name(m.name) != METADATA_NAME]
-    payload = dict(metadata, weights_sha256=weights_hash(model))
+    payload = dict(metadata, **{HASH_FIELD: _PLACEHOLDER.decode()})
     buf = s.BufferT()
     buf.data = list(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8"))
     model.buffers.append(buf)
     entry = s.MetadataT()
     entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
     model.metadata.append(entry)
+
+
+def _hash_slot(artifact: bytes) -> int:
+    """Offset of the 64 hex digits of the content hash inside the file (-1: none)."""
+    at = artifact.rfind(_HASH_PREFIX)
+    return -1 if at < 0 else at + len(_HASH_PREFIX)
+
+
+def content_hash(artifact: bytes) -> str:
+    """sha256 of the whole file with its own hash digits zeroed: covers the graph,
+    quantization parameters, weights and metadata alike."""
+    slot = _hash_slot(artifact)
+    if slot < 0:
+        return hashlib.sha256(artifact).hexdigest()
+    return hashlib.sha256(artifact[:slot] + _PLACEHOLDER + artifact[slot + 64:]).hexdigest()
+
+
+def seal(artifact: bytes) -> bytes:
+    """Write the content hash into the placeholder left by :func:`attach_metadata`
+    (same length, so no offset in the flatbuffer moves)."""
+    slot = _hash_slot(artifact)
+    if slot < 0 or artifact[slot:slot + 64] != _PLACEHOLDER:
+        raise ArtifactError("no content hash placeholder in the metadata: call attach_metadata() first")
+    return artifact[:slot] + content_hash(artifact).encode() + artifact[slot + 64:]
+
+
+def hash_problem(artifact: bytes, metadata: dict[str, Any]) -> str | None:
+    """None when the recorded content hash matches the file, else what is wrong."""
+    recorded = metadata.get(HASH_FIELD)
+    if not isinstance(recorded, str) or len(recorded) != 64:
+        return "has no content hash in its metadata"
+    if recorded != content_hash(artifact):
+        return "does not match the content hash recorded at export (changed after export)"
+    return None
 
 
 def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names: bool = False) -> bytes:
@@ -179,15 +207,15 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
     if not keep_names:
         strip_names(model)
     attach_metadata(model, metadata)
-    return _save(model)
+    return seal(_save(model))
 
 
 def read_metadata(artifact: bytes) -> dict[str, Any]:
-    """The edge-pqrnn metadata inside an artifact, checked against its weights.
+    """The edge-pqrnn metadata inside an artifact, checked against its content hash.
 
     Raises:
-        ArtifactError: not a TFLite file, no edge-pqrnn metadata, or weights that do not
-            match the recorded hash (a corrupted file).
+        ArtifactError: not a TFLite file, no edge-pqrnn metadata, or content that does
+            not match the recorded hash (a corrupted file).
     """
     model = _load(artifact)
     entries = [m for m in model.metadata or [] if _name(m.name) == METADATA_NAME]
@@ -198,9 +226,9 @@ def read_metadata(artifact: bytes) -> dict[str, Any]:
         data = json.loads(bytes(raw).decode("utf-8"))
     except (IndexError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"the edge-pqrnn metadata is corrupt: {exc}") from exc
-    if data.get("weights_sha256") != weights_hash(model):
-        raise ArtifactError("the weights do not match the hash recorded at export: the file is corrupted; "
-                            "export it again")
+    problem = hash_problem(artifact, data)
+    if problem:
+        raise ArtifactError(f"the file {problem}: it is corrupted; export it again")
     return data
 
 
