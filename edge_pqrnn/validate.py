@@ -38,7 +38,7 @@ RUNTIMES = ("litert", "tflite")
 LEGACY_RUNTIME = "tflite-runtime"
 
 #: Texts that try to break the projection; every runtime must give finite outputs and
-#: the reference's token count for each (the same set as tests/hostile_texts.py).
+#: the reference's token count for each (the test suite uses the same set).
 HOSTILE_TEXTS: dict[str, bytes] = {
     "empty": b"",
     "whitespace_only": " \t\n\r\x0b\x0c\u00a0\u3000\u2028".encode(),

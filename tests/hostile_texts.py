@@ -7,21 +7,11 @@ import unicodedata
 
 import numpy as np
 
-#: Named hostile texts: every one must give a defined output, never a crash.
-HOSTILE: dict[str, bytes] = {
-    "empty": b"",
-    "whitespace_only": " \t\n\r\x0b\x0c\u00a0\u3000\u2028".encode(),
-    "nul_bytes": b"abc\x00def\x00\x00",
-    "invalid_utf8": b"\xff\xfe\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80abc\xe2\x82",
-    "lone_surrogates": "x\ud800y\udfffz".encode("utf-8", "surrogatepass"),
-    "rtl_and_marks": "שָׁלוֹם عَرَبِيّ \u200f\u202eabc\u202c".encode(),
-    "combining_only": "\u0301\u0308\u0327".encode(),
-    "emoji_zwj": "👨‍👩‍👧‍👦 🇩🇪 👍🏽".encode(),
-    "cjk_thai": "明天去北京 สวัสดีครับ\u200bวันนี้ 안녕하세요".encode(),
-    "long_token": ("a" * 100_000).encode(),
-    "many_tokens": ("word " * 20_000).encode(),
-    "huge_mixed": ("Zürich 明天 🙂, ok? " * 6_000).encode(),
-}
+from edge_pqrnn.validate import HOSTILE_TEXTS
+
+#: Named hostile texts: every one must give a defined output, never a crash. They live in
+#: the package because validate() runs every artifact on them too.
+HOSTILE: dict[str, bytes] = HOSTILE_TEXTS
 
 
 MIXED = "abc xyzÄÖÜ ß,.!? 明天北京 สวัสดี 😀👍 ab-cd İI\t\u0301"
