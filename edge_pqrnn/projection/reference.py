@@ -90,7 +90,7 @@ def decode(text: str | bytes) -> str:
     return bytes(text).decode("utf-8", "ignore")
 
 
-def tokenize(text: str, mode: str = "word") -> list[Token]:
+def tokenize(text: str, mode: str = "word", limit: int | None = None) -> list[Token]:
     """Split decoded text into tokens with [start, end) character offsets.
 
     Word mode: SPACE characters separate tokens and are dropped; IGNORE characters are
@@ -98,10 +98,18 @@ def tokenize(text: str, mode: str = "word") -> list[Token]:
     (scripts without spaces) is a token of its own; WORD characters run together; JOIN
     characters (combining marks) extend whatever token precedes them.
     Char mode: every non-IGNORE character is a token (spaces too); JOIN marks extend
-    the preceding token.
+    the preceding token. With ``limit``, stops once that many tokens are complete (the
+    rest of a huge text is never scanned, as in the op).
     """
     tokens: list[list] = []  # [chars, start, end, open_for_words]
     last_open = False  # may a following JOIN/WORD character extend the last token?
+
+    def new_token(ch: str, i: int, words: bool) -> bool:
+        if limit is not None and len(tokens) >= limit:
+            return False
+        tokens.append([[ch], i, i + 1, words])
+        return True
+
     for i, ch in enumerate(text):
         cls = char_class(ord(ch))
         if cls == IGNORE:
@@ -111,7 +119,8 @@ def tokenize(text: str, mode: str = "word") -> list[Token]:
             tokens[-1][2] = i + 1
             continue
         if mode == "char":
-            tokens.append([[ch], i, i + 1, False])
+            if not new_token(ch, i, False):
+                break
             last_open = True
             continue
         if cls == SPACE:
@@ -120,19 +129,19 @@ def tokenize(text: str, mode: str = "word") -> list[Token]:
             if last_open and tokens[-1][3]:
                 tokens[-1][0].append(ch)
                 tokens[-1][2] = i + 1
-            else:
-                tokens.append([[ch], i, i + 1, True])
+            elif not new_token(ch, i, True):
+                break
             last_open = True
         else:  # ATOM or SPLIT: a token of its own, which only marks may extend
-            tokens.append([[ch], i, i + 1, False])
+            if not new_token(ch, i, False):
+                break
             last_open = True
     return [Token("".join(chars), start, end) for chars, start, end, _ in tokens]
 
 
 def token_rows(text: str, spec: ProjectionSpec) -> list[Token]:
     """The T-bounded token rows for one decoded text: markers, truncation, empty text."""
-    words = tokenize(text, spec.mode)
-    words = words[: spec.max_tokens - spec.markers]
+    words = tokenize(text, spec.mode, limit=spec.max_tokens - spec.markers)
     rows: list[Token] = []
     if spec.add_bos:
         rows.append(Token(BOS, 0, 0, special=True))
