@@ -73,7 +73,7 @@ class TrainConfig:
         ConfigError: a value is out of range.
     """
 
-    epochs: int = 40
+    epochs: int = 25
     batch_size: int = 32
     learning_rate: float = 2e-3
     patience: int = 8
