@@ -3,19 +3,46 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 
 import click
+
+# TensorFlow's start-up chatter (CPU features, oneDNN, deprecation notices) hides the
+# lines users need; set before any TensorFlow import.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
 
 from edge_pqrnn.errors import EdgePqrnnError
 from edge_pqrnn.projection import ProjectionSpec, project
 from edge_pqrnn.projection.spec import MODES
 
 
+#: Commands that load TensorFlow.
+_TF_COMMANDS = {"train", "eval", "export", "benchmark", "quickstart", "validate"}
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up log lines (written to fd 2 before any
+    logging setting applies) sent to /dev/null; a failing import still raises."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class _Group(click.Group):
     """Turns edge-pqrnn errors into one clear line and a non-zero exit, no traceback."""
 
     def invoke(self, ctx: click.Context):
+        if ctx.protected_args and ctx.protected_args[0] in _TF_COMMANDS and "--help" not in ctx.args:
+            _import_tensorflow_quietly()
         try:
             return super().invoke(ctx)
         except EdgePqrnnError as exc:

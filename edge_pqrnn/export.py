@@ -55,7 +55,8 @@ def build_metadata(run, dataset_name: str, scheme: str) -> dict[str, Any]:
 
 def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
-           calibration_samples: int = 500, log: Callable[[str], None] = print) -> ExportResult:
+           calibration_samples: int = 500, thresholds: Any = None,
+           log: Callable[[str], None] = print) -> ExportResult:
     """Export a trained run as one fused, quantized, validated .tflite.
 
     Args:
@@ -67,6 +68,7 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         runtimes: runtimes the validation runs the artifact in.
         keep_names: keep internal tensor names (bigger file, easier debugging).
         calibration_samples: random training texts for calibration (plus 50 full-length).
+        thresholds: :class:`edge_pqrnn.validate.Thresholds` (default: its defaults).
         log: where progress lines go.
 
     Returns:
@@ -109,7 +111,7 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         from edge_pqrnn.validate import validate
 
         start = time.perf_counter()
-        report = validate(artifact, run_dir, examples=dataset.test, runtimes=runtimes)
+        report = validate(artifact, run_dir, examples=dataset.test, runtimes=runtimes, thresholds=thresholds)
         seconds["validate"] = time.perf_counter() - start
         for line in report.lines():
             log(line)

@@ -72,3 +72,16 @@ def test_export_of_a_missing_run_fails_clearly(tmp_path):
     with pytest.raises(ArtifactError):
         export(tmp_path / "nope", tmp_path / "x.tflite", check=False, log=lambda _: None)
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_failed_validation_writes_nothing_and_keeps_the_previous_artifact(exported, tiny_run, tmp_path):
+    from edge_pqrnn.errors import AgreementError
+    from edge_pqrnn.validate import Thresholds
+
+    out = tmp_path / "model.tflite"
+    out.write_bytes(exported.artifact)
+    with pytest.raises(AgreementError, match=r"validation failed, nothing was written \(.*model.tflite is unchanged\)"):
+        export(tiny_run, out, thresholds=Thresholds(intent_agreement=1.01), runtimes=("litert",), log=lambda _: None)
+    assert out.read_bytes() == exported.artifact
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]  # no temp file left
+

@@ -98,6 +98,11 @@ def convert(model, spec: ProjectionSpec, calibration_texts: Iterable[str] = (), 
     def serve(features, mask, pool_weights):
         return model({"features": features, "mask": mask, "pool_weights": pool_weights}, training=False)
 
+    import absl.logging
+
+    # Passing the model object as trackable_obj breaks calibration (see the module doc);
+    # silence the converter's warning that recommends it.
+    absl.logging.set_verbosity(absl.logging.ERROR)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
     if scheme != "float":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
