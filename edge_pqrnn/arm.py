@@ -1,0 +1,699 @@
+"""aarch64 Linux on an x86 machine: the op library cross-built from the same C sources,
+an arm64 Debian rootfs with Python 3.11 run under ``qemu-aarch64-static``, the aarch64
+wheels of each TFLite runtime, and matrix rows saying whether an artifact gives the
+same bits there as on x86.
+
+Everything lives in the cache (``runtimes.cache_dir() / "aarch64"``), never in the repo::
+
+    rootfs/                            arm64 bookworm (minbase, first stage) + python3.11
+    site/litert/                       unpacked aarch64 wheels: ai-edge-litert + numpy
+    site/tflite-runtime/               tflite-runtime 2.14 + numpy<2
+    op/<key>/libpqrnn_projection.so    the cross-built op, keyed by its sources and flags
+    ready.json                         the marker: what is ready, and from which inputs
+
+Nothing is installed silently: a missing system tool raises :class:`EdgePqrnnError`
+with the exact ``apt-get install`` line, unless ``install=True`` (what CI uses).
+DESIGN.md §7 has the facts this follows (pin ``QEMU_CPU=neoverse-n1``: with ``max``,
+SVE is on and XNNPACK's int8 results differ from x86).
+
+Example:
+    >>> matrix = setup_matrix()  # doctest: +SKIP
+    >>> out = run_aarch64("atis.int8.tflite", ["flights to boston"])  # doctest: +SKIP
+    >>> rows = matrix_rows("atis.int8.tflite", texts, x86_outputs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pqrnn.errors import ConfigError, EdgePqrnnError, OpLibraryError
+from edge_pqrnn.projection.ops import LIBRARY_NAME
+from edge_pqrnn.runtimes import LEGACY_REQUIREMENTS, cache_dir, run_in_subprocess
+
+Log = Callable[[str], None]
+
+QEMU = "qemu-aarch64-static"
+CROSS_CC = "aarch64-linux-gnu-gcc"
+#: The emulated CPU. Bit-exactness with x86 was measured with this one (ARMv8.2 with
+#: dot-product, no SVE); ``max`` turns SVE/i8mm on, XNNPACK then picks other int8
+#: kernels and the logits differ.
+QEMU_CPU = "neoverse-n1"
+
+#: The rootfs's Debian release: bookworm is the one whose python3 is 3.11, the version
+#: the aarch64 wheels are downloaded for (whatever the host's release is).
+SUITE = "bookworm"
+#: The Debian mirror for debootstrap (``EDGE_PQRNN_DEBIAN_MIRROR`` overrides).
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+#: The packages unpacked over the first-stage rootfs: the interpreter and its stdlib
+#: (debootstrap resolves their dependencies: libssl3, libffi8, libexpat1, ...).
+PYTHON_PACKAGES = ("python3.11-minimal", "libpython3.11-stdlib")
+PYTHON_VERSION = "3.11"
+#: Wheel tags pip would accept inside the rootfs (glibc 2.36): pip given one
+#: ``--platform`` does not fall back to older manylinux tags, and the wheels needed span
+#: manylinux2014 (numpy<2), _2_27 (ai-edge-litert) and _2_34 (tflite-runtime 2.14).
+PLATFORMS = tuple(f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)) + ("manylinux2014_aarch64",)
+
+#: System tools (an executable, or a file for the cross libc) -> the Debian package.
+#: libc6-dev-arm64-cross is only a Recommends of the cross compiler, but linking a
+#: shared object needs its crti.o, so it is checked and installed explicitly.
+CROSS_TOOLS = {CROSS_CC: "gcc-aarch64-linux-gnu", "/usr/aarch64-linux-gnu/lib/crti.o": "libc6-dev-arm64-cross"}
+SYSTEM_TOOLS = {QEMU: "qemu-user-static", **CROSS_TOOLS, "debootstrap": "debootstrap"}
+
+NATIVE = Path(__file__).resolve().parent / "projection" / "native"
+SOURCES = ("projection_core.c", "projection_op.c")
+HEADERS = ("projection_core.h", "tflite_abi.h", "unicode_data.h")
+#: setup.py's ``extra_compile_args`` (tests/test_arm.py fails if the two drift apart).
+SETUP_FLAGS = ("-std=c11", "-O2", "-fvisibility=hidden", "-ffreestanding", "-Wall", "-Wextra")
+#: What setuptools adds to them on the host: ``-fPIC`` for a shared object, and from
+#: CPython's sysconfig CFLAGS ``-DNDEBUG -fwrapv``; the same here, so both builds
+#: compile the same program.
+HOST_FLAGS = ("-fPIC", "-DNDEBUG", "-fwrapv")
+
+#: A /proc/cpuinfo entry for a Neoverse-N1 (MIDR 0x414fd0c1), with the features
+#: qemu's neoverse-n1 model reports in AT_HWCAP. qemu-user passes the host's x86
+#: /proc/cpuinfo through; XNNPACK's cpuinfo library then fails to initialise (no
+#: XNNPACK, and a segfault at exit). qemu's ``-L`` prefix is searched first for every
+#: path, so ROOTFS/proc/cpuinfo is what the guest reads.
+CPUINFO_ENTRY = """processor\t: {index}
+BogoMIPS\t: 50.00
+Features\t: fp asimd aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x4
+CPU part\t: 0xd0c
+CPU revision\t: 1
+
+"""
+
+MARKER = "ready.json"
+#: Bump when the layout or a step changes: an older marker is then ignored.
+MARKER_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Aarch64Runtime:
+    """A TFLite runtime as it runs in the emulated aarch64 Python.
+
+    Attributes:
+        name: the row's ``runtime`` (the same name as the x86 row).
+        module: the module the worker imports (``Interpreter``, ``load_delegate``).
+        requirements: what ``pip download`` fetches for it.
+    """
+
+    name: str
+    module: str
+    requirements: tuple[str, ...]
+
+
+def _host_pin(distribution: str) -> str:
+    # The same release as on x86, so that a difference is the ISA's, not a version's.
+    try:
+        return f"{distribution}=={importlib.metadata.version(distribution)}"
+    except importlib.metadata.PackageNotFoundError:
+        return distribution
+
+
+def aarch64_runtimes() -> dict[str, Aarch64Runtime]:
+    """The aarch64 runtimes, by row name: the one place a runtime is added (docs/matrix.md)."""
+    return {
+        "litert": Aarch64Runtime("litert", "ai_edge_litert.interpreter", (_host_pin("ai-edge-litert"), "numpy")),
+        # Its last release (2.14) does not import beside numpy 2, as on x86 (DESIGN.md §2).
+        "tflite-runtime": Aarch64Runtime("tflite-runtime", "tflite_runtime.interpreter", LEGACY_REQUIREMENTS),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Matrix:
+    """A prepared aarch64 matrix.
+
+    Attributes:
+        root: its cache folder.
+        rootfs: the arm64 Debian root (qemu's ``-L`` prefix).
+        library: the cross-built op library.
+        sites: runtime name -> the folder of its unpacked wheels (PYTHONPATH).
+        errors: runtime name -> why it is not ready (not prepared, no wheel, ...).
+    """
+
+    root: Path
+    rootfs: Path
+    library: Path
+    sites: dict[str, Path]
+    errors: dict[str, str]
+
+    @property
+    def python(self) -> Path:
+        """The aarch64 interpreter inside the rootfs."""
+        return self.rootfs / "usr" / "bin" / f"python{PYTHON_VERSION}"
+
+
+def matrix_root(cache: str | os.PathLike | None = None) -> Path:
+    """The aarch64 folder inside the edge-pqrnn cache (default :func:`runtimes.cache_dir`)."""
+    return Path(cache if cache is not None else cache_dir()) / "aarch64"
+
+
+def apt_install_line(packages: Sequence[str]) -> str:
+    """The command that installs ``packages`` (what error messages tell the user to run)."""
+    return "apt-get install -y --no-install-recommends " + " ".join(packages)
+
+
+def missing_packages(tools: Mapping[str, str] = SYSTEM_TOOLS) -> list[str]:
+    """The Debian packages of ``tools`` (tool -> package) that are not on this machine."""
+    missing = []
+    for tool, package in tools.items():
+        present = os.path.exists(tool) if os.path.isabs(tool) else shutil.which(tool) is not None
+        if not present and package not in missing:
+            missing.append(package)
+    return missing
+
+
+def require_tools(tools: Mapping[str, str] = SYSTEM_TOOLS, install: bool = False, log: Log = print) -> None:
+    """Check that the system tools are there; install them only when asked.
+
+    Args:
+        tools: tool (executable name or absolute file) -> Debian package.
+        install: run ``apt-get update`` and ``apt-get install`` for the missing ones.
+        log: progress lines.
+
+    Raises:
+        EdgePqrnnError: a tool is missing and ``install`` is False (the message holds the
+            exact ``apt-get install`` line), or the installation failed.
+    """
+    packages = missing_packages(tools)
+    if not packages:
+        return
+    line = apt_install_line(packages)
+    if not install:
+        raise EdgePqrnnError(
+            f"the aarch64 matrix needs {', '.join(packages)}: run `{line}` as root (after `apt-get update` on a "
+            "fresh machine), or prepare it with install=True (`python -m edge_pqrnn.arm setup --install`)")
+    if os.geteuid() != 0:
+        raise EdgePqrnnError(f"installing {', '.join(packages)} needs root: run `sudo {line}`")
+    log(f"aarch64 matrix: installing {' '.join(packages)} with apt-get...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]):
+        _run(cmd, f"`{' '.join(cmd)}` failed", env=env)
+    still = missing_packages(tools)
+    if still:
+        raise EdgePqrnnError(f"apt-get ran but {', '.join(still)} is still missing: run `{apt_install_line(still)}`")
+
+
+def _run(cmd: Sequence[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run a command; on failure raise with its last output line (the useful one)."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + "\n" + proc.stdout).strip().splitlines() if ln.strip()]
+        raise EdgePqrnnError(f"{what} (exit {proc.returncode}): {lines[-1] if lines else 'no output'}")
+    return proc
+
+
+def _build_key() -> str:
+    digest = hashlib.sha256()
+    for name in (*SOURCES, *HEADERS):
+        digest.update(name.encode() + b"\0" + (NATIVE / name).read_bytes() + b"\0")
+    digest.update(" ".join((*HOST_FLAGS, *SETUP_FLAGS)).encode())
+    return digest.hexdigest()[:16]
+
+
+def build_aarch64_library(cache: str | os.PathLike | None = None, log: Log = lambda _: None) -> Path:
+    """Cross-build the op library for aarch64 Linux from the package's own C sources.
+
+    The flags are setup.py's (``-std=c11 -O2 -fvisibility=hidden -ffreestanding``, no
+    ``-ffast-math``: the pool weights must round like numpy's float32). The result is
+    cached under a key of the sources and flags, so an edited source is rebuilt and an
+    unchanged one costs nothing.
+
+    Args:
+        cache: the edge-pqrnn cache folder (default :func:`runtimes.cache_dir`).
+        log: progress lines.
+
+    Returns:
+        The path of the aarch64 ``libpqrnn_projection.so``.
+
+    Raises:
+        EdgePqrnnError: the cross compiler is missing (the message holds the apt line).
+        OpLibraryError: the compiler failed.
+
+    Example:
+        >>> build_aarch64_library()  # doctest: +SKIP
+        PosixPath('/root/.cache/edge-pqrnn/aarch64/op/3f2a.../libpqrnn_projection.so')
+    """
+    out = matrix_root(cache) / "op" / _build_key() / LIBRARY_NAME
+    if out.is_file():
+        return out
+    require_tools(CROSS_TOOLS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{LIBRARY_NAME}.{os.getpid()}.partial")
+    cmd = [CROSS_CC, *HOST_FLAGS, *SETUP_FLAGS, f"-I{NATIVE}", "-shared", "-o", str(tmp),
+           *(str(NATIVE / s) for s in SOURCES)]
+    log(f"aarch64 matrix: cross-building {LIBRARY_NAME} with {CROSS_CC}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        errors = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.strip().splitlines()
+        raise OpLibraryError(f"cross-building the op library for aarch64 failed: {errors[-1] if errors else ''}")
+    os.replace(tmp, out)  # atomic: a concurrent build never sees half a library
+    return out
+
+
+def _mirror() -> str:
+    return os.environ.get("EDGE_PQRNN_DEBIAN_MIRROR", DEFAULT_MIRROR)
+
+
+def _unpack_deb(deb: Path, target: Path) -> None:
+    # Not `dpkg-deb -x`: it replaces the merged-/usr symlinks (lib -> usr/lib) with real
+    # folders, and then the dynamic loader is not found at /lib/ld-linux-aarch64.so.1.
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as deb_tar:
+        _run(["tar", "-x", "--keep-directory-symlink", "-C", str(target)], f"cannot unpack {deb.name}",
+             stdin=deb_tar.stdout)
+    if deb_tar.returncode != 0:
+        raise EdgePqrnnError(f"cannot read {deb}: dpkg-deb exit {deb_tar.returncode}")
+
+
+def _write_cpuinfo(rootfs: Path) -> None:
+    proc = rootfs / "proc"
+    if proc.is_symlink():  # debootstrap links proc -> /proc: qemu would then read the host's
+        proc.unlink()
+    proc.mkdir(exist_ok=True)
+    count = os.cpu_count() or 1
+    (proc / "cpuinfo").write_text("".join(CPUINFO_ENTRY.format(index=i) for i in range(count)))
+
+
+def _guest_env(site: Path | None, qemu_cpu: str = QEMU_CPU) -> dict[str, str]:
+    # A clean environment: the host's PYTHONPATH, PYTHONHOME or LD_LIBRARY_PATH would
+    # point the aarch64 Python at x86 files.
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "QEMU_CPU": qemu_cpu, "PYTHONNOUSERSITE": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if site is not None:
+        env["PYTHONPATH"] = str(site)
+    return env
+
+
+def _guest_python_version(rootfs: Path, qemu: str) -> str:
+    python = rootfs / "usr" / "bin" / f"python{PYTHON_VERSION}"
+    proc = _run([qemu, "-L", str(rootfs), str(python), "-c", "import platform; print(platform.python_version())"],
+                "the aarch64 python3.11 does not start under qemu", env=_guest_env(None), timeout=120)
+    return proc.stdout.strip()
+
+
+def _prepare_rootfs(root: Path, qemu: str) -> dict[str, str]:
+    """Bootstrap the arm64 rootfs into root/rootfs; return its marker entry."""
+    partial = root / "rootfs.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    # --foreign: only the first stage, which needs no arm64 code to run (the second
+    # stage would run maintainer scripts through binfmt_misc, not set up in containers).
+    _run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase", f"--include={','.join(PYTHON_PACKAGES)}",
+          SUITE, str(partial), _mirror()], f"debootstrap of arm64 {SUITE} from {_mirror()} failed "
+         "(set EDGE_PQRNN_DEBIAN_MIRROR for another mirror)")
+    # The first stage unpacks only the required set; the --include packages and their
+    # dependencies ("base") are downloaded but left as .debs.
+    meta = partial / "debootstrap"
+    debs = dict(line.split(maxsplit=1) for line in (meta / "debpaths").read_text().splitlines() if line.strip())
+    for package in (meta / "base").read_text().split():
+        _unpack_deb(partial / debs[package].lstrip("/"), partial)
+    # The .debs and apt's package lists (~110 MB) only served debootstrap's second stage,
+    # which never runs here.
+    for leftover in [*(partial / "var/cache/apt/archives").glob("*.deb"), *(partial / "var/lib/apt/lists").glob("*_*")]:
+        leftover.unlink()
+    _write_cpuinfo(partial)
+    version = _guest_python_version(partial, qemu)
+    shutil.rmtree(root / "rootfs", ignore_errors=True)
+    os.replace(partial, root / "rootfs")
+    return {"suite": SUITE, "mirror": _mirror(), "python": version}
+
+
+def _prepare_site(root: Path, runtime: Aarch64Runtime) -> dict[str, Any]:
+    """Download the runtime's aarch64 wheels and unpack them into root/site/NAME."""
+    wheels = root / "wheels" / runtime.name
+    partial = root / "site" / f"{runtime.name}.partial"
+    for folder in (wheels, partial):
+        shutil.rmtree(folder, ignore_errors=True)
+    platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
+    _run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
+          *platforms, "--python-version", PYTHON_VERSION, "--implementation", "cp",
+          "--abi", "cp" + PYTHON_VERSION.replace(".", ""), "-d", str(wheels), *runtime.requirements],
+         f"no aarch64 cp311 wheels for {' '.join(runtime.requirements)}")
+    names = sorted(p.name for p in wheels.glob("*.whl"))
+    for name in names:  # a wheel is a zip laid out as site-packages: unpacking is installing
+        with zipfile.ZipFile(wheels / name) as wheel:
+            wheel.extractall(partial)
+    shutil.rmtree(wheels)
+    site = root / "site" / runtime.name
+    shutil.rmtree(site, ignore_errors=True)
+    os.replace(partial, site)
+    return {"requirements": list(runtime.requirements), "wheels": names}
+
+
+def _read_marker(root: Path) -> dict[str, Any]:
+    try:
+        marker = json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return marker if marker.get("format") == MARKER_FORMAT else {}
+
+
+def _write_marker(root: Path, marker: dict[str, Any]) -> None:
+    tmp = root / f".{MARKER}.partial"
+    tmp.write_text(json.dumps({**marker, "format": MARKER_FORMAT}, indent=1) + "\n")
+    os.replace(tmp, root / MARKER)
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    # Two setups at once (parallel test runs) must not bootstrap into the same folders.
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def setup_matrix(cache: str | os.PathLike | None = None, log: Log = print, install: bool = False,
+                 runtimes: Sequence[str] | None = None) -> Matrix:
+    """Prepare the aarch64 matrix once: tools, op library, rootfs, runtime wheels.
+
+    Each step is skipped when the marker says it is ready from the same inputs (a warm
+    run takes about a second); progress lines say what runs and how long it took. A
+    runtime whose wheels cannot be had (e.g. no aarch64 build for it) is not an error
+    here: it is listed in ``Matrix.errors`` and its row will say why.
+
+    Args:
+        cache: the edge-pqrnn cache folder (default :func:`runtimes.cache_dir`).
+        log: progress lines.
+        install: install missing system tools with apt-get (CI); otherwise their absence
+            raises with the exact ``apt-get install`` line.
+        runtimes: which aarch64 runtimes to prepare (default: all of :func:`aarch64_runtimes`).
+
+    Returns:
+        The prepared :class:`Matrix`.
+
+    Raises:
+        EdgePqrnnError: a system tool is missing (and ``install`` is False), or the
+            rootfs could not be bootstrapped (the message holds the failing line).
+        ConfigError: an unknown runtime name.
+
+    Example:
+        >>> setup_matrix(install=True).errors  # doctest: +SKIP
+        {}
+    """
+    known = aarch64_runtimes()
+    chosen = list(known) if runtimes is None else list(runtimes)
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown aarch64 runtimes {unknown}; choose from {', '.join(known)}")
+    require_tools(SYSTEM_TOOLS, install=install, log=log)
+    root = matrix_root(cache)
+    qemu = shutil.which(QEMU) or QEMU
+    with _locked(root):
+        marker = _read_marker(root)
+        # Each step returns None when done, or why its runtime is not ready.
+        steps: list[tuple[str, Callable[[], str | None]]] = []
+
+        def build() -> None:
+            build_aarch64_library(cache)
+
+        def rootfs() -> None:
+            marker["rootfs"] = _prepare_rootfs(root, qemu)
+            marker.pop("sites", None)  # the wheels were unpacked for the old rootfs's Python
+            _write_marker(root, marker)
+
+        def site(runtime: Aarch64Runtime) -> str | None:
+            try:
+                entry = _prepare_site(root, runtime)
+            except EdgePqrnnError as exc:
+                # Recorded, so that its rows give the reason; the next setup retries it.
+                entry = {"requirements": list(runtime.requirements), "error": str(exc)}
+            marker.setdefault("sites", {})[runtime.name] = entry
+            _write_marker(root, marker)
+            return entry.get("error")
+
+        steps.append((f"op library for aarch64 ({CROSS_CC})", build))
+        rootfs_ready = (marker.get("rootfs", {}).get("suite") == SUITE
+                        and (root / "rootfs" / "usr" / "bin" / f"python{PYTHON_VERSION}").is_file())
+        if not rootfs_ready:
+            steps.append((f"arm64 {SUITE} rootfs (debootstrap minbase + python{PYTHON_VERSION})", rootfs))
+        for name in chosen:
+            runtime = known[name]
+            entry = marker.get("sites", {}).get(name, {}) if rootfs_ready else {}
+            if (entry.get("requirements") != list(runtime.requirements) or "error" in entry
+                    or not (root / "site" / name).is_dir()):
+                steps.append((f"aarch64 wheels for {name} ({' '.join(runtime.requirements)})",
+                              functools.partial(site, runtime)))
+        for i, (title, step) in enumerate(steps, 1):
+            start = time.perf_counter()
+            log(f"aarch64 matrix [{i}/{len(steps)}] {title}...")
+            error = step()
+            log(f"aarch64 matrix [{i}/{len(steps)}] {'failed: ' + error if error else 'done'} "
+                f"({time.perf_counter() - start:.1f} s)")
+        _write_cpuinfo(root / "rootfs")  # cheap, and follows this machine's core count
+    matrix = load_matrix(cache)
+    log(f"aarch64 matrix ready in {matrix.root}"
+        + "".join(f"\n  not ready: {name}: {why}" for name, why in matrix.errors.items() if name in chosen))
+    return matrix
+
+
+def load_matrix(cache: str | os.PathLike | None = None) -> Matrix:
+    """The matrix as :func:`setup_matrix` left it; downloads nothing.
+
+    The op library is (re)built when its sources changed since the last build, which
+    needs only the cross compiler.
+
+    Raises:
+        EdgePqrnnError: the rootfs is not prepared (the message says how to prepare it),
+            or the cross compiler is missing.
+    """
+    root = matrix_root(cache)
+    marker = _read_marker(root)
+    rootfs = root / "rootfs"
+    if "rootfs" not in marker or not rootfs.is_dir():
+        raise EdgePqrnnError(f"the aarch64 matrix is not prepared in {root}: run `python -m edge_pqrnn.arm setup` "
+                             "(add --install to apt-get the system tools) or call edge_pqrnn.arm.setup_matrix()")
+    sites, errors = {}, {}
+    for name, runtime in aarch64_runtimes().items():
+        entry = marker.get("sites", {}).get(name)
+        if entry is not None and "error" in entry:
+            errors[name] = entry["error"]
+        elif entry is None or not (root / "site" / name).is_dir():
+            errors[name] = f"{name} is not prepared for aarch64: run `python -m edge_pqrnn.arm setup`"
+        elif entry.get("requirements") != list(runtime.requirements):
+            errors[name] = (f"{name} for aarch64 was prepared for {' '.join(entry['requirements'])}, not "
+                            f"{' '.join(runtime.requirements)}: run `python -m edge_pqrnn.arm setup` again")
+        else:
+            sites[name] = root / "site" / name
+    return Matrix(root=root, rootfs=rootfs, library=build_aarch64_library(cache), sites=sites, errors=errors)
+
+
+def run_aarch64(model_path: str | os.PathLike, texts: Sequence[str | bytes], runtime: str = "litert",
+                cache: str | os.PathLike | None = None, qemu_cpu: str = QEMU_CPU,
+                timeout: float = 600) -> dict[str, np.ndarray]:
+    """Run texts through a .tflite in an emulated aarch64 Python with the aarch64 op.
+
+    Args:
+        model_path: the .tflite file (an artifact, or a projection-only model).
+        texts: the batch (str or raw bytes).
+        runtime: ``"litert"`` or ``"tflite-runtime"``.
+        cache: the edge-pqrnn cache folder holding the prepared matrix.
+        qemu_cpu: the emulated CPU; only the default is known to be bit-exact with x86.
+        timeout: seconds before the emulated run is abandoned.
+
+    Returns:
+        The signature's outputs by name, plus ``__version__`` (the runtime's version).
+
+    Raises:
+        EdgePqrnnError: the matrix or this runtime is not prepared, qemu is missing, or
+            the emulated run failed (the message holds its last error line).
+        ConfigError: an unknown runtime name.
+        subprocess.TimeoutExpired: the run took longer than ``timeout``.
+
+    Example:
+        >>> run_aarch64("atis.int8.tflite", ["flights to boston"])["intent_logits"].shape  # doctest: +SKIP
+        (1, 22)
+    """
+    known = aarch64_runtimes()
+    if runtime not in known:
+        raise ConfigError(f"unknown aarch64 runtime {runtime!r}; choose from {', '.join(known)}")
+    require_tools({QEMU: SYSTEM_TOOLS[QEMU]})
+    matrix = load_matrix(cache)
+    if runtime not in matrix.sites:
+        raise EdgePqrnnError(matrix.errors[runtime])
+    return run_in_subprocess(str(matrix.python), known[runtime].module, os.fspath(model_path), texts,
+                             library=str(matrix.library), env=_guest_env(matrix.sites[runtime], qemu_cpu),
+                             timeout=timeout, command_prefix=[shutil.which(QEMU) or QEMU, "-L", str(matrix.rootfs)])
+
+
+def differing_texts(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> int:
+    """How many texts (rows of axis 0) have any output whose bits differ from ``reference``.
+
+    Bits, not values: -0.0 vs 0.0 or two different NaNs count as different. A missing
+    output or another shape makes every text differ.
+    """
+    counts = {len(v) for k, v in reference.items() if k != "__version__"}
+    n = counts.pop() if len(counts) == 1 else 0
+    differ = np.zeros(n, bool)
+    for name, expected in reference.items():
+        if name == "__version__":
+            continue
+        got = outputs.get(name)
+        if got is None or got.shape != expected.shape or got.dtype != expected.dtype:
+            return n
+        a = np.ascontiguousarray(got).reshape(n, -1).view(np.uint8)
+        b = np.ascontiguousarray(expected).reshape(n, -1).view(np.uint8)
+        differ |= (a != b).any(axis=1)
+    return int(differ.sum())
+
+
+def max_abs_diff(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float | None:
+    """The largest absolute difference over the float outputs both have (None if none).
+
+    NaN on both sides is no difference; NaN on one side only is an infinite one.
+    """
+    diffs = []
+    for name, expected in reference.items():
+        got = outputs.get(name)
+        if got is None or got.shape != expected.shape or not np.issubdtype(expected.dtype, np.floating):
+            continue
+        diff = np.abs(got.astype(np.float64) - expected)
+        diff[np.isnan(got) & np.isnan(expected)] = 0.0
+        diffs.append(float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
+    return max(diffs) if diffs else None
+
+
+def matrix_rows(artifact_path: str | os.PathLike, texts: Sequence[str | bytes],
+                reference_outputs: Mapping[str, Mapping[str, np.ndarray]], cache: str | os.PathLike | None = None,
+                runtimes: Sequence[str] | None = None, qemu_cpu: str = QEMU_CPU) -> list[dict[str, Any]]:
+    """One row per aarch64 runtime: did the artifact run, and are its outputs x86's bits?
+
+    Each runtime is compared with the same runtime on x86: runtimes differ from each
+    other on x86 already (other XNNPACK releases), which is not an ISA difference.
+
+    Args:
+        artifact_path: the .tflite.
+        texts: the texts the references were computed on.
+        reference_outputs: x86 outputs by runtime name, e.g. ``{"litert": {...},
+            "tflite-runtime": {...}}``; a runtime without one is run but not compared.
+        cache: the edge-pqrnn cache folder holding the prepared matrix.
+        runtimes: aarch64 runtimes to run (default: all of :func:`aarch64_runtimes`).
+        qemu_cpu: the emulated CPU.
+
+    Returns:
+        Rows (JSON-ready dicts) with ``runtime``, ``version``, ``isa`` (``aarch64``),
+        ``emulator``, ``loaded``, ``error``, ``reference`` (the x86 runtime compared
+        with), ``bit_exact_vs_x86``, ``differing_texts``, ``max_abs_diff_vs_x86``,
+        ``num_texts`` and ``seconds`` (wall time of the emulated run, start-up
+        included). A runtime that cannot run is a row with ``loaded: False`` and the
+        reason in ``error``, never an exception.
+
+    Example:
+        >>> x86 = {"litert": run_signature(interpreter(path), texts)}  # doctest: +SKIP
+        >>> [(r["runtime"], r["differing_texts"]) for r in matrix_rows(path, texts, x86)]  # doctest: +SKIP
+        [('litert', 2), ('tflite-runtime', None)]
+    """
+    rows = []
+    for name in aarch64_runtimes() if runtimes is None else runtimes:
+        reference = reference_outputs.get(name)
+        row: dict[str, Any] = {"runtime": name, "version": "", "isa": "aarch64",
+                               "emulator": f"{QEMU} QEMU_CPU={qemu_cpu}", "loaded": False, "error": None,
+                               "reference": f"{name} x86_64" if reference is not None else None,
+                               "bit_exact_vs_x86": None, "differing_texts": None, "max_abs_diff_vs_x86": None,
+                               "num_texts": len(texts), "seconds": None}
+        start = time.perf_counter()
+        try:
+            out = run_aarch64(artifact_path, texts, name, cache=cache, qemu_cpu=qemu_cpu)
+        except (EdgePqrnnError, OSError, subprocess.TimeoutExpired) as exc:
+            row["error"] = str(exc)
+        else:
+            row["seconds"] = round(time.perf_counter() - start, 3)
+            row["version"] = str(out.pop("__version__", ""))
+            row["loaded"] = True
+            if reference is not None:
+                row["differing_texts"] = differing_texts(out, reference)
+                row["bit_exact_vs_x86"] = row["differing_texts"] == 0
+                row["max_abs_diff_vs_x86"] = max_abs_diff(out, reference)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows as the Markdown table docs/matrix.md shows."""
+    lines = ["| runtime | version | isa | loaded | compared with | bit-exact | texts differing | max abs diff "
+             "| seconds | error |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        exact = "n/a" if r.get("bit_exact_vs_x86") is None else ("yes" if r["bit_exact_vs_x86"] else "no")
+        differing = "" if r.get("differing_texts") is None else f"{r['differing_texts']} / {r['num_texts']}"
+        diff = "" if r.get("max_abs_diff_vs_x86") is None else f"{r['max_abs_diff_vs_x86']:.3g}"
+        seconds = "" if r.get("seconds") is None else f"{r['seconds']:.2f}"
+        lines.append(f"| {r['runtime']} | {r['version']} | {r['isa']} | {'yes' if r['loaded'] else 'no'} | "
+                     f"{r.get('reference') or ''} | {exact} | {differing} | {diff} | {seconds} | "
+                     f"{(r.get('error') or '').replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def _table(artifact: str, data: str | None) -> str:
+    """The aarch64 rows of an artifact on its dataset's test split, after the x86 rows."""
+    from edge_pqrnn.artifact import check
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.runtimes import interpreter, legacy_tflite_runtime_python, run_signature
+
+    name = data or check(artifact).metadata.get("dataset")
+    if not name:
+        raise ConfigError(f"{artifact} names no dataset: pass --data NAME")
+    texts = [ex.text for ex in load_dataset(name).test]
+    x86_rows, references = [], {}
+    for runtime in aarch64_runtimes():
+        start = time.perf_counter()
+        if runtime == "litert":
+            out = run_signature(interpreter(artifact, "litert"), texts)
+            version = importlib.metadata.version("ai-edge-litert")
+        else:
+            out = run_in_subprocess(legacy_tflite_runtime_python(), aarch64_runtimes()[runtime].module,
+                                    artifact, texts)
+            version = str(out.pop("__version__", ""))
+        references[runtime] = out
+        x86_rows.append({"runtime": runtime, "version": version, "isa": "x86_64", "loaded": True,
+                         "num_texts": len(texts), "seconds": time.perf_counter() - start})
+    return markdown_table([*x86_rows, *matrix_rows(artifact, texts, references)])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m edge_pqrnn.arm setup [--install] | build-op | table ARTIFACT [--data NAME]``."""
+    parser = argparse.ArgumentParser(prog="python -m edge_pqrnn.arm", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    setup = commands.add_parser("setup", help="prepare the aarch64 rootfs, wheels and op library once")
+    setup.add_argument("--install", action="store_true", help="apt-get missing system tools (needs root)")
+    commands.add_parser("build-op", help="cross-build the aarch64 op library and print its path")
+    table = commands.add_parser("table", help="run an artifact on aarch64 and print the Markdown matrix")
+    table.add_argument("artifact")
+    table.add_argument("--data", help="dataset whose test split to run (default: the artifact's)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "setup":
+            matrix = setup_matrix(install=args.install)
+            return 1 if matrix.errors else 0
+        if args.command == "build-op":
+            print(build_aarch64_library(log=print))
+            return 0
+        print(_table(args.artifact, args.data))
+        return 0
+    except EdgePqrnnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
