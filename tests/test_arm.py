@@ -183,9 +183,6 @@ def test_int8_artifact_on_aarch64_litert_gives_x86s_answers(matrix, artifact, ar
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="tflite-runtime 2.14's aarch64 int8 FULLY_CONNECTED (gemmlowp) reads the "
-                                       "bias of a bias-less layer through a null pointer and segfaults; fixed when "
-                                       "the export gives every FULLY_CONNECTED a zero bias (docs/matrix.md)")
 def test_int8_artifact_runs_in_aarch64_tflite_runtime(matrix, artifact, artifact_texts):
     from edge_pqrnn.runtimes import legacy_tflite_runtime_python, run_in_subprocess
 

@@ -85,3 +85,16 @@ def test_failed_validation_writes_nothing_and_keeps_the_previous_artifact(export
     assert out.read_bytes() == exported.artifact
     assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]  # no temp file left
 
+
+
+def test_every_fully_connected_has_a_bias(exported):
+    # tflite-runtime 2.14 on aarch64 crashes on a bias-less int8 FULLY_CONNECTED.
+    from edge_pqrnn.projection.ops import schema
+
+    s = schema()
+    model = s.ModelT.InitFromPackedBuf(exported.artifact, 0)
+    graph = model.subgraphs[0]
+    fc = [op for op in graph.operators
+          if model.operatorCodes[op.opcodeIndex].builtinCode == s.BuiltinOperator.FULLY_CONNECTED]
+    assert fc and all(len(op.inputs) == 3 and op.inputs[2] >= 0 for op in fc)
+    assert all(graph.tensors[op.inputs[2]].type == s.TensorType.INT32 for op in fc)

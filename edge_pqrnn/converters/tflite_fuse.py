@@ -4,6 +4,10 @@ The body (features, mask, pool_weights -> logits) comes from the standard conver
 These passes run in this order on its flatbuffer and return new bytes (nothing is edited
 in place):
 
+0. ``add_zero_biases``: give every int8 FULLY_CONNECTED without a bias a zero int32 one.
+   tflite-runtime 2.14 on aarch64 (gemmlowp) reads a missing bias through a null pointer
+   and crashes; a zero bias changes no output bit in any runtime. (Before the op is added,
+   so only body operators are visited.)
 1. ``prepend_projection``: add the STRING input ``text`` and the CUSTOM projection op
    first, writing into the body's three input tensors; add the ``num_tokens`` output.
    (First, because the later passes rewrite the signature it creates.)
@@ -22,6 +26,7 @@ import json
 from typing import Any
 
 import flatbuffers
+import numpy as np
 
 from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.projection.ops import OUTPUT_NAMES, op_options_bytes, schema
@@ -50,6 +55,39 @@ def _save(model) -> bytes:
 
 def _name(value) -> str:
     return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def add_zero_biases(model) -> int:
+    """Pass 0 (see the module doc). Returns how many biases were added."""
+    s = schema()
+    added = 0
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            inputs = [int(i) for i in op.inputs]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != s.BuiltinOperator.FULLY_CONNECTED:
+                continue
+            if len(inputs) > 2 and inputs[2] >= 0:
+                continue
+            x, w = graph.tensors[inputs[0]], graph.tensors[inputs[1]]
+            if w.type != s.TensorType.INT8 or not (w.quantization and w.quantization.scale is not None
+                                                   and x.quantization and x.quantization.scale is not None):
+                continue
+            units = int(w.shape[0])
+            buf = s.BufferT()
+            buf.data = list(np.zeros(units, np.int32).tobytes())
+            model.buffers.append(buf)
+            q = s.QuantizationParametersT()
+            # bias scale = input scale x weight scale (per channel), as the kernels expect
+            q.scale = [float(x.quantization.scale[0]) * float(ws) for ws in w.quantization.scale]
+            q.zeroPoint, q.quantizedDimension = [0] * len(q.scale), 0
+            t = s.TensorT()
+            t.name, t.type, t.shape, t.buffer, t.quantization = "zero_bias", s.TensorType.INT32, [units], \
+                len(model.buffers) - 1, q
+            graph.tensors.append(t)
+            op.inputs = inputs[:2] + [len(graph.tensors) - 1]
+            added += 1
+    return added
 
 
 def _body_inputs(model) -> list[int]:
@@ -202,6 +240,7 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
         ArtifactError: the body is not a TFLite model or does not fit the spec.
     """
     model = _load(body)
+    add_zero_biases(model)
     prepend_projection(model, spec)
     write_signature(model)
     if not keep_names:
