@@ -228,7 +228,10 @@ def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray], ref_counts:
 
 
 def _run_in_process(data: bytes, name: str, texts: list[str | bytes], batch_size: int) -> tuple[dict, str]:
-    with Artifact.load(data, runtime=name) as artifact:
+    opener = Artifact
+    if name == "onnxruntime":  # ONNX hook: an .onnx (edge_pqrnn.converters.onnx_export)
+        from edge_pqrnn.converters.onnx_export import OnnxArtifact as opener
+    with opener.load(data, runtime=name) as artifact:
         return artifact.run(texts, batch_size), artifact.runtime_version
 
 
@@ -284,7 +287,15 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     if not runtimes and not legacy:
         raise ConfigError(f"no runtime to validate in: pass runtimes from {', '.join(RUNTIMES)} or legacy=True")
     thresholds = thresholds or Thresholds()
-    data, name, metadata = check(artifact.data if isinstance(artifact, Artifact) else artifact)
+    # ONNX hook: an .onnx (edge_pqrnn.converters.onnx_export) is checked as ONNX and runs
+    # in one row, onnxruntime; the report keys are the same.
+    from edge_pqrnn.converters import onnx_export
+
+    onnx_file = onnx_export.is_onnx(artifact.data if isinstance(artifact, Artifact) else artifact)
+    if onnx_file:
+        runtimes, legacy = (onnx_export.RUNTIME,), False
+    data, name, metadata = (onnx_export.check_onnx if onnx_file else check)(
+        artifact.data if isinstance(artifact, Artifact) else artifact)
     if isinstance(artifact, Artifact):
         name = artifact.name
     run = load_run(reference_run_dir)

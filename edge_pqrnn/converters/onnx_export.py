@@ -1,0 +1,502 @@
+"""Run directory -> a validated .onnx (float, or int8 QDQ) for onnxruntime users.
+
+tf2onnx converts a tf.function over the run's Keras model (features -> logits); the
+projection stays outside the graph: callers feed the three model inputs computed by the
+numpy reference ``edge_pqrnn.projection.project(texts, spec)``, which is bit-exact with
+the native op (tests/test_native_op.py). onnxruntime publishes no C headers in this
+environment, and an in-graph custom op needs an own ABI header for OrtApi /
+OrtCustomOp; see docs/onnx.md for why that is left for later.
+
+Stages, each a function returning data (the caller saves, atomically):
+
+    to_onnx(run)                     -> float ModelProto (opset 17, dynamic batch)
+    quantize_int8(float_bytes, ...)  -> int8 QDQ bytes (onnxruntime static quantizer)
+    with_metadata(model, metadata)   -> the model with labels/projection/config in metadata_props
+    export_onnx(run_dir, out, ...)   -> all of the above, validated, written atomically
+
+:class:`OnnxArtifact` opens an .onnx in onnxruntime with the same ``run`` / ``logits`` /
+``predict`` as :class:`edge_pqrnn.artifact.Artifact` (raw text in, intents and slots out).
+
+Example:
+    >>> result = export_onnx("runs/atis", "atis.onnx")  # doctest: +SKIP
+    >>> with OnnxArtifact.load("atis.onnx") as model:  # doctest: +SKIP
+    ...     print(model.predict(["flights from boston to denver"])[0].intent)
+    atis_flight
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_pqrnn.artifact import INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, Checked, read_source
+from edge_pqrnn.errors import AgreementError, ArtifactError, ConfigError
+from edge_pqrnn.evaluate import Labels
+from edge_pqrnn.projection.spec import ProjectionSpec
+
+#: The opset tf2onnx targets (>= 15 per DESIGN.md §6; 17 is onnxruntime 1.1x's well-trodden one).
+OPSET = 17
+#: The runtime name used in validation reports.
+RUNTIME = "onnxruntime"
+#: The graph's inputs, in order: what ``project(texts, spec)`` returns.
+INPUTS = ("features", "mask", "pool_weights")
+#: The whole edge-pqrnn metadata dict, as JSON, under this metadata_props key.
+METADATA_KEY = "edge_pqrnn"
+#: Fields also written as their own metadata_props (JSON for non-strings), for tools
+#: such as Netron that show metadata_props but do not parse our JSON.
+METADATA_FIELDS = ("format", "toolkit_version", "intents", "tags", "slot_types", "projection", "model_config",
+                   "dataset", "scheme")
+#: How a user builds the inputs (also stored in metadata_props["preprocessing"]).
+PREPROCESSING = ("edge_pqrnn.projection.project(texts, ProjectionSpec.from_dict(projection)) -> "
+                 "features float32 [B,T,F], mask float32 [B,T], pool_weights float32 [B,T]")
+#: Op types the int8 quantizer touches: the matmuls and convolutions, which hold nearly
+#: all weights. Quantizing the QRNN's elementwise gates too (onnxruntime's default)
+#: adds a requantization per unrolled step (measured: lower agreement, see docs/onnx.md).
+INT8_OP_TYPES = ("MatMul", "Conv", "Gemm")
+
+_EXPORT_AGAIN = "export it again with `edge-pqrnn export RUN_DIR --format onnx`"
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"ONNX export needs onnx, onnxruntime and tf2onnx ({exc}): "
+                          "`pip install onnx onnxruntime tf2onnx`") from exc
+
+
+# ----------------------------------------------------------------------------------------
+# Conversion stages.
+
+
+def to_onnx(run: Any, opset: int = OPSET) -> Any:
+    """Convert the run's Keras model (features -> logits) to a float ONNX model.
+
+    Args:
+        run: a loaded run (:func:`edge_pqrnn.train.load_run`).
+        opset: ONNX opset (at least 15).
+
+    Returns:
+        An ``onnx.ModelProto`` with inputs :data:`INPUTS` (dynamic batch) and outputs
+        ``intent_logits`` [B, num_intents] and (with a slot head) ``slot_logits`` [B, T, num_tags].
+
+    Raises:
+        ConfigError: opset below 15, or onnx/tf2onnx missing.
+
+    Example:
+        >>> proto = to_onnx(load_run("runs/atis"))  # doctest: +SKIP
+    """
+    if opset < 15:
+        raise ConfigError(f"opset {opset} is too old: pass --opset 15 or newer (default {OPSET})")
+    _require_onnx()
+    import tensorflow as tf
+    import tf2onnx
+
+    T, F = run.spec.max_tokens, run.spec.feature_size
+    signature = [tf.TensorSpec([None, T, F], tf.float32, name="features"),
+                 tf.TensorSpec([None, T], tf.float32, name="mask"),
+                 tf.TensorSpec([None, T], tf.float32, name="pool_weights")]
+
+    @tf.function(input_signature=signature)
+    def model_fn(features, mask, pool_weights):
+        out = run.model({"features": features, "mask": mask, "pool_weights": pool_weights}, training=False)
+        # tf.identity with the output's name: tf2onnx names graph outputs after these.
+        return {key: tf.identity(value, name=key) for key, value in out.items()}
+
+    proto, _ = tf2onnx.convert.from_function(model_fn, input_signature=signature, opset=opset)
+    _fix_output_dims(proto, T)
+    return proto
+
+
+def _fix_output_dims(proto: Any, max_tokens: int) -> None:
+    """tf2onnx leaves every output dim symbolic (``unk__N``); name the batch ``batch`` and
+    fix T, so the graph's interface reads like its inputs'."""
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+        if value.name == SLOT_OUTPUT and len(dims) == 3:
+            dims[1].dim_value = max_tokens
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over projected texts."""
+
+    def __init__(self, texts: Sequence[str], spec: ProjectionSpec, batch_size: int = 32) -> None:
+        from edge_pqrnn.projection.reference import project
+
+        self._batches = []
+        for i in range(0, len(texts), batch_size):
+            p = project(list(texts[i : i + batch_size]), spec)
+            self._batches.append({"features": p.features, "mask": p.mask, "pool_weights": p.pool_weights})
+        self._iter = iter(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self._batches)
+
+
+def quantize_int8(float_model: bytes, spec: ProjectionSpec, calibration_texts: Sequence[str], *,
+                  op_types: Sequence[str] | None = INT8_OP_TYPES, per_channel: bool = True) -> bytes:
+    """Static int8 quantization (QDQ format) with onnxruntime's quantizer.
+
+    Activations are calibrated (MinMax) on the projected ``calibration_texts``: the same
+    texts the TFLite export calibrates on (:func:`edge_pqrnn.quant.ptq.representative_texts`).
+
+    Args:
+        float_model: the float .onnx bytes.
+        spec: the run's projection spec (to project the calibration texts).
+        calibration_texts: representative texts.
+        op_types: op types to quantize (None: onnxruntime's default, every op it can).
+        per_channel: per-output-channel weight scales.
+
+    Returns:
+        The int8 QDQ .onnx bytes (metadata_props are not carried over: add them again).
+
+    Raises:
+        ConfigError: no calibration texts.
+
+    Example:
+        >>> int8 = quantize_int8(proto.SerializeToString(), run.spec, texts)  # doctest: +SKIP
+    """
+    if not calibration_texts:
+        raise ConfigError("int8 ONNX needs calibration texts: pass training texts (representative_texts)")
+    _require_onnx()
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-onnx-") as tmp:
+        src, pre, dst = (os.path.join(tmp, n) for n in ("float.onnx", "pre.onnx", "int8.onnx"))
+        Path(src).write_bytes(float_model)
+        # Shape inference + graph cleanup first, as onnxruntime's quantizer recommends.
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
+        quantize_static(pre, dst, _Calibration(calibration_texts, spec), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        op_types_to_quantize=list(op_types) if op_types else None)
+        return Path(dst).read_bytes()
+
+
+def with_metadata(proto: Any, metadata: dict[str, Any]) -> Any:
+    """The model with ``metadata`` in ``metadata_props`` (replacing ours, keeping others').
+
+    The whole dict goes under :data:`METADATA_KEY` as JSON; each of
+    :data:`METADATA_FIELDS` also gets its own key, plus ``preprocessing``.
+
+    Args:
+        proto: an ``onnx.ModelProto`` (changed in place and returned).
+        metadata: :func:`edge_pqrnn.export.build_metadata` output.
+
+    Returns:
+        ``proto``.
+    """
+    ours = {METADATA_KEY, "preprocessing", *METADATA_FIELDS}
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in ours]
+    del proto.metadata_props[:]
+    entries = kept + [(METADATA_KEY, json.dumps(metadata, ensure_ascii=False, sort_keys=True)),
+                      ("preprocessing", PREPROCESSING)]
+    for key in METADATA_FIELDS:
+        if key in metadata:
+            value = metadata[key]
+            entries.append((key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)))
+    for key, value in entries:
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
+    from edge_pqrnn import __version__
+
+    proto.producer_name, proto.producer_version = "edge-pqrnn", __version__
+    return proto
+
+
+def op_counts(proto: Any) -> dict[str, int]:
+    """Node count per op type of the main graph, most common first."""
+    return dict(Counter(node.op_type for node in proto.graph.node).most_common())
+
+
+# ----------------------------------------------------------------------------------------
+# Reading and running an .onnx.
+
+
+def is_onnx(source: Any) -> bool:
+    """Whether ``source`` (a path or bytes) should be treated as ONNX: a ``.onnx`` path,
+    or bytes that are not TFLite and start like an ONNX protobuf (field 1, ir_version)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source[:8])
+        return len(data) >= 2 and data[4:8] != b"TFL3" and data[0] == 0x08
+    return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
+
+
+def check_onnx(source: bytes | str | os.PathLike) -> Checked:
+    """Check an .onnx without running it: parses, passes ``onnx.checker``, has our metadata
+    and the graph inputs/outputs that fit its labels and projection.
+
+    Args:
+        source: .onnx bytes or a path.
+
+    Returns:
+        A :class:`edge_pqrnn.artifact.Checked` (bytes, name, metadata dict).
+
+    Raises:
+        ArtifactError: the first problem found, as one line naming the file and the fix.
+
+    Example:
+        >>> check_onnx("atis.onnx").metadata["scheme"]  # doctest: +SKIP
+        'float'
+    """
+    _require_onnx()
+    import onnx
+
+    data, name = read_source(source)
+    try:
+        proto = onnx.load_from_string(data)
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # DecodeError, ValidationError...
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{name} is not a valid ONNX model ({len(data):,} bytes; {first}): "
+                            f"copy the file again or {_EXPORT_AGAIN}") from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise ArtifactError(f"{name} has no edge-pqrnn metadata (metadata_props[{METADATA_KEY!r}]): an ONNX "
+                            f"model from another tool? {_EXPORT_AGAIN}")
+    try:
+        metadata = json.loads(props[METADATA_KEY])
+        spec = ProjectionSpec.from_dict(metadata["projection"])
+        intents, tags = metadata["intents"], metadata["tags"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{name} has unreadable edge-pqrnn metadata ({str(exc)[:80]}): {_EXPORT_AGAIN}") from exc
+    inputs = [i.name for i in proto.graph.input]
+    outputs = {o.name: [d.dim_value or -1 for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
+    expected = {INTENT_OUTPUT: [-1, len(intents)]}
+    if tags:
+        expected[SLOT_OUTPUT] = [-1, spec.max_tokens, len(tags)]
+    if inputs != list(INPUTS) or outputs != expected:
+        raise ArtifactError(f"{name} has inputs {inputs} and outputs {outputs}, which do not fit its metadata "
+                            f"(expected {list(INPUTS)} and {expected}): {_EXPORT_AGAIN}")
+    return Checked(data, name, metadata)
+
+
+class OnnxArtifact(Artifact):
+    """An edge-pqrnn .onnx opened in onnxruntime: raw text in, intents and slots out.
+
+    Same interface as :class:`edge_pqrnn.artifact.Artifact` (``run``, ``logits``,
+    ``predict``, context manager); the projection runs in numpy before the graph
+    (bit-exact with the native op), so ``num_tokens`` comes from it.
+
+    Example:
+        >>> with OnnxArtifact.load("atis.onnx") as model:  # doctest: +SKIP
+        ...     model.run(["flights to boston"])["intent_logits"].shape
+        (1, 22)
+    """
+
+    def __init__(self, data: bytes, name: str, metadata: dict[str, Any], session: Any) -> None:  # noqa: D107
+        # Not Artifact.__init__: that one reads a TFLite signature.
+        self.data, self.name, self.metadata = data, name, metadata
+        self.spec = ProjectionSpec.from_dict(metadata["projection"])
+        self.labels = Labels(tuple(metadata["intents"]), tuple(metadata["tags"]),
+                             tuple(metadata.get("slot_types", ())))
+        self.runtime = RUNTIME
+        self._interp = session
+        self._max_batch = None
+
+    @classmethod
+    def load(cls, source: bytes | str | os.PathLike, runtime: str = RUNTIME, *, library: str | None = None,
+             num_threads: int = 1) -> "OnnxArtifact":
+        """Check an .onnx, open it in onnxruntime (CPU) and run it once on an empty text.
+
+        Args:
+            source: .onnx bytes or a path.
+            runtime: must be ``"onnxruntime"``.
+            library: unused (the projection runs in numpy); accepted for symmetry.
+            num_threads: onnxruntime intra-op threads.
+
+        Returns:
+            The opened :class:`OnnxArtifact`.
+
+        Raises:
+            ArtifactError: the file is missing, not ONNX, foreign, or onnxruntime rejects it.
+            ConfigError: another runtime was asked for.
+        """
+        if runtime != RUNTIME:
+            raise ConfigError(f"an .onnx runs in {RUNTIME!r} only, not {runtime!r}: drop --runtime "
+                              f"(or export a .tflite with `edge-pqrnn export --format tflite`)")
+        data, name, metadata = check_onnx(source)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            artifact = cls(data, name, metadata, session)
+            artifact.run([""])
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"{name} does not run in onnxruntime ({first[:160]}): {_EXPORT_AGAIN}") from exc
+        return artifact
+
+    @property
+    def runtime_version(self) -> str:
+        """The onnxruntime version."""
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def run(self, texts: Sequence[str | bytes], batch_size: int = 64) -> dict[str, np.ndarray]:
+        """The raw outputs for a batch of texts (see :meth:`edge_pqrnn.artifact.Artifact.run`).
+
+        Raises:
+            DataError: ``texts`` is not a list of str/bytes.
+            ConfigError: ``batch_size`` below 1.
+            ArtifactError: the artifact was closed.
+        """
+        from edge_pqrnn.artifact import _as_batch
+        from edge_pqrnn.projection.reference import project
+
+        batch = _as_batch(texts)
+        if self._interp is None:
+            raise ArtifactError(f"{self.name} was closed: load it again with OnnxArtifact.load()")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        names = [o.name for o in self._interp.get_outputs()]
+        chunks = []
+        for i in range(0, len(batch), batch_size):
+            p = project(batch[i : i + batch_size], self.spec)
+            values = self._interp.run(names, {"features": p.features, "mask": p.mask,
+                                              "pool_weights": p.pool_weights})
+            out = dict(zip(names, values))
+            out[NUM_TOKENS_OUTPUT] = p.num_tokens
+            chunks.append(out)
+        if not chunks:
+            return self._empty_outputs()
+        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+
+
+# ----------------------------------------------------------------------------------------
+# The whole export.
+
+
+@dataclasses.dataclass
+class OnnxExportResult:
+    """What :func:`export_onnx` produced.
+
+    Attributes:
+        path: where the .onnx was written (None when ``out`` was None).
+        artifact: the .onnx bytes.
+        scheme: ``"float"`` or ``"int8"`` (QDQ).
+        op_counts: node count per op type.
+        validation: the validation report (None when skipped).
+        seconds: wall time per stage.
+    """
+
+    path: Path | None
+    artifact: bytes
+    scheme: str
+    op_counts: dict[str, int]
+    validation: Any
+    seconds: dict[str, float]
+
+
+def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, int8: bool = False,
+                check: bool = True, calibration_samples: int = 500, thresholds: Any = None, opset: int = OPSET,
+                log: Callable[[str], None] = print) -> OnnxExportResult:
+    """Export a trained run as a validated .onnx (float, or int8 QDQ with ``int8=True``).
+
+    Args:
+        run_dir: a finished run directory.
+        out: destination path (written atomically, only if every check passes), or None.
+        data: dataset for calibration and validation (default: the run's own).
+        int8: quantize with onnxruntime's static quantizer (QDQ), calibrated on the same
+            representative texts as the TFLite export.
+        check: validate in onnxruntime against the float reference before writing.
+        calibration_samples: random training texts for calibration (plus 50 full-length).
+        thresholds: :class:`edge_pqrnn.validate.Thresholds` (default: its defaults).
+        opset: ONNX opset (>= 15).
+        log: where progress lines go.
+
+    Returns:
+        An :class:`OnnxExportResult`.
+
+    Raises:
+        ArtifactError: the run directory is missing or incomplete.
+        ConfigError: onnx/onnxruntime/tf2onnx missing, or opset below 15.
+        AgreementError: a validation check failed; nothing was written (``.report`` attached).
+
+    Example:
+        >>> export_onnx("runs/atis", "atis.int8.onnx", int8=True).validation.intent_agreement  # doctest: +SKIP
+        0.9989
+    """
+    import onnx
+
+    from edge_pqrnn._io import atomic_write_bytes
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.export import build_metadata
+    from edge_pqrnn.train import load_run
+
+    _require_onnx()
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    run = load_run(run_dir)
+    dataset_name = data or run.metrics.get("dataset")
+    if not dataset_name:
+        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass --data NAME")
+    dataset = load_dataset(dataset_name)
+    seconds["load"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    log(f"converting to ONNX (tf2onnx, opset {opset})...")
+    proto = to_onnx(run, opset=opset)
+    seconds["convert"] = time.perf_counter() - start
+    scheme = "float"
+    if int8:
+        from edge_pqrnn.quant.ptq import representative_texts
+
+        start = time.perf_counter()
+        calibration = representative_texts([ex.text for ex in dataset.train], run.spec, samples=calibration_samples)
+        log(f"quantizing (onnxruntime static QDQ int8, {len(calibration)} calibration texts)...")
+        proto = onnx.load_from_string(quantize_int8(proto.SerializeToString(), run.spec, calibration))
+        scheme = "int8"
+        seconds["quantize"] = time.perf_counter() - start
+    proto = with_metadata(proto, build_metadata(run, dataset_name, scheme))
+    onnx.checker.check_model(proto)
+    artifact = proto.SerializeToString()
+    counts = op_counts(proto)
+    log(f"  {len(artifact):,} bytes, {sum(counts.values())} nodes")
+
+    report = None
+    if check:
+        from edge_pqrnn.validate import validate
+
+        start = time.perf_counter()
+        report = validate(artifact, run_dir, examples=dataset.test, thresholds=thresholds)
+        seconds["validate"] = time.perf_counter() - start
+        for line in report.lines():
+            log(line)
+        if not report.passed:
+            error = AgreementError(
+                "validation failed, nothing was written"
+                + (f" ({out} is unchanged)" if out and Path(out).exists() else "")
+                + ("; try more calibration (--calibration-samples) or the float ONNX (drop --int8)" if int8
+                   else "; the float ONNX should match: report this as a bug"))
+            error.report = report  # type: ignore[attr-defined]
+            raise error
+    path = atomic_write_bytes(out, artifact) if out is not None else None
+    return OnnxExportResult(path, artifact, scheme, counts, report, seconds)
+
+
+__all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OnnxArtifact", "OnnxExportResult", "RUNTIME", "check_onnx",
+           "export_onnx", "is_onnx", "op_counts", "quantize_int8", "to_onnx", "with_metadata"]
