@@ -6,7 +6,14 @@ round-robin over the variants, and reported with its ratio to a reference varian
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -35,31 +42,212 @@ def time_variants(variants: dict[str, Callable[[], Any]], repeats: int = 200, wa
             for name, v in samples.items()}
 
 
-def _invoker(artifact: bytes, text: str, xnnpack: bool, threads: int = 1) -> Callable[[], Any]:
+def invoker(artifact: bytes, text: str | Sequence[str], xnnpack: bool = True, threads: int = 1) -> Callable[[], Any]:
+    """A no-argument callable running ``artifact`` (ai_edge_litert) on one text or a batch.
+
+    Args:
+        artifact: .tflite bytes.
+        text: one utterance (batch 1) or a list (one call on the whole batch).
+        xnnpack: keep XNNPACK (False: plain builtin kernels).
+        threads: interpreter threads.
+    """
     from edge_pqrnn.runtimes import interpreter
 
     interp = interpreter(artifact, "litert", num_threads=threads, xnnpack=xnnpack)
     runner = interp.get_signature_runner("serving_default")
-    batch = np.array([text.encode()], dtype=object)
+    texts = [text] if isinstance(text, str) else list(text)
+    batch = np.array([t.encode() for t in texts], dtype=object)
     return lambda: runner(text=batch)
 
 
-def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """int8 vs float artifact latency (1 thread, batch 1), with and without XNNPACK.
 
-    Builds both artifacts in memory from the run (no validation) and times them on the
-    same texts in one interleaved loop.
+def macs_per_utterance(config: dict[str, Any]) -> dict[str, int]:
+    """Multiply-accumulates of one utterance, counted from the model config (not the graph).
+
+    The graph always runs all T steps (padding included), so this is the work per call:
+    dense bottleneck ``T*F*d``; per layer and direction the gate convolution
+    ``T*k*in*3s``; the recurrence and pooling as element-wise MACs; intent head on the
+    pooled ``4s`` vector and slot head ``T*2s*tags``.
+
+    Args:
+        config: ``ModelConfig.to_dict()`` (as stored in the artifact metadata).
 
     Returns:
-        ``{"variants": {name: {p50_ms, p95_ms, bytes}}, "ratios": {...}}``.
+        MACs per block and ``total``; ``matmul`` is the part that runs on int8 dot-product
+        instructions (dense + convolutions + heads).
+
+    Example:
+        >>> cfg = {"projection": {"max_tokens": 64, "feature_size": 512}, "bottleneck": 128, "state": 128,
+        ...        "layers": 2, "kernel_width": 3, "num_intents": 22, "num_tags": 157, "slot_head": True}
+        >>> macs_per_utterance(cfg)["matmul"]
+        63400960
+    """
+    T, F = config["projection"]["max_tokens"], config["projection"]["feature_size"]
+    d, s, k = config["bottleneck"], config["state"], config["kernel_width"]
+    blocks: dict[str, int] = {"bottleneck": T * F * d}
+    width = d
+    for i in range(config["layers"]):
+        blocks[f"qrnn_{i}_gates"] = 2 * T * k * width * 3 * s
+        width = 2 * s
+    blocks["intent_head"] = 2 * width * config["num_intents"]
+    if config.get("slot_head", True):
+        blocks["slot_head"] = T * width * config["num_tags"]
+    matmul = sum(blocks.values())
+    # Element-wise: per step and direction c += k*(z-c) and h = o*c (2 MACs/unit); pooling
+    # score T*2s, two weighted sums 2*T*2s.
+    blocks["recurrence_elementwise"] = config["layers"] * 2 * T * s * 2
+    blocks["pooling"] = 3 * T * width
+    return {**blocks, "matmul": matmul, "total": sum(blocks.values())}
+
+
+_CLOCK_C = r"""
+#include <stdio.h>
+#include <time.h>
+int main(void) {
+  unsigned long x = 0, n = 100000000UL;
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (unsigned long i = 0; i < n; i++)
+    __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  printf("%f\n", 4.0 * n / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / 1e9);
+  return (int)(x & 0);
+}
+"""
+
+
+def measure_clock_ghz() -> tuple[float | None, str]:
+    """The core's clock under load: a chain of dependent integer ADDs (1 cycle each).
+
+    Returns:
+        ``(GHz, how)``; x86 with a C compiler only, else the ``cpu MHz`` of
+        /proc/cpuinfo, else None.
+    """
+    import platform
+    import shutil
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler and platform.machine() in ("x86_64", "AMD64"):
+        with tempfile.TemporaryDirectory() as tmp:
+            src, exe = os.path.join(tmp, "clock.c"), os.path.join(tmp, "clock")
+            with open(src, "w") as f:
+                f.write(_CLOCK_C)
+            try:
+                subprocess.run([compiler, "-O1", src, "-o", exe], check=True, capture_output=True, timeout=60)
+                runs = [float(subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout)
+                        for _ in range(3)]
+                return max(runs), "dependent-ADD chain (1 cycle/ADD), best of 3"
+            except (OSError, subprocess.SubprocessError, ValueError):
+                pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = re.search(r"cpu MHz\s*:\s*([\d.]+)", f.read())
+        if mhz:
+            return float(mhz.group(1)) / 1000, "/proc/cpuinfo cpu MHz"
+    except OSError:
+        pass
+    return None, "unknown"
+
+
+def int8_macs_per_cycle() -> tuple[int, str]:
+    """Int8 MACs one core can issue per cycle, from the ISA flags (an assumption, stated).
+
+    AVX-512 VNNI: one 512-bit VPDPBUSD per cycle = 64 int8 MACs. AVX-VNNI / AVX2:
+    256-bit, 32 MACs (AVX2 needs VPMADDUBSW + VPMADDWD, so 32 is already generous).
+    ARM dotprod (SDOT, 128-bit, 2 pipes): 32. Otherwise SSE-class: 16.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(re.search(r"(?:flags|Features)\s*:\s*(.*)", f.read()).group(1).split())
+    except (OSError, AttributeError):
+        flags = set()
+    if "avx512_vnni" in flags or "avx512vnni" in flags:
+        return 64, "AVX-512 VNNI: 1 x 512-bit VPDPBUSD/cycle = 64 int8 MAC/cycle"
+    if "avx_vnni" in flags:
+        return 32, "AVX-VNNI: 1 x 256-bit VPDPBUSD/cycle = 32 int8 MAC/cycle"
+    if "avx2" in flags:
+        return 32, "AVX2: 256-bit VPMADDUBSW+VPMADDWD, taken as 32 int8 MAC/cycle"
+    if "asimddp" in flags:
+        return 32, "ARM dotprod: 2 x 128-bit SDOT/cycle = 32 int8 MAC/cycle"
+    return 16, "no int8 dot-product ISA detected: 16 int8 MAC/cycle"
+
+
+_MEMORY_SCRIPT = r"""
+import json, sys
+import numpy as np
+from edge_pqrnn.runtimes import interpreter
+def status():
+    with open("/proc/self/status") as f:
+        return {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmRSS", "VmHWM"))}
+interpreter(sys.argv[1], "litert").allocate_tensors()  # warm the libraries, then forget it
+import gc; gc.collect()
+base = status()["VmRSS"]
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS
+except OSError:
+    pass
+interp = interpreter(sys.argv[1], "litert", num_threads=int(sys.argv[2]))
+runner = interp.get_signature_runner("serving_default")
+for batch in (1, int(sys.argv[3])):
+    runner(text=np.array([b"show me flights from boston to denver"] * batch, dtype=object))
+print(json.dumps({"base_kb": base, "peak_kb": status()["VmHWM"]}))
+"""
+
+
+def peak_memory_mb(artifact: bytes, threads: int = 1, batch: int = 32) -> float | None:
+    """Peak RSS added by loading and running an artifact (batch 1 and ``batch``), in MB.
+
+    Measured in a fresh process after the runtime libraries are loaded (Linux
+    ``clear_refs`` resets the peak), so it is the model's own cost: weights, arena,
+    XNNPACK packing. None when it cannot be measured.
+    """
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(artifact)
+        f.flush()
+        try:
+            out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, f.name, str(threads), str(batch)],
+                                 check=True, capture_output=True, text=True, timeout=300)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            return None
+    return (row["peak_kb"] - row["base_kb"]) / 1024
+
+
+def teacher_available() -> bool:
+    """Whether the ``teacher`` extra (torch teacher and onnxruntime) can be compared."""
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("edge_pqrnn.distill") is not None
+
+
+def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
+                  batch_sizes: Sequence[int] = (1, 8, 32), threads: int | None = None,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """int8 vs float artifact side by side: latency, throughput, memory, compute floor.
+
+    Builds both artifacts in memory from the run (no validation) and times every variant
+    in one interleaved loop: int8 and float at 1 thread and ``threads``, int8 without
+    XNNPACK; then throughput per batch size; peak memory in a fresh process; MACs per
+    utterance against the core's int8 peak; and how much of T the texts actually fill.
+
+    Args:
+        run_dir: a trained run.
+        texts: utterances timed at batch 1 (latency is averaged over them).
+        repeats: timed calls per variant and text (batches: fewer, see code).
+        batch_sizes: batch sizes for throughput.
+        threads: the "N threads" setting (default: all cores).
+        log: where lines go.
+
+    Returns:
+        ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding", "teacher"}``.
     """
     from edge_pqrnn.converters.tflite_fuse import fuse
     from edge_pqrnn.data import load_dataset
     from edge_pqrnn.export import build_metadata
+    from edge_pqrnn.projection import project
     from edge_pqrnn.quant.ptq import convert, representative_texts
     from edge_pqrnn.train import load_run
 
+    threads = threads or os.cpu_count() or 1
     run = load_run(run_dir)
     dataset = load_dataset(run.metrics["dataset"])
     calibration = representative_texts([ex.text for ex in dataset.train], run.spec, samples=200)
@@ -67,26 +255,79 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     for scheme in ("int8", "float"):
         body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None)
         artifacts[scheme] = fuse(body.model, run.spec, build_metadata(run, run.metrics["dataset"], scheme))
-    variants = {}
-    for text in texts:
-        variants[f"int8|{text}"] = _invoker(artifacts["int8"], text, True)
-        variants[f"int8-no-xnnpack|{text}"] = _invoker(artifacts["int8"], text, False)
-        variants[f"float|{text}"] = _invoker(artifacts["float"], text, True)
+    settings = {  # name -> (artifact, xnnpack, threads)
+        "int8": ("int8", True, 1), f"int8-{threads}t": ("int8", True, threads),
+        "int8-no-xnnpack": ("int8", False, 1), "float": ("float", True, 1),
+        f"float-{threads}t": ("float", True, threads),
+    }
+    if threads == 1:
+        settings = {k: v for k, v in settings.items() if not k.endswith("-1t")}
+    variants = {f"{name}|{text}": invoker(artifacts[a], text, x, t)
+                for text in texts for name, (a, x, t) in settings.items()}
     timed = time_variants(variants, repeats=repeats)
-    result: dict[str, Any] = {"variants": {}, "ratios": {}}
-    for name in ("int8", "int8-no-xnnpack", "float"):
+    result: dict[str, Any] = {"threads": threads, "variants": {}, "ratios": {}}
+    for name, (a, _, _) in settings.items():
         p50 = statistics.mean(timed[f"{name}|{t}"]["p50_ms"] for t in texts)
         p95 = statistics.mean(timed[f"{name}|{t}"]["p95_ms"] for t in texts)
-        size = len(artifacts["float" if name == "float" else "int8"])
-        result["variants"][name] = {"p50_ms": p50, "p95_ms": p95, "bytes": size}
+        result["variants"][name] = {"p50_ms": p50, "p95_ms": p95, "bytes": len(artifacts[a])}
     v = result["variants"]
     result["ratios"] = {
         "float_over_int8_latency": v["float"]["p50_ms"] / v["int8"]["p50_ms"],
         "no_xnnpack_over_xnnpack_int8": v["int8-no-xnnpack"]["p50_ms"] / v["int8"]["p50_ms"],
         "float_over_int8_bytes": v["float"]["bytes"] / v["int8"]["bytes"],
     }
+    if threads > 1:
+        result["ratios"][f"int8_1t_over_{threads}t"] = v["int8"]["p50_ms"] / v[f"int8-{threads}t"]["p50_ms"]
+
+    # Throughput: one call on a batch; utterances per second at the median call time.
+    pool = [ex.text for ex in (dataset.test or dataset.train)][:max(batch_sizes)] or list(texts)
+    batch_variants = {}
+    for b in batch_sizes:
+        batch = (pool * b)[:b]
+        for scheme in ("int8", "float"):
+            batch_variants[f"{scheme}|{b}"] = invoker(artifacts[scheme], batch, True, threads)
+    timed_b = time_variants(batch_variants, repeats=max(10, repeats // 8), warmup=3)
+    result["throughput"] = {name: {"batch": int(name.split("|")[1]), "threads": threads,
+                                   "utterances_per_s": int(name.split("|")[1]) * 1000 / row["p50_ms"]}
+                            for name, row in timed_b.items()}
+    result["memory_mb"] = {scheme: peak_memory_mb(artifacts[scheme], 1, max(batch_sizes))
+                           for scheme in ("int8", "float")}
+
+    # Compute floor: MACs at T (the graph runs every step) vs the core's int8 peak.
+    macs = macs_per_utterance(run.config.to_dict())
+    ghz, clock_how = measure_clock_ghz()
+    per_cycle, isa = int8_macs_per_cycle()
+    floor_ms = macs["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+    result["compute"] = {"macs": macs, "clock_ghz": ghz, "clock_method": clock_how, "int8_macs_per_cycle": per_cycle,
+                         "peak_assumption": isa, "floor_ms": floor_ms,
+                         "int8_over_floor": v["int8"]["p50_ms"] / floor_ms if floor_ms else None}
+    # Padding: the model runs all T steps whatever the text's length.
+    counts = project([ex.text for ex in (dataset.test or dataset.train)], run.spec).num_tokens
+    T = run.spec.max_tokens
+    result["padding"] = {"T": T, "mean_tokens": float(np.mean(counts)), "p95_tokens": float(np.percentile(counts, 95)),
+                         "padded_fraction": float(1 - np.mean(counts) / T)}
+    result["teacher"] = ("compared" if teacher_available() else
+                         "skipped: the teacher extra (torch teacher, onnxruntime int8) is not installed")
+
     for name, row in v.items():
         log(f"{name:<16} p50 {row['p50_ms']:7.3f} ms  p95 {row['p95_ms']:7.3f} ms  {row['bytes']:>10,} bytes")
     for name, ratio in result["ratios"].items():
         log(f"{name:<30} {ratio:6.2f}x")
+    for name, row in result["throughput"].items():
+        log(f"throughput {name.replace('|', ' batch '):<16} {row['utterances_per_s']:9.0f} utt/s ({threads} threads)")
+    for scheme, mb in result["memory_mb"].items():
+        log(f"peak memory {scheme:<6} " + (f"+{mb:.1f} MB RSS" if mb is not None else "not measured"))
+    c = result["compute"]
+    log(f"compute: {macs['matmul'] / 1e6:.1f} M int8 MACs/utterance in matmuls ({macs['total'] / 1e6:.1f} M incl. "
+        f"element-wise) at T={T}")
+    if floor_ms:
+        log(f"floor: {floor_ms:.3f} ms at {per_cycle} MAC/cycle x {ghz:.2f} GHz ({isa}; clock: {clock_how}); "
+            f"int8 p50 is {c['int8_over_floor']:.1f}x the floor")
+    pad = result["padding"]
+    log(f"padding: texts fill {pad['mean_tokens']:.1f} of T={T} rows on average (p95 {pad['p95_tokens']:.0f}); "
+        f"{pad['padded_fraction']:.0%} of the steps computed are padding")
+    if pad["padded_fraction"] > 0.5:
+        log("  lever: length buckets (signatures at T=16/32/64 sharing weights) would cut the work of short "
+            "texts roughly in proportion (not implemented yet)")
+    log(f"teacher: {result['teacher']}")
     return result
