@@ -21,7 +21,7 @@ from edge_pqrnn.projection.spec import MODES
 
 
 #: Commands that load TensorFlow.
-_TF_COMMANDS = {"train", "eval", "export", "benchmark", "quickstart", "validate", "gate", "report"}
+_TF_COMMANDS = {"train", "eval", "export", "benchmark", "quickstart", "validate"}
 
 
 def _import_tensorflow_quietly() -> None:
@@ -183,8 +183,11 @@ def eval_command(run_dir: str, data: str | None, split: str, as_json: bool) -> N
               help="Random training texts for calibration (50 full-length texts are always added).")
 @click.option("--no-validate", is_flag=True, help="Skip validation (not recommended).")
 @click.option("--keep-names", is_flag=True, help="Keep internal tensor names (bigger file).")
+@click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
+              help="tflite: one artifact that takes raw text; onnx: features in (docs/onnx.md).")
+@click.option("--int8", is_flag=True, help="ONNX only: int8 QDQ (onnxruntime's quantizer) instead of float.")
 def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibration_samples: int,
-                   no_validate: bool, keep_names: bool) -> None:
+                   no_validate: bool, keep_names: bool, fmt: str, int8: bool) -> None:
     """Quantize a run, fuse the projection op and validate: one .tflite that takes raw text.
 
     The artifact is written only when every check passes; the file at --out is left
@@ -193,7 +196,7 @@ def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibr
     from edge_pqrnn.export import export
 
     result = export(run_dir, out, data=data, scheme=scheme, check=not no_validate,
-                    calibration_samples=calibration_samples, log=click.echo)
+                    calibration_samples=calibration_samples, log=click.echo, format=fmt, int8=int8)
     click.echo(f"wrote {result.path} ({len(result.artifact):,} bytes) in "
                f"{sum(result.seconds.values()):.1f} s")
 
@@ -231,11 +234,6 @@ from edge_pqrnn.cli_artifact import inspect_command, predict_command, validate_c
 main.add_command(validate_command)
 main.add_command(predict_command)
 main.add_command(inspect_command)
-
-from edge_pqrnn.cli_ci import gate_command, report_command  # noqa: E402
-
-main.add_command(gate_command)
-main.add_command(report_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -102,7 +102,13 @@ def predict_command(artifact: str, texts: tuple[str, ...], runtime: str, as_json
 
     # Arguments back to their exact bytes (undecodable bytes came in as surrogate escapes).
     batch = [os.fsencode(t) for t in texts] if texts else _stdin_texts()
-    with Artifact.load(artifact, runtime=runtime) as model:
+    from edge_pqrnn.converters.onnx_export import OnnxArtifact, is_onnx
+
+    if is_onnx(artifact):  # ONNX hook: an .onnx runs in onnxruntime (--runtime does not apply)
+        opened = OnnxArtifact.load(artifact)
+    else:
+        opened = Artifact.load(artifact, runtime=runtime)
+    with opened as model:
         predictions = model.predict(batch)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False))

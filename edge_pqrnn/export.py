@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_pqrnn.errors import AgreementError, ArtifactError
+from edge_pqrnn.errors import AgreementError, ArtifactError, ConfigError
 
 FORMAT = "edge-pqrnn/1"
 
@@ -56,7 +56,7 @@ def build_metadata(run, dataset_name: str, scheme: str) -> dict[str, Any]:
 def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
            calibration_samples: int = 500, thresholds: Any = None,
-           log: Callable[[str], None] = print) -> ExportResult:
+           log: Callable[[str], None] = print, format: str = "tflite", int8: bool = False) -> Any:
     """Export a trained run as one fused, quantized, validated .tflite.
 
     Args:
@@ -70,15 +70,28 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         calibration_samples: random training texts for calibration (plus 50 full-length).
         thresholds: :class:`edge_pqrnn.validate.Thresholds` (default: its defaults).
         log: where progress lines go.
+        format: ``"tflite"`` (this function) or ``"onnx"``
+            (:func:`edge_pqrnn.converters.onnx_export.export_onnx`, which ignores
+            ``scheme``, ``runtimes`` and ``keep_names``).
+        int8: ONNX only: int8 QDQ instead of float.
 
     Returns:
-        An :class:`ExportResult`.
+        An :class:`ExportResult` (an ``OnnxExportResult`` for ONNX).
 
     Raises:
         ArtifactError: the run directory is missing or incomplete.
         AgreementError: a validation check failed; nothing was written. The report is
             attached as ``.report``.
     """
+    if format == "onnx":  # ONNX hook: edge_pqrnn/converters/onnx_export.py
+        from edge_pqrnn.converters.onnx_export import export_onnx
+
+        return export_onnx(run_dir, out, data=data, int8=int8, check=check, thresholds=thresholds,
+                           calibration_samples=calibration_samples, log=log)
+    if format != "tflite":
+        raise ConfigError(f"unknown format {format!r}; choose tflite or onnx (--format)")
+    if int8:
+        raise ConfigError("int8=True (--int8) is for --format onnx; a .tflite takes --scheme int8 (the default)")
     from edge_pqrnn.converters.tflite_fuse import fuse
     from edge_pqrnn.data import load_dataset
     from edge_pqrnn.quant.ptq import convert, representative_texts
