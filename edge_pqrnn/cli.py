@@ -21,7 +21,7 @@ from edge_pqrnn.projection.spec import MODES
 
 
 #: Commands that load TensorFlow.
-_TF_COMMANDS = {"train", "eval", "export", "benchmark", "quickstart", "validate"}
+_TF_COMMANDS = {"train", "eval", "export", "benchmark", "quickstart", "validate", "gate", "report"}
 
 
 def _import_tensorflow_quietly() -> None:
@@ -234,6 +234,11 @@ from edge_pqrnn.cli_artifact import inspect_command, predict_command, validate_c
 main.add_command(validate_command)
 main.add_command(predict_command)
 main.add_command(inspect_command)
+
+from edge_pqrnn.cli_ci import gate_command, report_command  # noqa: E402
+
+main.add_command(gate_command)
+main.add_command(report_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
