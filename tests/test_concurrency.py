@@ -19,7 +19,7 @@ from edge_pqrnn.runtimes import interpreter, run_signature
 
 RUNTIMES = ("litert", "tflite")
 THREADS = 8  # 4 per runtime, on a 2-core machine: plenty of interleaving
-ROUNDS = 3
+ROUNDS = 10
 
 
 def batches_of(texts: list[bytes], size: int) -> list[list[bytes]]:

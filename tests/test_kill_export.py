@@ -39,10 +39,13 @@ from edge_pqrnn.export import export
 
 run_dir, out, mode = sys.argv[1:4]
 if mode == "pause":
-    def paused(src, dst):
+    real_replace = os.replace
+    def paused(src, dst):  # only the rename that publishes the artifact
+        if not str(src).endswith(".partial"):
+            return real_replace(src, dst)
         print("renaming", flush=True)
         time.sleep(600)
-    os.replace = os.rename = paused
+    os.replace = paused
 print("ready", flush=True)
 sys.stdin.readline()
 while True:
@@ -89,12 +92,12 @@ class Child:
         assert self.proc.wait(timeout=30) == -signal.SIGKILL
 
 
-def assert_intact(out: Path, previous: bytes) -> list[str]:
+def assert_intact(out: Path, previous: bytes, when: str) -> list[str]:
     """The destination is the previous artifact; returns the temp files beside it."""
-    assert out.read_bytes() == previous, "the artifact changed"
+    assert out.read_bytes() == previous, f"the artifact changed ({when})"
     read_metadata(out.read_bytes())  # metadata and weights hash still check out
     others = sorted(p.name for p in out.parent.iterdir() if p.name != out.name)
-    assert all(TEMP_FILE.match(name) for name in others), f"unexpected files: {others}"
+    assert all(TEMP_FILE.match(name) for name in others), f"unexpected files {others} ({when})"
     return others
 
 
@@ -123,21 +126,21 @@ def test_sigkill_during_export_leaves_the_previous_artifact(tmp_path):
         started = first.wait_for("start")
         seconds = first.wait_for("done") - started  # one export, measured under today's load
         previous = out.read_bytes()
-        assert_intact(out, previous)
+        assert_intact(out, previous, "after a complete export")
         for child, fraction in zip(children, fractions):
             if child is not first:
                 child.go()
             child.wait_for("start")
             time.sleep(fraction * seconds)
             child.kill()
-            assert_intact(out, previous), f"killed at {fraction:.2f} of an export ({seconds:.1f} s)"
+            assert_intact(out, previous, f"killed at {fraction:.2f} of an export of {seconds:.1f} s")
 
         # Killed with the new artifact complete in its temp file, not yet renamed.
-        before = set(assert_intact(out, previous))
+        before = set(assert_intact(out, previous, "before the rename kill"))
         children[-1].go()
         children[-1].wait_for("renaming")
         children[-1].kill()
-        leftovers = set(assert_intact(out, previous)) - before
+        leftovers = set(assert_intact(out, previous, "killed just before the rename")) - before
         assert len(leftovers) == 1
         temp = out.parent / leftovers.pop()
         assert temp.read_bytes() == previous  # complete, yet named so that nothing takes it for finished

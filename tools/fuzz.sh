@@ -66,7 +66,7 @@ case "${1:-}" in
   merge)
     build >/dev/null
     "$BIN" -merge=1 -max_len=4096 "$CORPUS" "$FUZZ_DIR/corpus" 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new files' || true
-    echo "corpus: $(find "$CORPUS" -type f | wc -l) files, $(du -sk "$CORPUS" | cut -f1) KB"
+    echo "corpus: $(find "$CORPUS" -type f | wc -l) files, $(du -sk --apparent-size "$CORPUS" | cut -f1) KB"
     ;;
   seed)
     (cd "$ROOT" && python "$NATIVE/fuzz/fuzz_input.py" "$CORPUS")
