@@ -41,7 +41,9 @@ class _Group(click.Group):
     """Turns edge-pqrnn errors into one clear line and a non-zero exit, no traceback."""
 
     def invoke(self, ctx: click.Context):
-        if ctx.protected_args and ctx.protected_args[0] in _TF_COMMANDS and "--help" not in ctx.args:
+        command = ctx.protected_args[:1] + ctx.args[:1]  # e.g. ["validate", ...], ["matrix", "table"]
+        if (command and (command[0] in _TF_COMMANDS or command == ["matrix", "table"])
+                and "--help" not in ctx.args):
             _import_tensorflow_quietly()
         try:
             return super().invoke(ctx)
@@ -227,6 +229,57 @@ def quickstart_command(data: str, out_dir: str, max_minutes: float) -> None:
     artifact = quickstart(data, out_dir, max_minutes=max_minutes, log=click.echo)
     click.echo(f"artifact: {artifact}")
     click.echo(f"try: edge-pqrnn predict {artifact} \"show me flights from boston to denver tomorrow\"")
+
+
+@main.group("matrix")
+def matrix_group() -> None:
+    """The aarch64 side of the runtime matrix: arm64 rootfs, wheels and op library under
+    qemu-user (docs/matrix.md). `edge-pqrnn validate --runtime all` runs its rows."""
+
+
+@matrix_group.command("setup")
+@click.option("--install", is_flag=True,
+              help="apt-get the missing system tools first (needs root; what CI does). Without it a missing "
+                   "tool stops setup with the exact apt-get line.")
+def matrix_setup_command(install: bool) -> None:
+    """Prepare the aarch64 matrix once into the cache (~70 s cold, under a second warm).
+
+    Exits 1 when a runtime could not be prepared (its reason is listed), 2 when the
+    matrix cannot be prepared at all (a missing tool: the line says how to install it).
+    """
+    from edge_pqrnn.arm import setup_matrix
+
+    matrix = setup_matrix(install=install, log=click.echo)
+    if matrix.errors:
+        sys.exit(1)
+
+
+@matrix_group.command("table")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--reference", required=True, type=click.Path(),
+              help="The run directory the artifact was exported from (its float model is the reference).")
+@click.option("--data", default=None, help="Dataset whose test split to compare on (default: the run's own).")
+def matrix_table_command(artifact: str, reference: str, data: str | None) -> None:
+    """Run ARTIFACT in every runtime, x86 and aarch64, and print the Markdown table.
+
+    The same rows as `edge-pqrnn validate --runtime all`; exits 1 when a check fails.
+    """
+    from edge_pqrnn.validate import ALL_RUNTIMES, validate
+
+    examples = None
+    if data is not None:
+        from edge_pqrnn.data import load_dataset
+
+        dataset = load_dataset(data)
+        examples = dataset.test or dataset.dev
+    report = validate(artifact, reference, examples=examples, runtimes=ALL_RUNTIMES,
+                      log=lambda line: click.echo(line, err=True))
+    click.echo(report.markdown_table())
+    for line in report.lines():
+        if not line.startswith("✓"):
+            click.echo(line, err=True)
+    if not report.passed:
+        sys.exit(1)
 
 
 from edge_pqrnn.cli_artifact import inspect_command, predict_command, validate_command  # noqa: E402

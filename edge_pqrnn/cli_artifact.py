@@ -20,7 +20,9 @@ import click
 
 from edge_pqrnn.errors import EdgePqrnnError
 
-RUNTIME_CHOICES = ("litert", "tflite", "tflite-runtime", "all")
+#: The rows of edge_pqrnn.validate.ALL_RUNTIMES (kept literal: importing validate here
+#: would load edge_pqrnn.arm for every command; tests/test_validate.py checks they agree).
+RUNTIME_CHOICES = ("litert", "tflite", "tflite-runtime", "litert@aarch64", "tflite-runtime@aarch64", "all")
 EXIT_CHECK_FAILED, EXIT_ERROR = 1, 2
 
 
@@ -38,12 +40,11 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _runtimes(choices: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
-    """``--runtime`` values -> (in-process runtimes, legacy flag)."""
+def _runtimes(choices: tuple[str, ...]) -> tuple[str, ...]:
+    """``--runtime`` values -> the rows to run, in report order (litert first: the primary)."""
     chosen = set(choices) or {"litert", "tflite"}
-    if "all" in chosen:
-        chosen = {"litert", "tflite", "tflite-runtime"}
-    return tuple(r for r in ("litert", "tflite") if r in chosen), "tflite-runtime" in chosen
+    rows = [r for r in RUNTIME_CHOICES if r != "all"]
+    return tuple(rows) if "all" in chosen else tuple(r for r in rows if r in chosen)
 
 
 @click.command("validate")
@@ -52,7 +53,8 @@ def _runtimes(choices: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
               help="The run directory the artifact was exported from (its float model is the reference).")
 @click.option("--runtime", "runtime", multiple=True, type=click.Choice(RUNTIME_CHOICES),
               help="Runtime to run the artifact in (repeatable; default: litert and tflite; "
-                   "tflite-runtime = 2.14 in its own venv; all = the three).")
+                   "tflite-runtime = 2.14 in its own venv; NAME@aarch64 = on aarch64 under qemu, prepared by "
+                   "`edge-pqrnn matrix setup`; all = the five).")
 @click.option("--data", default=None,
               help="Dataset whose test split to compare on (default: the run's own), e.g. atis, csv:PATH.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -61,18 +63,20 @@ def validate_command(artifact: str, reference: str, runtime: tuple[str, ...], da
                      as_json: bool) -> None:
     """Compare ARTIFACT with its float reference run: agreement, accuracy, runtimes.
 
-    One ✓/✗ line per check; exits 1 when a check fails.
+    One ✓/✗ line per check (· for numbers without a threshold, such as an aarch64 row's
+    bit-exactness with x86); exits 1 when a check fails. Agreement with the float
+    reference is gated on every runtime row; a row that cannot run is a failed check.
     """
     from edge_pqrnn.validate import validate
 
-    runtimes, legacy = _runtimes(runtime)
+    runtimes = _runtimes(runtime)
     examples = None
     if data is not None:
         from edge_pqrnn.data import load_dataset
 
         dataset = load_dataset(data)
         examples = dataset.test or dataset.dev
-    report = validate(artifact, reference, examples=examples, runtimes=runtimes, legacy=legacy,
+    report = validate(artifact, reference, examples=examples, runtimes=runtimes,
                       log=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))

@@ -7,6 +7,14 @@ numbers (agreement, logit differences, accuracy, bytes, one row per runtime) and
 ✓/✗ line per check; the caller decides what is fatal (``edge-pqrnn export`` refuses to
 write a failing artifact, ``edge-pqrnn validate`` exits 1).
 
+The runtimes (:data:`ALL_RUNTIMES`): ``litert`` and ``tflite`` (tf.lite) in this
+process, ``tflite-runtime`` (2.14, in its own venv), and ``NAME@aarch64`` for each
+runtime of :func:`edge_pqrnn.arm.aarch64_runtimes` run on aarch64 Linux under qemu-user
+(prepared once by ``edge-pqrnn matrix setup``). Every row is gated on its agreement with
+the float reference; an aarch64 row is also compared bit by bit with the same runtime on
+x86 (``bit_exact_vs_x86``, ``differing_texts``: informational, docs/matrix.md says why
+a few texts differ by one int8 step).
+
 Example:
     >>> report = validate("atis.int8.tflite", "runs/atis")  # doctest: +SKIP
     >>> print("\\n".join(report.lines()))  # doctest: +SKIP
@@ -19,7 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
+import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +47,27 @@ from edge_pqrnn.projection.reference import decode, token_rows
 #: The in-process runtimes, and the legacy one that runs in its own venv.
 RUNTIMES = ("litert", "tflite")
 LEGACY_RUNTIME = "tflite-runtime"
+#: A runtime name with this suffix runs on aarch64 under qemu (edge_pqrnn.arm).
+AARCH64 = "@aarch64"
+
+
+def _aarch64_runtimes() -> tuple[str, ...]:
+    from edge_pqrnn.arm import aarch64_runtimes
+
+    return tuple(name + AARCH64 for name in aarch64_runtimes())
+
+
+#: The aarch64 rows, one per runtime of :func:`edge_pqrnn.arm.aarch64_runtimes`.
+AARCH64_RUNTIMES = _aarch64_runtimes()
+#: Every row of the matrix (``--runtime all``), in report order: litert first, so that it
+#: stays the primary runtime.
+ALL_RUNTIMES = (*RUNTIMES, LEGACY_RUNTIME, *AARCH64_RUNTIMES)
+
+
+def host_isa() -> str:
+    """This machine's instruction set as the rows name it (``x86_64``, ``aarch64``)."""
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 #: Texts that try to break the projection; every runtime must give finite outputs and
 #: the reference's token count for each (the test suite uses the same set).
@@ -76,7 +108,8 @@ class RuntimeResult:
     """The artifact in one runtime, compared with the float reference.
 
     Attributes:
-        name: ``litert``, ``tflite`` or ``tflite-runtime``.
+        name: the row: ``litert``, ``tflite``, ``tflite-runtime``, ``litert@aarch64``,
+            ``tflite-runtime@aarch64``.
         loaded: whether the artifact opened and ran.
         version: the runtime package's version.
         intent_agreement, slot_agreement, max_abs_diff: against the float reference
@@ -86,9 +119,21 @@ class RuntimeResult:
             tens of dB; another model's logits about 0 dB).
         num_tokens_match: texts whose op token count equals the numpy reference's.
         finite: all outputs are finite numbers.
-        identical_to_litert: outputs bit-identical to ai_edge_litert's (None for litert
-            itself or when litert did not run).
-        error: why it did not load or run.
+        identical_to_litert: outputs bit-identical to ai_edge_litert's on this machine
+            (None for litert itself, for aarch64 rows, or when litert did not run).
+        error: why it did not load or run (for an aarch64 row that cannot be prepared:
+            the ``apt-get install`` line or the setup command).
+        runtime: the runtime package of the row (``name`` without ``@aarch64``).
+        isa: where it ran: ``x86_64`` (this machine) or ``aarch64``.
+        emulator: ``qemu-aarch64-static QEMU_CPU=...`` for an emulated row, else None.
+        bit_exact_vs_x86: an aarch64 row's outputs equal, bit for bit, the same runtime's
+            on this machine (None for native rows, or when either side did not run).
+        differing_texts: how many texts have any output bit differing from that x86 run.
+        max_abs_diff_vs_x86: the largest difference in value from that x86 run.
+        decisions_differing_vs_x86: texts whose arg-max intent or any arg-max slot tag
+            (token rows under the mask) differs from that x86 run.
+        seconds: wall time of the run (load and inference; for an emulated row, qemu
+            and Python start-up included).
     """
 
     name: str
@@ -102,6 +147,19 @@ class RuntimeResult:
     finite: bool | None = None
     identical_to_litert: bool | None = None
     error: str | None = None
+    runtime: str = ""
+    isa: str = ""
+    emulator: str | None = None
+    bit_exact_vs_x86: bool | None = None
+    differing_texts: int | None = None
+    max_abs_diff_vs_x86: float | None = None
+    decisions_differing_vs_x86: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        aarch64 = self.name.endswith(AARCH64)
+        self.runtime = self.runtime or (self.name[: -len(AARCH64)] if aarch64 else self.name)
+        self.isa = self.isa or ("aarch64" if aarch64 else host_isa())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +226,26 @@ class ValidationReport:
         data = dataclasses.asdict(self)
         data["passed"] = self.passed
         return data
+
+    def markdown_table(self) -> str:
+        """The runtime rows as the Markdown table of docs/matrix.md."""
+        def num(value: float | None) -> str:
+            return "" if value is None else f"{value:.4f}"
+
+        lines = ["| runtime | version | isa | loaded | intent agreement | slot agreement | bit-exact vs x86 "
+                 "| texts differing vs x86 | max abs diff vs x86 | decisions differing vs x86 | seconds | error |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in self.runtimes.values():
+            exact = "" if r.bit_exact_vs_x86 is None else ("yes" if r.bit_exact_vs_x86 else "no")
+            differing = "" if r.differing_texts is None else f"{r.differing_texts} / {self.num_texts}"
+            diff = "" if r.max_abs_diff_vs_x86 is None else f"{r.max_abs_diff_vs_x86:.3g}"
+            decisions = "" if r.decisions_differing_vs_x86 is None else str(r.decisions_differing_vs_x86)
+            seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
+            error = (r.error or "").replace("|", "/").replace("\n", " ")
+            lines.append(f"| {r.runtime} | {r.version} | {r.isa} | {'yes' if r.loaded else 'no'} | "
+                         f"{num(r.intent_agreement)} | {num(r.slot_agreement)} | {exact} | {differing} | {diff} | "
+                         f"{decisions} | {seconds} | {error} |")
+        return "\n".join(lines)
 
 
 def _resolve_examples(run: Any, metadata: dict[str, Any], texts: Sequence[str | bytes] | None,
@@ -247,6 +325,40 @@ def _run_legacy(data: bytes, texts: list[str | bytes], log: Callable[[str], None
     return out, version
 
 
+def _run_aarch64(data: bytes, runtime: str, texts: list[str | bytes]) -> tuple[dict, str]:
+    from edge_pqrnn.arm import run_aarch64
+
+    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-validate-") as tmp:
+        path = os.path.join(tmp, "artifact.tflite")
+        Path(path).write_bytes(data)
+        # Emulation runs ~100x slower than x86 (the ATIS test split: 1.5-5 min on 2 busy
+        # cores): arm's 10-minute default is too tight for large text sets.
+        out = run_aarch64(path, texts, runtime, timeout=600 + 1.0 * len(texts))
+    version = str(out.pop("__version__", ""))
+    return out, version
+
+
+def _run(runtime: str, data: bytes, texts: list[str | bytes], batch_size: int,
+         log: Callable[[str], None]) -> tuple[dict, str]:
+    """The artifact's outputs in one runtime (a row name) and that runtime's version.
+
+    Raises:
+        EdgePqrnnError: it could not be prepared, loaded or run (the message says why,
+            with the command that fixes it where there is one).
+    """
+    try:
+        if runtime.endswith(AARCH64):
+            log(f"validate: running the artifact on {runtime} under qemu ({len(texts)} texts)...")
+            return _run_aarch64(data, runtime[: -len(AARCH64)], texts)
+        if runtime == LEGACY_RUNTIME:
+            return _run_legacy(data, texts, log)
+        return _run_in_process(data, runtime, texts, batch_size)
+    except subprocess.TimeoutExpired as exc:
+        raise EdgePqrnnError(f"{runtime} did not finish within {exc.timeout:.0f} s") from exc
+    except OSError as exc:  # e.g. qemu present but not executable, a full disk
+        raise EdgePqrnnError(f"{runtime} could not run: {exc}") from exc
+
+
 def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: str | os.PathLike, *,
              texts: Sequence[str | bytes] | None = None, examples: Sequence[Example] | None = None,
              runtimes: Sequence[str] = RUNTIMES, legacy: bool = False, thresholds: Thresholds | None = None,
@@ -259,15 +371,20 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
         texts: extra texts to compare (no accuracy for these).
         examples: labelled examples; default (with ``texts`` also None): the test split
             (or dev) of the dataset the run names.
-        runtimes: in-process runtimes to run the artifact in (``litert``, ``tflite``).
-        legacy: also run it in tflite-runtime 2.14, in its cached venv.
+        runtimes: rows to run the artifact in, from :data:`ALL_RUNTIMES`: ``litert``,
+            ``tflite`` (in this process), ``tflite-runtime`` (2.14 in its cached venv),
+            ``litert@aarch64``, ``tflite-runtime@aarch64`` (under qemu, in the matrix
+            ``edge-pqrnn matrix setup`` prepared). The first that loads is the primary.
+        legacy: also run it in tflite-runtime 2.14 (same as adding ``tflite-runtime``).
         thresholds: pass marks (default :class:`Thresholds`).
-        batch_size: texts per interpreter call.
-        log: progress lines (building the legacy venv).
+        batch_size: texts per interpreter call (in-process runtimes).
+        log: progress lines (building the legacy venv, the emulated runs).
 
     Returns:
-        A :class:`ValidationReport`; a runtime that fails to load or run is a row with
-        ``loaded=False`` and its ``error``, and a failed check, not an exception.
+        A :class:`ValidationReport`; a runtime that fails to load or run (or cannot be
+        prepared: no qemu, no matrix) is a row with ``loaded=False`` and its ``error``,
+        and a failed check, not an exception. An aarch64 row is also compared bit by
+        bit with the same runtime on x86 (run for that purpose when it is not a row).
 
     Raises:
         ArtifactError: the artifact or the run directory is missing or broken.
@@ -280,12 +397,11 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     """
     from edge_pqrnn.train import load_run
 
-    unknown = [r for r in runtimes if r not in RUNTIMES]
+    unknown = [r for r in runtimes if r not in ALL_RUNTIMES]
     if unknown:
-        raise ConfigError(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)} "
-                          f"(and legacy=True for {LEGACY_RUNTIME})")
+        raise ConfigError(f"unknown runtimes {unknown}; choose from {', '.join(ALL_RUNTIMES)}")
     if not runtimes and not legacy:
-        raise ConfigError(f"no runtime to validate in: pass runtimes from {', '.join(RUNTIMES)} or legacy=True")
+        raise ConfigError(f"no runtime to validate in: pass runtimes from {', '.join(ALL_RUNTIMES)} or legacy=True")
     thresholds = thresholds or Thresholds()
     # ONNX hook: an .onnx (edge_pqrnn.converters.onnx_export) is checked as ONNX and runs
     # in one row, onnxruntime; the report keys are the same.
@@ -322,23 +438,26 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
 
     results: dict[str, RuntimeResult] = {}
     outputs: dict[str, dict[str, np.ndarray]] = {}
-    plan = [*runtimes, *([LEGACY_RUNTIME] if legacy else [])]
+    plan = list(dict.fromkeys([*runtimes, *([LEGACY_RUNTIME] if legacy else [])]))
     for runtime in plan:
+        start = time.perf_counter()
         try:
-            if runtime == LEGACY_RUNTIME:
-                out, version = _run_legacy(data, all_texts, log)
-            else:
-                out, version = _run_in_process(data, runtime, all_texts, batch_size)
+            out, version = _run(runtime, data, all_texts, batch_size, log)
         except EdgePqrnnError as exc:
             results[runtime] = RuntimeResult(runtime, loaded=False, error=str(exc))
             continue
-        result = RuntimeResult(runtime, loaded=True, version=version)
+        result = RuntimeResult(runtime, loaded=True, version=version,
+                               seconds=round(time.perf_counter() - start, 3))
         _compare(out, ref, ref_counts, result)
         results[runtime] = result
         outputs[runtime] = out
+    x86_only: dict[str, dict[str, np.ndarray] | None] = {}  # x86 references that are not rows
+    for runtime, result in results.items():
+        if runtime.endswith(AARCH64):
+            _compare_with_x86(result, outputs, x86_only, data, all_texts, batch_size, log)
     if "litert" in outputs:
         for runtime, out in outputs.items():
-            if runtime != "litert":
+            if runtime != "litert" and not runtime.endswith(AARCH64):
                 results[runtime].identical_to_litert = all(
                     key in out and np.array_equal(value, out[key]) for key, value in outputs["litert"].items())
 
@@ -367,6 +486,38 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
         intent_agreement=main.intent_agreement, slot_agreement=main.slot_agreement,
         max_abs_diff=main.max_abs_diff, snr_db=main.snr_db, primary=primary, bytes=len(data), runtimes=results,
         accuracy=accuracy, thresholds=thresholds, checks=checks)
+
+
+def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.ndarray]],
+                      extra: dict[str, dict[str, np.ndarray] | None], data: bytes, texts: list[str | bytes],
+                      batch_size: int, log: Callable[[str], None]) -> None:
+    """Fill an aarch64 row's ``*_vs_x86`` fields: its outputs against the same runtime on
+    this machine (run once into ``extra`` when it is not a row itself; if that fails,
+    they stay None)."""
+    from edge_pqrnn.arm import QEMU, QEMU_CPU, differing_texts, max_abs_diff
+
+    result.emulator = f"{QEMU} QEMU_CPU={QEMU_CPU}"
+    out = outputs.get(result.name)
+    if out is None:
+        return
+    x86 = outputs.get(result.runtime)
+    if x86 is None and result.runtime not in extra:
+        try:
+            extra[result.runtime] = _run(result.runtime, data, texts, batch_size, log)[0]
+        except EdgePqrnnError:
+            extra[result.runtime] = None  # only the comparison is missing; the row itself stands
+    x86 = x86 if x86 is not None else extra.get(result.runtime)
+    if x86 is None:
+        return
+    result.differing_texts = differing_texts(out, x86)
+    result.bit_exact_vs_x86 = result.differing_texts == 0
+    result.max_abs_diff_vs_x86 = max_abs_diff(out, x86)
+    if out[INTENT_OUTPUT].shape == x86[INTENT_OUTPUT].shape:
+        differ = out[INTENT_OUTPUT].argmax(-1) != x86[INTENT_OUTPUT].argmax(-1)
+        if SLOT_OUTPUT in out and SLOT_OUTPUT in x86 and out[SLOT_OUTPUT].shape == x86[SLOT_OUTPUT].shape:
+            rows = np.arange(x86[SLOT_OUTPUT].shape[1])[None, :] < np.asarray(x86[NUM_TOKENS_OUTPUT])[:, None]
+            differ |= ((out[SLOT_OUTPUT].argmax(-1) != x86[SLOT_OUTPUT].argmax(-1)) & rows).any(-1)
+        result.decisions_differing_vs_x86 = int(differ.sum())
 
 
 def _fmt(value: float | None) -> str:
@@ -428,7 +579,7 @@ def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, ru
                         + ("" if not any(bad.values()) else f"; failures per runtime: {bad}")))
 
     for name, r in results.items():
-        label = f"runtime {name}{' ' + r.version if r.version else ''}"
+        label = f"runtime {name}{' ' + r.version if r.version else ''}{f' ({r.emulator})' if r.emulator else ''}"
         if not r.loaded:
             checks.append(Check(f"runtime:{name}", False, f"{label}: not loaded: {r.error}"))
             continue
@@ -440,8 +591,23 @@ def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, ru
                             f"{label}: intent agreement {_fmt(r.intent_agreement)}, slot agreement "
                             f"{_fmt(r.slot_agreement)}, token counts {r.num_tokens_match}/{n_texts} equal to the "
                             f"reference{'' if r.finite else ', NON-FINITE outputs'}{identical}"))
+        if r.isa == "aarch64":
+            # Not a gate: XNNPACK's int8 MUL rounds near-.5 ties differently on ARM, so a
+            # few texts may differ by one step (docs/matrix.md); agreement above is the gate.
+            x86 = f"{name} vs {r.runtime} {host_isa()}"
+            if r.differing_texts is None:
+                line = f"{x86}: not compared ({r.runtime} did not run on {host_isa()})"
+            elif r.bit_exact_vs_x86:
+                line = f"{x86}: bit-exact on all {n_texts} texts"
+            else:
+                line = (f"{x86}: {r.differing_texts} of {n_texts} texts differ in some output bit"
+                        + ("" if r.max_abs_diff_vs_x86 is None else f" (max |diff| {r.max_abs_diff_vs_x86:.4g})")
+                        + ("" if r.decisions_differing_vs_x86 is None else
+                           f", {r.decisions_differing_vs_x86} in an intent or slot decision"))
+            checks.append(Check(f"isa:{name}", None, line))
     checks.append(Check("bytes", None, f"size: {size:,} bytes"))
     return checks
 
 
-__all__ = ["HOSTILE_TEXTS", "RUNTIMES", "Check", "RuntimeResult", "Thresholds", "ValidationReport", "validate"]
+__all__ = ["AARCH64_RUNTIMES", "ALL_RUNTIMES", "HOSTILE_TEXTS", "RUNTIMES", "Check", "RuntimeResult", "Thresholds",
+           "ValidationReport", "host_isa", "validate"]

@@ -13,9 +13,11 @@ import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hostile_texts import HOSTILE, MIXED, random_texts
 
 from edge_pqrnn import arm
+from edge_pqrnn.cli import main as cli
 from edge_pqrnn.data import load_dataset
 from edge_pqrnn.errors import EdgePqrnnError
 from edge_pqrnn.export import export
@@ -69,6 +71,17 @@ def test_a_missing_tool_raises_with_the_exact_apt_line(monkeypatch, tmp_path):
     assert "apt-get install -y --no-install-recommends qemu-user-static gcc-aarch64-linux-gnu" in str(info.value)
     assert "debootstrap" in str(info.value)
     assert not any(tmp_path.iterdir())  # nothing prepared, nothing installed
+
+
+def test_matrix_setup_command_says_how_to_install_a_missing_tool(tmp_path):
+    empty = tmp_path / "empty-bin"  # a real missing qemu: nothing on PATH
+    empty.mkdir()
+    result = CliRunner().invoke(cli, ["matrix", "setup"],
+                                env={"PATH": str(empty), "EDGE_PQRNN_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith("error: the aarch64 matrix needs qemu-user-static")
+    assert "apt-get install -y --no-install-recommends qemu-user-static" in result.output
+    assert not (tmp_path / "cache").exists()
 
 
 def test_an_unprepared_matrix_gives_rows_that_say_why(tmp_path):
@@ -133,6 +146,13 @@ def test_setup_is_fast_when_warm(matrix):
     assert time.perf_counter() - start < 10
     assert again.errors == {} and set(again.sites) == {"litert", "tflite-runtime"}
     assert not [ln for ln in lines if "rootfs" in ln or "wheels" in ln], lines  # nothing re-done
+
+
+@pytest.mark.slow
+def test_matrix_setup_command_when_warm(matrix):
+    result = CliRunner().invoke(cli, ["matrix", "setup"])
+    assert result.exit_code == 0, result.output
+    assert f"aarch64 matrix ready in {matrix.root}" in result.output and "not ready" not in result.output
 
 
 @pytest.mark.slow

@@ -1,12 +1,14 @@
 """validate(): a good artifact against its own run, wrong references, failing runtimes,
-and the ``validate`` command."""
+the aarch64 rows of the matrix, and the ``validate`` command."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,10 +16,17 @@ from click.testing import CliRunner
 
 import artifact_fixtures
 from edge_pqrnn.artifact import Artifact
-from edge_pqrnn.cli_artifact import validate_command
-from edge_pqrnn.errors import ArtifactError, ConfigError
+from edge_pqrnn import arm
+from edge_pqrnn.cli_artifact import RUNTIME_CHOICES, validate_command
+from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError
 from edge_pqrnn.runtimes import cache_dir
-from edge_pqrnn.validate import HOSTILE_TEXTS, Thresholds, validate
+from edge_pqrnn.validate import AARCH64_RUNTIMES, ALL_RUNTIMES, HOSTILE_TEXTS, Thresholds, validate
+
+CI = os.environ.get("CI") == "true"
+#: The keys every runtime row of the JSON report has (issue 7), beside the older ones.
+ROW_KEYS = {"runtime", "version", "isa", "loaded", "error", "intent_agreement", "slot_agreement",
+            "bit_exact_vs_x86", "differing_texts", "seconds", "name", "identical_to_litert", "max_abs_diff"}
+LEGACY_VENV_READY = (cache_dir() / "venvs" / "tflite-runtime-2.14" / ".edge-pqrnn-ready").is_file()
 
 CLI = ("import sys, click\nfrom edge_pqrnn.cli_artifact import COMMANDS\n"
        "click.Group('edge-pqrnn', commands={c.name: c for c in COMMANDS})(sys.argv[1:])\n")
@@ -125,7 +134,7 @@ def test_an_open_artifact_can_be_validated(built):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (cache_dir() / "venvs" / "tflite-runtime-2.14" / ".edge-pqrnn-ready").is_file(),
+@pytest.mark.skipif(not LEGACY_VENV_READY,
                     reason="no tflite-runtime 2.14 venv (edge_pqrnn.runtimes.legacy_tflite_runtime_python builds it)")
 def test_legacy_tflite_runtime_row(built):
     report = validate(built.path, built.run_dir, runtimes=("litert",), legacy=True)
@@ -164,3 +173,133 @@ def test_export_gates_on_this_validation(built, tmp_path):
                     log=lines.append)
     assert result.validation.passed and result.path.is_file()
     assert result.validation.lines()[0] in lines and any(line.startswith("✓ intent agreement") for line in lines)
+
+
+# ------------------------------------------------------------- the x86 x aarch64 matrix
+
+
+def test_runtime_names_are_one_list():
+    assert RUNTIME_CHOICES == (*ALL_RUNTIMES, "all")
+    assert ALL_RUNTIMES[0] == "litert"  # the primary of --runtime all
+    assert AARCH64_RUNTIMES == tuple(f"{name}@aarch64" for name in arm.aarch64_runtimes())
+
+
+def test_missing_qemu_is_a_row_with_the_apt_line(built, monkeypatch, tmp_path):
+    # A real missing binary: PATH holds only an empty folder, so qemu-aarch64-static is
+    # not found (the in-process litert row needs no PATH).
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert shutil.which(arm.QEMU) is None
+    report = validate(built.path, built.run_dir, examples=built.dataset.test[:5], runtimes=("litert", "litert@aarch64"))
+    row = report.runtimes["litert@aarch64"]
+    assert (row.loaded, row.runtime, row.isa, row.seconds) == (False, "litert", "aarch64", None)
+    assert "apt-get install -y --no-install-recommends qemu-user-static" in row.error
+    assert row.bit_exact_vs_x86 is None and row.differing_texts is None and "neoverse-n1" in row.emulator
+    # The x86 row stands and stays the primary; the matrix fails on the row that did not load.
+    assert report.primary == "litert" and report.runtimes["litert"].loaded and report.runtimes["litert"].isa == "x86_64"
+    assert [c.name for c in report.failures] == ["runtime:litert@aarch64"]
+    assert not any(c.name == "isa:litert@aarch64" for c in report.checks)  # no bits to compare
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert all(set(r) >= ROW_KEYS for r in data["runtimes"].values())
+
+
+def test_validate_command_rows_without_qemu(built, tmp_path):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    result = CliRunner().invoke(validate_command, [str(built.path), "--reference", str(built.run_dir), "--runtime",
+                                                   "litert", "--runtime", "tflite-runtime@aarch64", "--json"],
+                                env={"PATH": str(empty)})
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert list(data["runtimes"]) == ["litert", "tflite-runtime@aarch64"]
+    row = data["runtimes"]["tflite-runtime@aarch64"]
+    assert set(row) >= ROW_KEYS and row["loaded"] is False and row["isa"] == "aarch64"
+    assert "apt-get install" in row["error"] and "qemu-user-static" in row["error"]
+    assert data["runtimes"]["litert"]["loaded"] is True and data["runtimes"]["litert"]["seconds"] > 0
+
+
+def test_an_unprepared_matrix_is_a_row_that_says_how_to_prepare_it(built, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGE_PQRNN_CACHE", str(tmp_path / "empty-cache"))
+    report = validate(built.path, built.run_dir, texts=["flights to boston"], runtimes=("litert@aarch64",))
+    row = report.runtimes["litert@aarch64"]
+    assert not row.loaded and not report.passed and report.primary is None
+    # Where qemu is installed: the matrix is not prepared; where it is not: the apt line.
+    assert "edge_pqrnn.arm setup" in row.error or "apt-get install" in row.error
+    assert f"✗ runtime litert@aarch64 ({row.emulator}): not loaded: {row.error}" in report.lines()
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    """The prepared aarch64 matrix: set up with apt-get in CI, skipped elsewhere only
+    when it cannot be set up here (the reason holds the apt-get line)."""
+    start = time.perf_counter()
+    try:
+        prepared = arm.setup_matrix(install=CI, log=print, runtimes=["litert", "tflite-runtime"])
+    except EdgePqrnnError as exc:
+        if CI:
+            raise
+        pytest.skip(f"the aarch64 matrix cannot be set up on this machine: {exc}")
+    print(f"aarch64 matrix setup: {time.perf_counter() - start:.1f} s")
+    return prepared
+
+
+@pytest.mark.slow
+def test_aarch64_litert_row_through_validate(built, matrix):
+    assert "litert" in matrix.sites, matrix.errors
+    report = validate(built.path, built.run_dir, runtimes=("litert", "litert@aarch64"))
+    print("\n" + report.markdown_table())
+    x86, row = report.runtimes["litert"], report.runtimes["litert@aarch64"]
+    assert row.loaded, row.error
+    assert (row.runtime, row.isa, x86.isa) == ("litert", "aarch64", "x86_64")
+    assert row.version == x86.version and "QEMU_CPU=neoverse-n1" in row.emulator
+    # The gate, on the aarch64 row as on every row: agreement with the float reference.
+    assert report.passed and report.primary == "litert"
+    assert row.intent_agreement >= 0.995 and row.slot_agreement >= 0.99
+    assert row.finite and row.num_tokens_match == report.num_texts  # hostile texts included
+    # Bits against litert on x86: informational. XNNPACK's int8 MUL rounds near-.5 ties
+    # differently on ARM: a few values per text differ by one output step (~0.1 here),
+    # on a few texts of this tiny model, on every text of the ATIS one (docs/matrix.md).
+    assert isinstance(row.differing_texts, int) and 0 <= row.differing_texts <= report.num_texts
+    assert row.bit_exact_vs_x86 is (row.differing_texts == 0)
+    assert (row.max_abs_diff_vs_x86 == 0) is row.bit_exact_vs_x86 and row.max_abs_diff_vs_x86 < 0.5
+    assert row.decisions_differing_vs_x86 <= 0.02 * report.num_texts
+    assert row.identical_to_litert is None and x86.bit_exact_vs_x86 is None
+    assert row.seconds > 0 and x86.seconds > 0
+    isa = next(c for c in report.checks if c.name == "isa:litert@aarch64")
+    assert isa.passed is None and isa.line.startswith("litert@aarch64 vs litert x86_64: ")
+    assert "litert@aarch64" in next(c.line for c in report.checks if c.name == "hostile_texts")
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert set(data["runtimes"]["litert@aarch64"]) >= ROW_KEYS
+    assert len(report.markdown_table().splitlines()) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LEGACY_VENV_READY,
+                    reason="no tflite-runtime 2.14 venv (edge_pqrnn.runtimes.legacy_tflite_runtime_python builds it)")
+def test_aarch64_row_is_compared_with_its_own_runtime_on_x86(built, matrix):
+    # tflite-runtime x86 is not a row here: it runs only as the bits to compare with.
+    if "tflite-runtime" not in matrix.sites:
+        pytest.skip(f"tflite-runtime is not prepared for aarch64: {matrix.errors.get('tflite-runtime')}")
+    report = validate(built.path, built.run_dir, examples=built.dataset.test[:20],
+                      runtimes=("litert", "tflite-runtime@aarch64"))
+    row = report.runtimes["tflite-runtime@aarch64"]
+    assert list(report.runtimes) == ["litert", "tflite-runtime@aarch64"]
+    assert row.loaded and row.version == "2.14.0" and report.passed, row.error
+    assert row.differing_texts is not None and row.bit_exact_vs_x86 is (row.differing_texts == 0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LEGACY_VENV_READY,
+                    reason="no tflite-runtime 2.14 venv (edge_pqrnn.runtimes.legacy_tflite_runtime_python builds it)")
+def test_matrix_table_command_prints_every_row(built, matrix):
+    from edge_pqrnn.cli import main
+
+    result = CliRunner().invoke(main, ["matrix", "table", str(built.path), "--reference", str(built.run_dir)])
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(ALL_RUNTIMES)
+    isas = [(cells[1].strip(), cells[3].strip()) for cells in (line.split("|") for line in table[2:])]
+    assert isas == [("litert", "x86_64"), ("tflite", "x86_64"), ("tflite-runtime", "x86_64"),
+                    ("litert", "aarch64"), ("tflite-runtime", "aarch64")]
+    assert "· litert@aarch64 vs litert x86_64: " in result.stderr
