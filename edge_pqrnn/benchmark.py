@@ -244,20 +244,17 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding", "teacher"}``.
     """
     from edge_pqrnn.converters.tflite_fuse import fuse
-    from edge_pqrnn.data import load_dataset
-    from edge_pqrnn.export import build_metadata
+    from edge_pqrnn.export import build_metadata, load_run_and_dataset
     from edge_pqrnn.projection import project
     from edge_pqrnn.quant.ptq import convert, representative_texts
-    from edge_pqrnn.train import load_run
 
     threads = threads or os.cpu_count() or 1
-    run = load_run(run_dir)
-    dataset = load_dataset(run.metrics["dataset"])
+    run, dataset_name, dataset = load_run_and_dataset(run_dir)
     calibration = representative_texts([ex.text for ex in dataset.train], run.spec, samples=200)
     artifacts = {}
     for scheme in ("int8", "float"):
         body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None)
-        artifacts[scheme] = fuse(body.model, run.spec, build_metadata(run, run.metrics["dataset"], scheme))
+        artifacts[scheme] = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme))
     settings = {  # name -> (artifact, xnnpack, threads)
         "int8": ("int8", True, 1), f"int8-{threads}t": ("int8", True, threads),
         "int8-no-xnnpack": ("int8", False, 1), "float": ("float", True, 1),

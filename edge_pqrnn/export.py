@@ -36,6 +36,26 @@ class ExportResult:
     seconds: dict[str, float]
 
 
+def load_run_and_dataset(run_dir: str | Path, data: str | None = None):
+    """A finished run and the dataset it was trained on (or ``data``).
+
+    Returns:
+        ``(run, dataset_name, dataset)``.
+
+    Raises:
+        ArtifactError: the run is missing/incomplete, or records no dataset and ``data``
+            is None.
+    """
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.train import load_run
+
+    run = load_run(run_dir)
+    dataset_name = data or run.metrics.get("dataset")
+    if not dataset_name:
+        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass --data NAME")
+    return run, dataset_name, load_dataset(dataset_name)
+
+
 def build_metadata(run, dataset_name: str, scheme: str) -> dict[str, Any]:
     """What travels inside the artifact so an app needs nothing else."""
     from edge_pqrnn import __version__
@@ -93,17 +113,11 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
     if int8:
         raise ConfigError("int8=True (--int8) is for --format onnx; a .tflite takes --scheme int8 (the default)")
     from edge_pqrnn.converters.tflite_fuse import fuse
-    from edge_pqrnn.data import load_dataset
     from edge_pqrnn.quant.ptq import convert, representative_texts
-    from edge_pqrnn.train import load_run
 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    run = load_run(run_dir)
-    dataset_name = data or run.metrics.get("dataset")
-    if not dataset_name:
-        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass --data NAME")
-    dataset = load_dataset(dataset_name)
+    run, dataset_name, dataset = load_run_and_dataset(run_dir, data)
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -38,16 +38,10 @@ def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = N
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "test") -> dict[str, Any]:
     """Metrics of a run on a split of its dataset (or of ``data``)."""
-    from edge_pqrnn.data import load_dataset
-    from edge_pqrnn.errors import ArtifactError
     from edge_pqrnn.evaluate import evaluate
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.export import load_run_and_dataset
 
-    run = load_run(run_dir)
-    name = data or run.metrics.get("dataset")
-    if not name:
-        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass --data NAME")
-    dataset = load_dataset(name)
+    run, _, dataset = load_run_and_dataset(run_dir, data)
     return evaluate(run, getattr(dataset, split))
 
 

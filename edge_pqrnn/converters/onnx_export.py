@@ -443,18 +443,12 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
     import onnx
 
     from edge_pqrnn._io import atomic_write_bytes
-    from edge_pqrnn.data import load_dataset
-    from edge_pqrnn.export import build_metadata
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.export import build_metadata, load_run_and_dataset
 
     _require_onnx()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    run = load_run(run_dir)
-    dataset_name = data or run.metrics.get("dataset")
-    if not dataset_name:
-        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass --data NAME")
-    dataset = load_dataset(dataset_name)
+    run, dataset_name, dataset = load_run_and_dataset(run_dir, data)
     seconds["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
