@@ -2,7 +2,14 @@
 
 The public surface; everything else lives in submodules. Heavy dependencies
 (TensorFlow) load only when a function that needs them is called.
+
+Example:
+    >>> import edge_pqrnn
+    >>> edge_pqrnn.project(["book a flight"]).num_tokens.tolist()
+    [4]
 """
+
+from typing import Any
 
 from edge_pqrnn.errors import EdgePqrnnError
 from edge_pqrnn.projection import ProjectionSpec, project
@@ -10,4 +17,25 @@ from edge_pqrnn.projection.ops import op_library
 
 __version__ = "0.1.0"
 
-__all__ = ["EdgePqrnnError", "ProjectionSpec", "__version__", "op_library", "project"]
+# Stage entry points, imported on first use (they pull in TensorFlow).
+_LAZY = {
+    "train_run": "edge_pqrnn.pipeline",
+    "evaluate_run": "edge_pqrnn.pipeline",
+    "quickstart": "edge_pqrnn.pipeline",
+    "load_run": "edge_pqrnn.train",
+    "export": "edge_pqrnn.export",
+    "validate": "edge_pqrnn.validate",
+    "Artifact": "edge_pqrnn.artifact",
+    "load_dataset": "edge_pqrnn.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edge_pqrnn' has no attribute {name!r}")
+
+
+__all__ = ["EdgePqrnnError", "ProjectionSpec", "__version__", "op_library", "project", *_LAZY]
