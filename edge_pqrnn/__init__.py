@@ -17,16 +17,18 @@ from edge_pqrnn.projection.ops import op_library
 
 __version__ = "0.1.0"
 
-# Stage entry points, imported on first use (they pull in TensorFlow).
+# Stage entry points, imported on first use (they pull in TensorFlow): public name ->
+# (module, name there). export()/validate() get distinct names because the submodules
+# edge_pqrnn.export / edge_pqrnn.validate would shadow them once imported.
 _LAZY = {
-    "train_run": "edge_pqrnn.pipeline",
-    "evaluate_run": "edge_pqrnn.pipeline",
-    "quickstart": "edge_pqrnn.pipeline",
-    "load_run": "edge_pqrnn.train",
-    "export": "edge_pqrnn.export",
-    "validate": "edge_pqrnn.validate",
-    "Artifact": "edge_pqrnn.artifact",
-    "load_dataset": "edge_pqrnn.data",
+    "train_run": ("edge_pqrnn.pipeline", "train_run"),
+    "evaluate_run": ("edge_pqrnn.pipeline", "evaluate_run"),
+    "quickstart": ("edge_pqrnn.pipeline", "quickstart"),
+    "load_run": ("edge_pqrnn.train", "load_run"),
+    "export_artifact": ("edge_pqrnn.export", "export"),
+    "validate_artifact": ("edge_pqrnn.validate", "validate"),
+    "Artifact": ("edge_pqrnn.artifact", "Artifact"),
+    "load_dataset": ("edge_pqrnn.data", "load_dataset"),
 }
 
 
@@ -34,7 +36,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'edge_pqrnn' has no attribute {name!r}")
 
 

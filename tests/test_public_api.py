@@ -12,11 +12,16 @@ def test_importing_the_package_does_not_load_tensorflow():
     assert out.stdout.strip() == "False"
 
 
-def test_stage_entry_points_resolve():
-    for name in ("train_run", "evaluate_run", "quickstart", "load_run", "export", "validate", "Artifact",
-                 "load_dataset"):
+def test_stage_entry_points_resolve_even_after_their_modules_are_imported():
+    import edge_pqrnn.export  # noqa: F401  (a submodule import sets edge_pqrnn.export)
+    import edge_pqrnn.validate  # noqa: F401
+    from edge_pqrnn.export import export
+    from edge_pqrnn.validate import validate
+
+    for name in ("train_run", "evaluate_run", "quickstart", "load_run", "Artifact", "load_dataset"):
         assert callable(getattr(edge_pqrnn, name)), name
-    assert set(edge_pqrnn.__all__) >= {"op_library", "project", "ProjectionSpec", "export", "Artifact"}
+    assert edge_pqrnn.export_artifact is export and edge_pqrnn.validate_artifact is validate
+    assert set(edge_pqrnn.__all__) >= {"op_library", "project", "ProjectionSpec", "export_artifact", "Artifact"}
 
 
 def test_unknown_attribute_is_an_attribute_error():
