@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import subprocess
@@ -521,7 +522,8 @@ def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.nda
 
 
 def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    # Truncated, not rounded: 0.99495 must not print as "0.9950" beside a failed ">= 0.995".
+    return "n/a" if value is None else f"{math.floor(value * 10_000) / 10_000:.4f}"
 
 
 def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, run: Any, main: RuntimeResult,
