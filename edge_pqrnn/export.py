@@ -56,6 +56,31 @@ def load_run_and_dataset(run_dir: str | Path, data: str | None = None):
     return run, dataset_name, load_dataset(dataset_name)
 
 
+def validate_or_refuse(artifact: Any, run_dir: str | Path, examples: Any, out: str | Path | None,
+                       log: Callable[[str], None], hint: str, **options: Any) -> Any:
+    """Validate an export before it is written; log one line per check.
+
+    Returns:
+        The validation report (it passed).
+
+    Raises:
+        AgreementError: a check failed; the message says nothing was written and ``hint``;
+            the report is attached as ``.report``.
+    """
+    from edge_pqrnn.validate import validate
+
+    report = validate(artifact, run_dir, examples=examples, **options)
+    for line in report.lines():
+        log(line)
+    if not report.passed:
+        error = AgreementError(
+            "validation failed, nothing was written"
+            + (f" ({out} is unchanged)" if out and Path(out).exists() else "") + f"; {hint}")
+        error.report = report  # type: ignore[attr-defined]
+        raise error
+    return report
+
+
 def build_metadata(run, dataset_name: str, scheme: str) -> dict[str, Any]:
     """What travels inside the artifact so an app needs nothing else."""
     from edge_pqrnn import __version__
@@ -135,20 +160,12 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
 
     report = None
     if check:
-        from edge_pqrnn.validate import validate
-
         start = time.perf_counter()
-        report = validate(artifact, run_dir, examples=dataset.test, runtimes=runtimes, thresholds=thresholds)
+        report = validate_or_refuse(
+            artifact, run_dir, dataset.test, out, log,
+            hint="try --scheme int8-per-tensor, more calibration (--calibration-samples), or retrain",
+            runtimes=runtimes, thresholds=thresholds)
         seconds["validate"] = time.perf_counter() - start
-        for line in report.lines():
-            log(line)
-        if not report.passed:
-            error = AgreementError(
-                "validation failed, nothing was written"
-                + (f" ({out} is unchanged)" if out and Path(out).exists() else "")
-                + "; try --scheme int8-per-tensor, more calibration (--calibration-samples), or retrain")
-            error.report = report  # type: ignore[attr-defined]
-            raise error
     path = None
     if out is not None:
         from edge_pqrnn._io import atomic_write_bytes

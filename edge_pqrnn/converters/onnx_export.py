@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from edge_pqrnn.artifact import INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, Checked, read_source
-from edge_pqrnn.errors import AgreementError, ArtifactError, ConfigError
+from edge_pqrnn.errors import ArtifactError, ConfigError
 from edge_pqrnn.evaluate import Labels
 from edge_pqrnn.projection.spec import ProjectionSpec
 
@@ -443,7 +443,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
     import onnx
 
     from edge_pqrnn._io import atomic_write_bytes
-    from edge_pqrnn.export import build_metadata, load_run_and_dataset
+    from edge_pqrnn.export import build_metadata, load_run_and_dataset, validate_or_refuse
 
     _require_onnx()
     seconds: dict[str, float] = {}
@@ -473,21 +473,12 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
 
     report = None
     if check:
-        from edge_pqrnn.validate import validate
-
         start = time.perf_counter()
-        report = validate(artifact, run_dir, examples=dataset.test, thresholds=thresholds)
+        report = validate_or_refuse(
+            artifact, run_dir, dataset.test, out, log, thresholds=thresholds,
+            hint=("try more calibration (--calibration-samples) or the float ONNX (drop --int8)" if int8
+                  else "the float ONNX should match: report this as a bug"))
         seconds["validate"] = time.perf_counter() - start
-        for line in report.lines():
-            log(line)
-        if not report.passed:
-            error = AgreementError(
-                "validation failed, nothing was written"
-                + (f" ({out} is unchanged)" if out and Path(out).exists() else "")
-                + ("; try more calibration (--calibration-samples) or the float ONNX (drop --int8)" if int8
-                   else "; the float ONNX should match: report this as a bug"))
-            error.report = report  # type: ignore[attr-defined]
-            raise error
     path = atomic_write_bytes(out, artifact) if out is not None else None
     return OnnxExportResult(path, artifact, scheme, counts, report, seconds)
 
