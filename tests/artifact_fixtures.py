@@ -25,6 +25,10 @@ from edge_pqrnn.train import TrainConfig, load_run, train
 
 CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "atlanta", "oakland", "pittsburgh"]
 DAYS = ["monday", "tuesday", "friday", "sunday"]
+#: A Python -c program that runs the artifact commands as a user would (own process).
+CLI = ("import sys, click\nfrom edge_pqrnn.cli_artifact import COMMANDS\n"
+       "click.Group('edge-pqrnn', commands={c.name: c for c in COMMANDS})(sys.argv[1:])\n")
+
 TEMPLATES = {
     "flight": ["show me flights from {fromloc} to {toloc}", "i want to fly from {fromloc} to {toloc} on {day}",
                "flights to {toloc} please", "list flights leaving {fromloc} on {day}"],

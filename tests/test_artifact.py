@@ -28,8 +28,7 @@ from edge_pqrnn.train import load_run
 from hostile_texts import HOSTILE
 
 # The commands as `edge-pqrnn` will hold them, run in a fresh Python as a user would.
-CLI = ("import sys, click\nfrom edge_pqrnn.cli_artifact import COMMANDS\n"
-       "click.Group('edge-pqrnn', commands={c.name: c for c in COMMANDS})(sys.argv[1:])\n")
+CLI = artifact_fixtures.CLI
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,7 @@ ROW_KEYS = {"runtime", "version", "isa", "loaded", "error", "intent_agreement", 
             "bit_exact_vs_x86", "differing_texts", "seconds", "name", "identical_to_litert", "max_abs_diff"}
 LEGACY_VENV_READY = (cache_dir() / "venvs" / "tflite-runtime-2.14" / ".edge-pqrnn-ready").is_file()
 
-CLI = ("import sys, click\nfrom edge_pqrnn.cli_artifact import COMMANDS\n"
-       "click.Group('edge-pqrnn', commands={c.name: c for c in COMMANDS})(sys.argv[1:])\n")
+CLI = artifact_fixtures.CLI
 
 
 @pytest.fixture(scope="session")
