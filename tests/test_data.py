@@ -395,3 +395,23 @@ def test_cap_per_intent_is_per_language_and_seeded():
     assert capped != cap_per_intent(examples, 5, seed=1)
     with pytest.raises(DataError, match="max_per_intent must be at least 1"):
         cap_per_intent(examples, 0, seed=0)
+
+
+def test_language_subset_is_in_the_name_so_a_run_reloads_the_same_languages():
+    subset = load_dataset("fixture:multilingual", languages=["th", "de"])
+    assert subset.name == "fixture:multilingual?languages=th,de"
+    again = load_dataset(subset.name)
+    assert again.languages == subset.languages == ["de", "th"]
+    assert [ex.text for ex in again.test] == [ex.text for ex in subset.test]
+    assert load_dataset("fixture:multilingual").name == "fixture:multilingual"
+
+
+@pytest.mark.parametrize("spec", ["multilingual?lang=de", "fixture:multilingual?languages=", "multilingual?languages=de&x=1"])
+def test_bad_language_option_names_the_valid_one(spec):
+    with pytest.raises(DataError, match=r"\?languages=CODE"):
+        load_dataset(spec)
+
+
+def test_language_option_and_argument_must_agree():
+    with pytest.raises(DataError, match="also given"):
+        load_dataset("fixture:multilingual?languages=de", languages=["th"])

@@ -38,6 +38,20 @@ def _english_only(name: str, languages: list[str] | None) -> None:
         raise DataError(f"{name} is English only (language 'en'); drop languages={languages} or use 'multilingual'")
 
 
+def _spec_languages(spec: str, languages: list[str] | None) -> list[str] | None:
+    """Languages from ``multilingual?languages=de,fr`` or the argument (not both)."""
+    _, _, query = spec.partition("?")
+    if not query:
+        return languages
+    key, _, value = query.partition("=")
+    if key != "languages" or not value or "&" in value:
+        raise DataError(f"{spec!r}: the only option of 'multilingual' is '?languages=CODE,CODE,...'")
+    from_spec = [code.strip() for code in value.split(",") if code.strip()]
+    if languages is not None and list(languages) != from_spec:
+        raise DataError(f"{spec!r} names languages {from_spec}, but languages={languages} was also given")
+    return from_spec
+
+
 def load_dataset(
     spec: str,
     *,
@@ -49,7 +63,8 @@ def load_dataset(
 
     Args:
         spec: a name from :data:`DATASETS`, or ``csv:PATH[?text=COL&label=COL...]``,
-            ``jsonl:PATH[?...]``, ``snips:PATH``.
+            ``jsonl:PATH[?...]``, ``snips:PATH``; the multilingual sets take
+            ``?languages=de,fr`` (the name a run records when ``languages`` is given).
         seed: generation seed (multilingual) and which examples survive the cap; the
             held-out splits never depend on it.
         languages: language codes to keep (multilingual default: its 20 languages).
@@ -88,21 +103,25 @@ def load_dataset(
         _english_only(spec, languages)
         path = {"snips": None, "fixture:snips": FIXTURES_DIR / "snips.pkl"}.get(spec, spec[len("snips:") :])
         return load_snips(path, name=spec, seed=seed, max_per_intent=max_per_intent)
-    if spec == "multilingual":
-        from edge_pqrnn.data.multilingual import load_multilingual
+    base = spec.partition("?")[0]
+    if base in ("multilingual", "fixture:multilingual"):
+        languages = _spec_languages(spec, languages)
+        if base == "multilingual":
+            from edge_pqrnn.data.multilingual import load_multilingual
 
-        return load_multilingual(languages=languages, seed=seed, max_per_intent=max_per_intent)
-    if spec == "fixture:multilingual" or spec.startswith(("csv:", "jsonl:")):
+            dataset = load_multilingual(languages=languages, seed=seed, max_per_intent=max_per_intent)
+        else:
+            from edge_pqrnn.data.tabular import load_tabular
+
+            dataset = load_tabular(f"jsonl:{FIXTURES_DIR / 'multilingual.jsonl'}", name=base, seed=seed,
+                                   languages=languages, max_per_intent=max_per_intent)
+        if languages is not None:
+            # The name is what a run records: eval/export reload exactly these languages.
+            dataset.name = f"{base}?languages={','.join(dict.fromkeys(languages))}"
+        return dataset
+    if spec.startswith(("csv:", "jsonl:")):
         from edge_pqrnn.data.tabular import load_tabular
 
-        if spec == "fixture:multilingual":
-            return load_tabular(
-                f"jsonl:{FIXTURES_DIR / 'multilingual.jsonl'}",
-                name=spec,
-                seed=seed,
-                languages=languages,
-                max_per_intent=max_per_intent,
-            )
         return load_tabular(spec, seed=seed, languages=languages, max_per_intent=max_per_intent)
     raise DataError(
         f"unknown dataset {spec!r}; valid names: {', '.join(DATASETS)}; "
