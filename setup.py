@@ -1,7 +1,8 @@
-"""Builds the projection op library (plain C, no TensorFlow headers or ABI) on install.
+"""Builds the projection op library (plain C, no TensorFlow or onnxruntime headers or ABI) on install.
 
 The library is a normal shared object named libpqrnn_projection.so (not a Python
-extension module): TFLite runtimes load it with load_delegate(), apps with dlopen().
+extension module): TFLite runtimes load it with load_delegate(), onnxruntime with
+SessionOptions.register_custom_ops_library() (projection_ort.c), apps with dlopen().
 """
 
 from setuptools import Extension, setup
@@ -23,8 +24,9 @@ setup(
     ext_modules=[
         Extension(
             "edge_pqrnn.projection.libpqrnn_projection",
-            sources=[f"{NATIVE}/projection_core.c", f"{NATIVE}/projection_op.c"],
-            depends=[f"{NATIVE}/projection_core.h", f"{NATIVE}/tflite_abi.h", f"{NATIVE}/unicode_data.h"],
+            sources=[f"{NATIVE}/projection_core.c", f"{NATIVE}/projection_op.c", f"{NATIVE}/projection_ort.c"],
+            depends=[f"{NATIVE}/projection_core.h", f"{NATIVE}/tflite_abi.h", f"{NATIVE}/ort_abi.h",
+                     f"{NATIVE}/unicode_data.h"],
             include_dirs=[NATIVE],
             # -ffreestanding: the core must not lean on libc (Android/aarch64 builds);
             # no -ffast-math: the pool weights must round exactly like numpy's float32.
