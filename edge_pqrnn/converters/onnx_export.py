@@ -1,21 +1,27 @@
-"""Run directory -> a validated .onnx (float, or int8 QDQ) for onnxruntime users.
+"""Run directory -> a validated .onnx (float, or int8 QDQ) that takes raw text, for onnxruntime users.
 
-tf2onnx converts a tf.function over the run's Keras model (features -> logits); the
-projection stays outside the graph: callers feed the three model inputs computed by the
-numpy reference ``edge_pqrnn.projection.project(texts, spec)``, which is bit-exact with
-the native op (tests/test_native_op.py). onnxruntime publishes no C headers in this
-environment, and an in-graph custom op needs an own ABI header for OrtApi /
-OrtCustomOp; see docs/onnx.md for why that is left for later.
+tf2onnx converts a tf.function over the run's Keras model (features -> logits). The
+projection then goes in front of that graph as a custom op node,
+``ai.edge_pqrnn.EdgePqrnnProjection``, built from the same C core as the TFLite op
+(``projection/native/projection_ort.c``, in the op library ``libpqrnn_projection.so``):
+one .onnx takes a string tensor of UTF-8 text and returns logits, like the .tflite.
+onnxruntime runs it once the library is registered:
+``SessionOptions.register_custom_ops_library(edge_pqrnn.op_library())``.
+
+``text_input=False`` keeps the features-input graph (no custom op): for ONNX consumers
+that cannot load a custom op library (onnxruntime-web, other ONNX runtimes). Its callers
+build the inputs with the numpy reference ``edge_pqrnn.projection.project(texts, spec)``.
 
 Stages, each a function returning data (the caller saves, atomically):
 
-    to_onnx(run)                     -> float ModelProto (opset 17, dynamic batch)
+    to_onnx(run)                     -> float ModelProto, features in (opset 17, dynamic batch)
     quantize_int8(float_bytes, ...)  -> int8 QDQ bytes (onnxruntime static quantizer)
+    with_text_input(model, spec)     -> the projection op in front: raw text in
     with_metadata(model, metadata)   -> the model with labels/projection/config in metadata_props
     export_onnx(run_dir, out, ...)   -> all of the above, validated, written atomically
 
-:class:`OnnxArtifact` opens an .onnx in onnxruntime with the same ``run`` / ``logits`` /
-``predict`` as :class:`edge_pqrnn.artifact.Artifact` (raw text in, intents and slots out).
+:class:`OnnxArtifact` opens an .onnx (either input kind) in onnxruntime with the same
+``run`` / ``logits`` / ``predict`` as :class:`edge_pqrnn.artifact.Artifact`.
 
 Example:
     >>> result = export_onnx("runs/atis", "atis.onnx")  # doctest: +SKIP
@@ -38,26 +44,35 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn.artifact import INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, Checked, read_source
-from edge_pqrnn.errors import ArtifactError, ConfigError
+from edge_pqrnn.artifact import (INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, Checked,
+                                 OpLibraryMissingError, read_source)
+from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.evaluate import Labels
-from edge_pqrnn.projection.spec import ProjectionSpec
+from edge_pqrnn.projection.ops import OUTPUT_NAMES
+from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
 
 #: The opset tf2onnx targets (>= 15 per DESIGN.md §6; 17 is onnxruntime 1.1x's well-trodden one).
 OPSET = 17
 #: The runtime name used in validation reports.
 RUNTIME = "onnxruntime"
-#: The graph's inputs, in order: what ``project(texts, spec)`` returns.
+#: The features-input graph's inputs, in order: what ``project(texts, spec)`` returns.
 INPUTS = ("features", "mask", "pool_weights")
+#: The raw-text graph's one input: string [batch] of UTF-8 text.
+TEXT_INPUT = "text"
+#: The custom op's domain (its node: ``OP_DOMAIN`` / ``OP_NAME``, opset version 1).
+OP_DOMAIN = "ai.edge_pqrnn"
 #: The whole edge-pqrnn metadata dict, as JSON, under this metadata_props key.
 METADATA_KEY = "edge_pqrnn"
 #: Fields also written as their own metadata_props (JSON for non-strings), for tools
 #: such as Netron that show metadata_props but do not parse our JSON.
 METADATA_FIELDS = ("format", "toolkit_version", "intents", "tags", "slot_types", "projection", "model_config",
                    "dataset", "scheme")
-#: How a user builds the inputs (also stored in metadata_props["preprocessing"]).
+#: How a user builds the inputs of the features-input graph (metadata_props["preprocessing"]).
 PREPROCESSING = ("edge_pqrnn.projection.project(texts, ProjectionSpec.from_dict(projection)) -> "
                  "features float32 [B,T,F], mask float32 [B,T], pool_weights float32 [B,T]")
+#: The same for the raw-text graph: none, but the op library must be registered.
+PREPROCESSING_TEXT = ("none: input 'text' is a string tensor [B] of UTF-8 text; register the projection op "
+                      "first: SessionOptions.register_custom_ops_library(edge_pqrnn.op_library())")
 #: Op types the int8 quantizer touches: the matmuls and convolutions, which hold nearly
 #: all weights. Quantizing the QRNN's elementwise gates too (onnxruntime's default)
 #: adds a requantization per unrolled step (measured: lower agreement, see docs/onnx.md).
@@ -191,11 +206,62 @@ def quantize_int8(float_model: bytes, spec: ProjectionSpec, calibration_texts: S
         return Path(dst).read_bytes()
 
 
+def with_text_input(proto: Any, spec: ProjectionSpec) -> Any:
+    """Put the projection op in front of a features-input graph: raw text in.
+
+    The graph's inputs (:data:`INPUTS`) become the outputs of one
+    ``ai.edge_pqrnn.EdgePqrnnProjection`` node whose attributes are
+    ``spec.op_options()``; its input is :data:`TEXT_INPUT` (string [batch]) and its
+    ``num_tokens`` (int32 [batch]) becomes a graph output, as in the .tflite.
+
+    Args:
+        proto: a features-input ``onnx.ModelProto`` (float or int8 QDQ; changed in place).
+        spec: the run's projection spec.
+
+    Returns:
+        ``proto``.
+
+    Raises:
+        ConfigError: the graph's inputs are not :data:`INPUTS`.
+
+    Example:
+        >>> proto = with_text_input(to_onnx(run), run.spec)  # doctest: +SKIP
+    """
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    inputs = [i.name for i in graph.input]
+    if inputs != list(INPUTS):
+        raise ConfigError(f"with_text_input needs a graph with inputs {list(INPUTS)}, got {inputs}")
+    # The former inputs keep their types and shapes as value_info of the op's outputs.
+    graph.value_info.extend(graph.input)
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, ["batch"]))
+    attributes = {key: int(value) for key, value in spec.op_options().items()}
+    node = helper.make_node(OP_NAME, [TEXT_INPUT], list(OUTPUT_NAMES), name="projection", domain=OP_DOMAIN,
+                            **attributes)
+    graph.node.insert(0, node)
+    graph.output.append(helper.make_tensor_value_info(NUM_TOKENS_OUTPUT, TensorProto.INT32, ["batch"]))
+    # Version 1. (A model saved by onnxruntime's optimizer, as the int8 quantizer does,
+    # lists every domain registered in the process at version 1000, ours included once a
+    # session has registered the op: that entry is replaced.)
+    kept = [o for o in proto.opset_import if o.domain != OP_DOMAIN]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept + [helper.make_opsetid(OP_DOMAIN, 1)])
+    return proto
+
+
+def text_input(proto: Any) -> bool:
+    """Whether an .onnx graph takes raw text (the projection op inside) rather than features."""
+    return [i.name for i in proto.graph.input] == [TEXT_INPUT]
+
+
 def with_metadata(proto: Any, metadata: dict[str, Any]) -> Any:
     """The model with ``metadata`` in ``metadata_props`` (replacing ours, keeping others').
 
     The whole dict goes under :data:`METADATA_KEY` as JSON; each of
-    :data:`METADATA_FIELDS` also gets its own key, plus ``preprocessing``.
+    :data:`METADATA_FIELDS` also gets its own key, plus ``preprocessing`` (what a caller
+    does before the graph: nothing but registering the op library for a raw-text graph).
 
     Args:
         proto: an ``onnx.ModelProto`` (changed in place and returned).
@@ -208,7 +274,7 @@ def with_metadata(proto: Any, metadata: dict[str, Any]) -> Any:
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in ours]
     del proto.metadata_props[:]
     entries = kept + [(METADATA_KEY, json.dumps(metadata, ensure_ascii=False, sort_keys=True)),
-                      ("preprocessing", PREPROCESSING)]
+                      ("preprocessing", PREPROCESSING_TEXT if text_input(proto) else PREPROCESSING)]
     for key in METADATA_FIELDS:
         if key in metadata:
             value = metadata[key]
@@ -242,7 +308,8 @@ def is_onnx(source: Any) -> bool:
 
 def check_onnx(source: bytes | str | os.PathLike) -> Checked:
     """Check an .onnx without running it: parses, passes ``onnx.checker``, has our metadata
-    and the graph inputs/outputs that fit its labels and projection.
+    and the graph inputs/outputs that fit its labels and projection (for a raw-text graph:
+    one projection node whose attributes equal the metadata's projection).
 
     Args:
         source: .onnx bytes or a path.
@@ -280,12 +347,23 @@ def check_onnx(source: bytes | str | os.PathLike) -> Checked:
         raise ArtifactError(f"{name} has unreadable edge-pqrnn metadata ({str(exc)[:80]}): {_EXPORT_AGAIN}") from exc
     inputs = [i.name for i in proto.graph.input]
     outputs = {o.name: [d.dim_value or -1 for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
+    expected_inputs = [TEXT_INPUT] if text_input(proto) else list(INPUTS)
     expected = {INTENT_OUTPUT: [-1, len(intents)]}
     if tags:
         expected[SLOT_OUTPUT] = [-1, spec.max_tokens, len(tags)]
-    if inputs != list(INPUTS) or outputs != expected:
+    if text_input(proto):
+        expected[NUM_TOKENS_OUTPUT] = [-1]
+    if inputs != expected_inputs or outputs != expected:
         raise ArtifactError(f"{name} has inputs {inputs} and outputs {outputs}, which do not fit its metadata "
-                            f"(expected {list(INPUTS)} and {expected}): {_EXPORT_AGAIN}")
+                            f"(expected {expected_inputs} and {expected}): {_EXPORT_AGAIN}")
+    if text_input(proto):
+        nodes = [n for n in proto.graph.node if n.domain == OP_DOMAIN and n.op_type == OP_NAME]
+        options = ({a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute} if len(nodes) == 1
+                   else None)
+        wanted = {key: int(value) for key, value in spec.op_options().items()}
+        if options != wanted:
+            raise ArtifactError(f"{name}: its projection op node ({len(nodes)} found, attributes {options}) does not "
+                                f"match the metadata's projection {wanted}: {_EXPORT_AGAIN}")
     return Checked(data, name, metadata)
 
 
@@ -293,8 +371,9 @@ class OnnxArtifact(Artifact):
     """An edge-pqrnn .onnx opened in onnxruntime: raw text in, intents and slots out.
 
     Same interface as :class:`edge_pqrnn.artifact.Artifact` (``run``, ``logits``,
-    ``predict``, context manager); the projection runs in numpy before the graph
-    (bit-exact with the native op), so ``num_tokens`` comes from it.
+    ``predict``, context manager). A raw-text graph runs the projection op inside
+    onnxruntime (the op library is registered on the session); a features-input graph
+    gets its inputs from the numpy reference (bit-exact with the op).
 
     Example:
         >>> with OnnxArtifact.load("atis.onnx") as model:  # doctest: +SKIP
@@ -311,6 +390,7 @@ class OnnxArtifact(Artifact):
         self.runtime = RUNTIME
         self._interp = session
         self._max_batch = None
+        self.text_input = [i.name for i in session.get_inputs()] == [TEXT_INPUT]
 
     @classmethod
     def load(cls, source: bytes | str | os.PathLike, runtime: str = RUNTIME, *, library: str | None = None,
@@ -320,14 +400,17 @@ class OnnxArtifact(Artifact):
         Args:
             source: .onnx bytes or a path.
             runtime: must be ``"onnxruntime"``.
-            library: unused (the projection runs in numpy); accepted for symmetry.
+            library: the op library for a raw-text graph (default: the one built by
+                ``pip install``, or ``EDGE_PQRNN_OP_LIBRARY``); unused for features input.
             num_threads: onnxruntime intra-op threads.
 
         Returns:
             The opened :class:`OnnxArtifact`.
 
         Raises:
-            ArtifactError: the file is missing, not ONNX, foreign, or onnxruntime rejects it.
+            ArtifactError: the file is missing, not ONNX, foreign, or onnxruntime rejects it
+                (:class:`OpLibraryMissingError` when the op library is missing or does not
+                register).
             ConfigError: another runtime was asked for.
         """
         if runtime != RUNTIME:
@@ -336,10 +419,9 @@ class OnnxArtifact(Artifact):
         data, name, metadata = check_onnx(source)
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options = session_options(num_threads)
+        if is_text_graph(data):
+            register_op_library(options, name, library)
         try:
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             artifact = cls(data, name, metadata, session)
@@ -375,15 +457,94 @@ class OnnxArtifact(Artifact):
         names = [o.name for o in self._interp.get_outputs()]
         chunks = []
         for i in range(0, len(batch), batch_size):
-            p = project(batch[i : i + batch_size], self.spec)
-            values = self._interp.run(names, {"features": p.features, "mask": p.mask,
-                                              "pool_weights": p.pool_weights})
-            out = dict(zip(names, values))
-            out[NUM_TOKENS_OUTPUT] = p.num_tokens
+            if self.text_input:
+                out = dict(zip(names, self._interp.run(names, {TEXT_INPUT: text_tensor(batch[i : i + batch_size])})))
+            else:
+                p = project(batch[i : i + batch_size], self.spec)
+                values = self._interp.run(names, {"features": p.features, "mask": p.mask,
+                                                  "pool_weights": p.pool_weights})
+                out = dict(zip(names, values))
+                out[NUM_TOKENS_OUTPUT] = p.num_tokens
             chunks.append(out)
         if not chunks:
             return self._empty_outputs()
         return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+
+
+def text_tensor(texts: Sequence[str | bytes]) -> np.ndarray:
+    """A batch as the string tensor onnxruntime's Python API passes intact.
+
+    onnxruntime turns a ``bytes`` element into its ``str()`` (``"b'...'"``), cuts ``S``
+    arrays at the first NUL, and rejects a str with lone surrogates. Each text is
+    therefore decoded first as the op decodes bytes (invalid UTF-8 and lone surrogates
+    dropped, :func:`edge_pqrnn.projection.reference.decode`): the op then sees the same
+    characters as from the raw bytes, and the outputs equal the .tflite's.
+
+    Args:
+        texts: str or UTF-8 bytes.
+
+    Returns:
+        A 1-D object array of str.
+    """
+    from edge_pqrnn.projection.reference import decode
+
+    array = np.empty(len(texts), dtype=object)
+    array[:] = [decode(t) for t in texts]
+    return array
+
+
+def session_options(num_threads: int = 1) -> Any:
+    """onnxruntime SessionOptions as edge-pqrnn runs a model: ``num_threads`` intra-op threads, quiet."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+def is_text_graph(data: bytes) -> bool:
+    """Whether .onnx bytes hold a raw-text graph (parses the model)."""
+    import onnx
+
+    return text_input(onnx.load_from_string(data))
+
+
+def register_op_library(options: Any, name: str = "the model", library: str | None = None) -> str:
+    """Register the projection op library on onnxruntime SessionOptions.
+
+    Args:
+        options: an ``onnxruntime.SessionOptions``.
+        name: the model's name, for messages.
+        library: the library path (default: :func:`edge_pqrnn.op_library`).
+
+    Returns:
+        The library's path.
+
+    Raises:
+        OpLibraryMissingError: the library is missing or onnxruntime cannot register it.
+
+    Example:
+        >>> options = onnxruntime.SessionOptions(); register_op_library(options)  # doctest: +SKIP
+    """
+    from edge_pqrnn.projection.ops import op_library
+
+    if library is None:
+        try:
+            library = op_library()
+        except OpLibraryError as exc:
+            raise OpLibraryMissingError(f"cannot open {name}: {exc}") from exc
+    elif not os.path.isfile(library):
+        raise OpLibraryMissingError(f"cannot open {name}: the op library {library} does not exist; pass the path "
+                                    "of libpqrnn_projection.so, or none to use the one built by `pip install`")
+    try:
+        options.register_custom_ops_library(library)
+    except Exception as exc:  # onnxruntime's Fail / RuntimeException
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OpLibraryMissingError(f"cannot open {name}: onnxruntime cannot register the op library {library} "
+                                    f"({first[:160]}); rebuild it with `pip install -e .`") from exc
+    return library
 
 
 # ----------------------------------------------------------------------------------------
@@ -413,8 +574,9 @@ class OnnxExportResult:
 
 def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, int8: bool = False,
                 check: bool = True, calibration_samples: int = 500, thresholds: Any = None, opset: int = OPSET,
-                log: Callable[[str], None] = print) -> OnnxExportResult:
-    """Export a trained run as a validated .onnx (float, or int8 QDQ with ``int8=True``).
+                text_input: bool = True, log: Callable[[str], None] = print) -> OnnxExportResult:
+    """Export a trained run as a validated .onnx (float, or int8 QDQ with ``int8=True``)
+    that takes raw text (the projection op inside the graph).
 
     Args:
         run_dir: a finished run directory.
@@ -426,6 +588,8 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
         calibration_samples: random training texts for calibration (plus 50 full-length).
         thresholds: :class:`edge_pqrnn.validate.Thresholds` (default: its defaults).
         opset: ONNX opset (>= 15).
+        text_input: put the projection op in the graph (raw text in). False keeps the
+            features-input graph, for ONNX consumers that cannot load the op library.
         log: where progress lines go.
 
     Returns:
@@ -465,6 +629,8 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
         proto = onnx.load_from_string(quantize_int8(proto.SerializeToString(), run.spec, calibration))
         scheme = "int8"
         seconds["quantize"] = time.perf_counter() - start
+    if text_input:
+        proto = with_text_input(proto, run.spec)
     proto = with_metadata(proto, build_metadata(run, dataset_name, scheme))
     onnx.checker.check_model(proto)
     artifact = proto.SerializeToString()
@@ -483,5 +649,6 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
     return OnnxExportResult(path, artifact, scheme, counts, report, seconds)
 
 
-__all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OnnxArtifact", "OnnxExportResult", "RUNTIME", "check_onnx",
-           "export_onnx", "is_onnx", "op_counts", "quantize_int8", "to_onnx", "with_metadata"]
+__all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OP_DOMAIN", "OnnxArtifact", "OnnxExportResult", "RUNTIME", "TEXT_INPUT",
+           "check_onnx", "export_onnx", "is_onnx", "is_text_graph", "op_counts", "quantize_int8", "register_op_library",
+           "session_options", "text_input", "text_tensor", "to_onnx", "with_metadata", "with_text_input"]
