@@ -18,6 +18,8 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.zip.ZipEntry;
+import java.util.zip.ZipFile;
 import org.junit.AfterClass;
 import org.junit.BeforeClass;
 import org.junit.Test;
@@ -218,5 +220,33 @@ public class DemoJvmTest {
     }
     System.out.println("  arm64-v8a libpqrnn_demo.so under qemu: " + outputs.size() + " texts decode to the reference, "
         + arm.get("summary"));
+  }
+
+  @Test
+  public void apkHoldsTheModelTheLibrariesAndASignature() throws IOException {
+    String file = System.getProperty("pqrnn.apk");
+    if (file == null || file.isEmpty()) fail("no -Dpqrnn.apk=FILE: ci.sh packages the APK first");
+    Path libs = Paths.get(System.getProperty("pqrnn.jnilibs", "app/src/main/jniLibs"));
+    try (ZipFile apk = new ZipFile(file)) {
+      for (String name : new String[] {"AndroidManifest.xml", "resources.arsc", "res/layout/activity_main.xml"}) {
+        assertNotNull(name + " in the APK", apk.getEntry(name));
+      }
+      ZipEntry modelEntry = apk.getEntry("assets/" + MainActivity.MODEL_ASSET);
+      assertNotNull("assets/model.tflite in the APK", modelEntry);
+      assertEquals("the model is stored uncompressed (memory-mapped on the device)", ZipEntry.STORED, modelEntry.getMethod());
+      byte[] packed = apk.getInputStream(modelEntry).readAllBytes();
+      assertArrayEquals(model, packed);
+      assertEquals(expected.get("intents"), ModelMetadata.read(ByteBuffer.wrap(packed)).intents);
+      String[][] abis = {{"arm64-v8a", "183"}, {"x86_64", "62"}}; // ELF e_machine: EM_AARCH64, EM_X86_64
+      for (String[] abi : abis) {
+        ZipEntry lib = apk.getEntry("lib/" + abi[0] + "/libpqrnn_demo.so");
+        assertNotNull(abi[0] + " library in the APK", lib);
+        byte[] so = apk.getInputStream(lib).readAllBytes();
+        assertArrayEquals(abi[0] + " library = jniLibs/", Files.readAllBytes(libs.resolve(abi[0]).resolve("libpqrnn_demo.so")), so);
+        assertEquals(abi[0] + " ELF machine", Integer.parseInt(abi[1]), (so[18] & 0xff) | (so[19] & 0xff) << 8);
+      }
+    }
+    byte[] whole = Files.readAllBytes(Paths.get(file));
+    assertTrue("an APK Signature Scheme v2+ block", new String(whole, StandardCharsets.ISO_8859_1).contains("APK Sig Block 42"));
   }
 }
