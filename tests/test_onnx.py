@@ -1,4 +1,5 @@
-"""ONNX export: tf2onnx float and onnxruntime int8 QDQ, run in real onnxruntime against the run."""
+"""ONNX export: tf2onnx float and onnxruntime int8 QDQ with the projection op in the graph
+(raw text in), run in real onnxruntime against the run and against the .tflite."""
 
 import json
 
@@ -8,9 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from edge_pqrnn.cli import main
-from edge_pqrnn.converters.onnx_export import (INPUTS, METADATA_KEY, OnnxArtifact, check_onnx, export_onnx,
-                                               is_onnx, with_metadata)
-from edge_pqrnn.errors import ArtifactError, ConfigError
+import artifact_fixtures
+from edge_pqrnn.artifact import Artifact
+from edge_pqrnn.converters.onnx_export import (INPUTS, METADATA_KEY, OP_DOMAIN, TEXT_INPUT, OnnxArtifact, check_onnx,
+                                               export_onnx, is_onnx, is_text_graph, with_metadata)
+from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
+from edge_pqrnn.validate import HOSTILE_TEXTS
 from edge_pqrnn.export import export
 from edge_pqrnn.pipeline import train_run
 from edge_pqrnn.projection import ProjectionSpec
@@ -51,8 +55,15 @@ def test_float_onnx_passes_checker_with_metadata_and_dynamic_batch(float_onnx, t
     proto = onnx.load(str(float_onnx))
     onnx.checker.check_model(proto, full_check=True)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 15
-    assert [i.name for i in proto.graph.input] == list(INPUTS)
-    assert {o.name for o in proto.graph.output} == {"intent_logits", "slot_logits"}
+    assert {o.domain: o.version for o in proto.opset_import}[OP_DOMAIN] == 1
+    # Raw text in: one string input feeding the projection op, whose attributes are the spec's.
+    assert [i.name for i in proto.graph.input] == [TEXT_INPUT]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.STRING
+    [node] = [n for n in proto.graph.node if n.domain == OP_DOMAIN]
+    assert node.op_type == "EdgePqrnnProjection" and list(node.input) == [TEXT_INPUT]
+    assert list(node.output) == ["features", "mask", "pool_weights", "num_tokens"]
+    assert {a.name: a.i for a in node.attribute} == {k: int(v) for k, v in run.spec.op_options().items()}
+    assert [o.name for o in proto.graph.output] == ["intent_logits", "slot_logits", "num_tokens"]
     for value in list(proto.graph.input) + list(proto.graph.output):
         assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
     props = {p.key: p.value for p in proto.metadata_props}
@@ -64,8 +75,23 @@ def test_float_onnx_passes_checker_with_metadata_and_dynamic_batch(float_onnx, t
     assert json.loads(props["intents"]) == list(run.labels.intents)
     assert json.loads(props["projection"]) == run.spec.to_dict()
     assert props["toolkit_version"] == meta["toolkit_version"]
-    assert "project(texts" in props["preprocessing"]
+    assert "register_custom_ops_library" in props["preprocessing"]
     assert check_onnx(float_onnx).metadata == meta
+
+
+def test_features_input_variant_matches_the_text_graph(float_onnx, tiny_run, tmp_path):
+    # text_input=False: the graph without the op (for consumers that cannot load it).
+    result = export_onnx(tiny_run, tmp_path / "features.onnx", check=False, text_input=False, log=lambda _: None)
+    proto = onnx.load_from_string(result.artifact)
+    assert [i.name for i in proto.graph.input] == list(INPUTS) and not is_text_graph(result.artifact)
+    assert all(n.domain != OP_DOMAIN for n in proto.graph.node) and "project(texts" in {
+        p.key: p.value for p in proto.metadata_props}["preprocessing"]
+    check_onnx(result.artifact)
+    with OnnxArtifact.load(result.path) as features, OnnxArtifact.load(float_onnx) as text:
+        assert not features.text_input and text.text_input
+        a, b = features.run(TEXTS), text.run(TEXTS)
+    assert np.array_equal(a["num_tokens"], b["num_tokens"])
+    assert np.abs(a["intent_logits"] - b["intent_logits"]).max() < 1e-5
 
 
 def test_float_onnx_matches_keras_at_any_batch(float_onnx, tiny_run):
@@ -128,6 +154,14 @@ def test_errors_say_what_to_do(tmp_path, float_onnx, tiny_run):
     del foreign.metadata_props[:]
     with pytest.raises(ArtifactError, match="has no edge-pqrnn metadata"):
         check_onnx(foreign.SerializeToString())
+    # The op node's attributes must be the metadata's projection.
+    edited = onnx.load(str(float_onnx))
+    [node] = [n for n in edited.graph.node if n.domain == OP_DOMAIN]
+    next(a for a in node.attribute if a.name == "max_tokens").i = 32
+    with pytest.raises(ArtifactError, match="projection op node .* does not match the metadata's projection"):
+        check_onnx(edited.SerializeToString())
+    with pytest.raises(OpLibraryError, match="the op library /nonexistent.so does not exist"):
+        OnnxArtifact.load(float_onnx, library="/nonexistent.so")
     with pytest.raises(ConfigError, match="runs in 'onnxruntime' only"):
         OnnxArtifact.load(float_onnx, runtime="litert")
     with pytest.raises(ConfigError, match="choose tflite or onnx"):
@@ -144,3 +178,47 @@ def test_is_onnx_and_metadata_replacement(float_onnx):
     proto = with_metadata(proto, {"format": "edge-pqrnn/1", "intents": ["a"]})
     keys = [p.key for p in proto.metadata_props]
     assert keys.count(METADATA_KEY) == 1 and "owner" in keys and "tags" not in keys
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return artifact_fixtures.build(tmp_path_factory)
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])
+def test_raw_text_onnx_agrees_with_the_tflite_and_the_float_model(built, tmp_path, int8):
+    out = tmp_path / ("model.int8.onnx" if int8 else "model.onnx")
+    result = export_onnx(built.run_dir, out, int8=int8, calibration_samples=120, log=lambda _: None)
+    assert result.validation.passed, result.validation.lines()
+    texts = [ex.text for ex in built.dataset.test] + list(HOSTILE_TEXTS.values()) + TEXTS
+    run = load_run(built.run_dir)
+    ref = run.predict(texts)
+    with OnnxArtifact.load(out) as model, Artifact.load(built.path) as tflite:
+        onnx_out, tflite_out = model.run(texts, batch_size=16), tflite.run(texts)
+    # The op inside the graph counts exactly the .tflite op's tokens, hostile texts included.
+    assert np.array_equal(onnx_out["num_tokens"], tflite_out["num_tokens"])
+    rows = np.arange(run.spec.max_tokens)[None, :] < onnx_out["num_tokens"][:, None]
+    for other, name in ((ref.intent, "float"), (tflite_out["intent_logits"], "tflite")):
+        intent = float((onnx_out["intent_logits"].argmax(-1) == other.argmax(-1)).mean())
+        assert intent >= 0.995, (name, intent)
+    for other, name in ((ref.slots, "float"), (tflite_out["slot_logits"], "tflite")):
+        slot = float((onnx_out["slot_logits"].argmax(-1) == other.argmax(-1))[rows].mean())
+        assert slot >= 0.99, (name, slot)
+    if not int8:
+        assert np.abs(onnx_out["intent_logits"] - ref.intent).max() < 1e-4
+
+
+def test_cli_validate_json_and_predict_on_the_raw_text_onnx(built, tmp_path):
+    out = tmp_path / "model.onnx"
+    export_onnx(built.run_dir, out, check=False, log=lambda _: None)
+    runner = CliRunner()
+    result = runner.invoke(main, ["validate", str(out), "--reference", str(built.run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{"):])
+    assert data["passed"] and data["intent_agreement"] >= 0.995 and data["slot_agreement"] >= 0.99
+    assert data["runtimes"]["onnxruntime"]["loaded"] and data["bytes"] == out.stat().st_size
+    result = runner.invoke(main, ["predict", str(out), "show me flights from boston to denver", "--json"])
+    assert result.exit_code == 0, result.output
+    [prediction] = json.loads(result.output[result.output.index("["):])
+    assert prediction["intent"] == "flight" and prediction["num_tokens"] == 8  # 7 words + EOS
+    assert {(s["text"], s["type"]) for s in prediction["slots"]} == {("boston", "fromloc"), ("denver", "toloc")}

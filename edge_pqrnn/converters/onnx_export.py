@@ -251,6 +251,39 @@ def with_text_input(proto: Any, spec: ProjectionSpec) -> Any:
     return proto
 
 
+def projection_onnx(spec: ProjectionSpec, attributes: dict[str, Any] | None = None, *,
+                    input_shape: Sequence[str | int] | None = ("batch",)) -> bytes:
+    """An .onnx holding only the projection op: ``text`` string [B] -> the op's 4 outputs.
+
+    For tests and for checking an onnxruntime build against the op library (the ONNX
+    twin of :func:`edge_pqrnn.projection.ops.projection_model`).
+
+    Args:
+        spec: the projection parameters, written as the node's attributes.
+        attributes: attributes to write instead (for testing the op's validation).
+        input_shape: the declared shape of ``text`` (None: no shape, any rank).
+
+    Returns:
+        The serialized model (opset 17 plus ``ai.edge_pqrnn`` 1).
+    """
+    from onnx import TensorProto, helper
+
+    T, F = spec.max_tokens, spec.feature_size
+    if attributes is None:
+        attributes = {key: int(value) for key, value in spec.op_options().items()}
+    node = helper.make_node(OP_NAME, [TEXT_INPUT], list(OUTPUT_NAMES), name="projection", domain=OP_DOMAIN,
+                            **attributes)
+    shapes = {"features": (TensorProto.FLOAT, ["batch", T, F]), "mask": (TensorProto.FLOAT, ["batch", T]),
+              "pool_weights": (TensorProto.FLOAT, ["batch", T]), "num_tokens": (TensorProto.INT32, ["batch"])}
+    graph = helper.make_graph(
+        [node], "edge_pqrnn_projection",
+        [helper.make_tensor_value_info(TEXT_INPUT, TensorProto.STRING, list(input_shape) if input_shape else None)],
+        [helper.make_tensor_value_info(name, *shapes[name]) for name in OUTPUT_NAMES])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(OP_DOMAIN, 1)],
+                              producer_name="edge-pqrnn")
+    return model.SerializeToString()
+
+
 def text_input(proto: Any) -> bool:
     """Whether an .onnx graph takes raw text (the projection op inside) rather than features."""
     return [i.name for i in proto.graph.input] == [TEXT_INPUT]
@@ -650,5 +683,6 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
 
 
 __all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OP_DOMAIN", "OnnxArtifact", "OnnxExportResult", "RUNTIME", "TEXT_INPUT",
-           "check_onnx", "export_onnx", "is_onnx", "is_text_graph", "op_counts", "quantize_int8", "register_op_library",
-           "session_options", "text_input", "text_tensor", "to_onnx", "with_metadata", "with_text_input"]
+           "check_onnx", "export_onnx", "is_onnx", "is_text_graph", "op_counts", "projection_onnx", "quantize_int8",
+           "register_op_library", "session_options", "text_input", "text_tensor", "to_onnx", "with_metadata",
+           "with_text_input"]
