@@ -28,7 +28,7 @@ trap 'echo "ci.sh: FAILED at line $LINENO (exit $?): see the output above" >&2' 
 # ---------------------------------------------------------------- 1. system packages
 # tool (command or file) -> Debian package
 declare -A NEED=(
-  [clang]=clang [ld.lld]=lld [javac]=default-jdk-headless [gcc]=gcc
+  [clang]=clang [ld.lld]=lld [javac]=default-jdk-headless [keytool]=default-jdk-headless [gcc]=gcc
   [/usr/share/java/junit4.jar]=junit4 [/usr/share/java/hamcrest-core.jar]=libhamcrest-java
   [aapt2]=aapt [aapt]=aapt [zipalign]=zipalign [apksigner]=apksigner
   [/usr/share/android-framework-res/framework-res.apk]=android-framework-res
