@@ -501,7 +501,7 @@ def load_matrix(cache: str | os.PathLike | None = None) -> Matrix:
 
 def run_aarch64(model_path: str | os.PathLike, texts: Sequence[str | bytes], runtime: str = "litert",
                 cache: str | os.PathLike | None = None, qemu_cpu: str = QEMU_CPU,
-                timeout: float = 600) -> dict[str, np.ndarray]:
+                timeout: float = 600, xnnpack: bool = True) -> dict[str, np.ndarray]:
     """Run texts through a .tflite in an emulated aarch64 Python with the aarch64 op.
 
     Args:
@@ -511,6 +511,7 @@ def run_aarch64(model_path: str | os.PathLike, texts: Sequence[str | bytes], run
         cache: the edge-pqrnn cache folder holding the prepared matrix.
         qemu_cpu: the emulated CPU; only the default is known to be bit-exact with x86.
         timeout: seconds before the emulated run is abandoned.
+        xnnpack: keep the runtime's default XNNPACK delegate (False: builtin kernels).
 
     Returns:
         The signature's outputs by name, plus ``__version__`` (the runtime's version).
@@ -534,7 +535,8 @@ def run_aarch64(model_path: str | os.PathLike, texts: Sequence[str | bytes], run
         raise EdgePqrnnError(matrix.errors[runtime])
     return run_in_subprocess(str(matrix.python), known[runtime].module, os.fspath(model_path), texts,
                              library=str(matrix.library), env=_guest_env(matrix.sites[runtime], qemu_cpu),
-                             timeout=timeout, command_prefix=[shutil.which(QEMU) or QEMU, "-L", str(matrix.rootfs)])
+                             timeout=timeout, command_prefix=[shutil.which(QEMU) or QEMU, "-L", str(matrix.rootfs)],
+                             xnnpack=xnnpack)
 
 
 def differing_texts(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> int:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edge_pqrnn.converters.tflite_fuse import METADATA_NAME, SIGNATURE, hash_problem
+from edge_pqrnn.converters.tflite_fuse import METADATA_NAME, SIGNATURE, bucket_signature, hash_problem
 from edge_pqrnn.data.align import spans_from_tags
 from edge_pqrnn.errors import ArtifactError, ConfigError, DataError, EdgePqrnnError, OpLibraryError
 from edge_pqrnn.evaluate import Labels, Logits
@@ -493,6 +493,9 @@ class Artifact:
         text = interp.get_signature_runner(SIGNATURE).get_input_details()[INPUT_NAME]
         fixed = int(text["shape_signature"][0]) if len(text["shape_signature"]) else -1
         self._max_batch = fixed if fixed > 0 else None
+        # Length buckets, smallest first; the full-T signature takes what none holds.
+        self.signatures = [(bucket_signature(t), int(t)) for t in sorted(metadata.get("buckets") or ())]
+        self.signatures.append((SIGNATURE, self.spec.max_tokens))
 
     @classmethod
     def load(cls, source: bytes | str | os.PathLike, runtime: str = "litert", *, library: str | None = None,
@@ -580,16 +583,30 @@ class Artifact:
         from edge_pqrnn.runtimes import run_signature
 
         step = min(batch_size, self._max_batch or batch_size)
-        chunks = [run_signature(self._interp, batch[i : i + step]) for i in range(0, len(batch), step)]
-        if not chunks:
-            return self._empty_outputs()
-        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+        out = self._empty_outputs(len(batch))
+        pending = np.arange(len(batch))
+        for signature, max_tokens in self.signatures:
+            if not len(pending):
+                break
+            texts = [batch[i] for i in pending]
+            chunks = [run_signature(self._interp, texts[i : i + step], signature) for i in range(0, len(texts), step)]
+            part = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+            # A bucket filled to its T may have truncated the text: the next bucket retries it.
+            done = (part[NUM_TOKENS_OUTPUT] < max_tokens) | (signature == SIGNATURE)
+            rows = pending[done]
+            for key, value in part.items():
+                if key == SLOT_OUTPUT:
+                    out[key][rows, :max_tokens] = value[done]
+                else:
+                    out[key][rows] = value[done]
+            pending = pending[~done]
+        return out
 
-    def _empty_outputs(self) -> dict[str, np.ndarray]:
-        out = {INTENT_OUTPUT: np.zeros((0, len(self.labels.intents)), np.float32),
-               NUM_TOKENS_OUTPUT: np.zeros((0,), np.int32)}
+    def _empty_outputs(self, n: int = 0) -> dict[str, np.ndarray]:
+        out = {INTENT_OUTPUT: np.zeros((n, len(self.labels.intents)), np.float32),
+               NUM_TOKENS_OUTPUT: np.zeros((n,), np.int32)}
         if self.labels.tags:
-            out[SLOT_OUTPUT] = np.zeros((0, self.spec.max_tokens, len(self.labels.tags)), np.float32)
+            out[SLOT_OUTPUT] = np.zeros((n, self.spec.max_tokens, len(self.labels.tags)), np.float32)
         return out
 
     def logits(self, texts: Sequence[str | bytes], batch_size: int = 64) -> Logits:

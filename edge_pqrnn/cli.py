@@ -188,8 +188,11 @@ def eval_command(run_dir: str, data: str | None, split: str, as_json: bool) -> N
 @click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
               help="tflite: one artifact that takes raw text; onnx: features in (docs/onnx.md).")
 @click.option("--int8", is_flag=True, help="ONNX only: int8 QDQ (onnxruntime's quantizer) instead of float.")
+@click.option("--buckets", default="", metavar="T,T...",
+              help="Length buckets: extra signatures at these T (below the model's), sharing its weights; "
+                   "a short text then runs only the steps it needs, e.g. --buckets 16,32.")
 def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibration_samples: int,
-                   no_validate: bool, keep_names: bool, fmt: str, int8: bool) -> None:
+                   no_validate: bool, keep_names: bool, fmt: str, int8: bool, buckets: str) -> None:
     """Quantize a run, fuse the projection op and validate: one .tflite that takes raw text.
 
     The artifact is written only when every check passes; the file at --out is left
@@ -197,8 +200,14 @@ def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibr
     """
     from edge_pqrnn.export import export
 
+    try:
+        bucket_sizes = tuple(int(t) for t in buckets.split(",") if t.strip())
+    except ValueError:
+        raise click.BadParameter(f"{buckets!r} is not a comma-separated list of integers, e.g. 16,32",
+                                 param_hint="--buckets") from None
     result = export(run_dir, out, data=data, scheme=scheme, check=not no_validate,
-                    calibration_samples=calibration_samples, log=click.echo, format=fmt, int8=int8)
+                    calibration_samples=calibration_samples, log=click.echo, format=fmt, int8=int8,
+                    buckets=bucket_sizes)
     click.echo(f"wrote {result.path} ({len(result.artifact):,} bytes) in "
                f"{sum(result.seconds.values()):.1f} s")
 

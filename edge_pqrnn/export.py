@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from edge_pqrnn.errors import AgreementError, ArtifactError, ConfigError
@@ -98,10 +99,29 @@ def build_metadata(run, dataset_name: str, scheme: str) -> dict[str, Any]:
     }
 
 
+def bucket_bodies_of(run: Any, texts: Sequence[str], buckets: Sequence[int], scheme: str,
+                     calibration_samples: int = 500, log: Callable[[str], None] = print) -> dict[int, bytes]:
+    """Bodies of the run's weights converted at each bucket's T (calibrated at that T)."""
+    from edge_pqrnn.model import unrolled_at
+    from edge_pqrnn.quant.ptq import convert, representative_texts
+
+    bodies = {}
+    for max_tokens in sorted(set(buckets)):
+        if not run.spec.markers < max_tokens < run.spec.max_tokens:
+            raise ConfigError(f"length bucket {max_tokens} must lie between {run.spec.markers + 1} and "
+                              f"{run.spec.max_tokens - 1} (the run's T is {run.spec.max_tokens})")
+        model, config = unrolled_at(run.model, run.config, max_tokens)
+        calibration = representative_texts(texts, config.projection, samples=calibration_samples)
+        bodies[max_tokens] = convert(model, config.projection, calibration, scheme=scheme, batch_size=None).model
+        log(f"  bucket T={max_tokens}: {len(bodies[max_tokens]):,} bytes before sharing weights")
+    return bodies
+
+
 def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
            calibration_samples: int = 500, thresholds: Any = None,
-           log: Callable[[str], None] = print, format: str = "tflite", int8: bool = False) -> Any:
+           log: Callable[[str], None] = print, format: str = "tflite", int8: bool = False,
+           buckets: Sequence[int] = ()) -> Any:
     """Export a trained run as one fused, quantized, validated .tflite.
 
     Args:
@@ -119,6 +139,8 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
             (:func:`edge_pqrnn.converters.onnx_export.export_onnx`, which ignores
             ``scheme``, ``runtimes`` and ``keep_names``).
         int8: ONNX only: int8 QDQ instead of float.
+        buckets: length buckets (T values below the run's T, e.g. ``(16, 32)``): extra
+            signatures sharing the weights; a text runs in the smallest that holds it.
 
     Returns:
         An :class:`ExportResult` (an ``OnnxExportResult`` for ONNX).
@@ -128,6 +150,8 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         AgreementError: a validation check failed; nothing was written. The report is
             attached as ``.report``.
     """
+    if format == "onnx" and buckets:
+        raise ConfigError("length buckets (--buckets) are for .tflite artifacts; an .onnx has one T")
     if format == "onnx":  # ONNX hook: edge_pqrnn/converters/onnx_export.py
         from edge_pqrnn.converters.onnx_export import export_onnx
 
@@ -150,11 +174,13 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
     calibration = representative_texts(texts, run.spec, samples=calibration_samples)
     log(f"converting ({scheme}, {len(calibration)} calibration texts)...")
     body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None)
-    seconds["quantize"] = time.perf_counter() - start
     log(f"  body: {body.bytes:,} bytes, {sum(body.op_counts.values())} ops, float ops inside: {body.float_ops}")
+    bucket_bodies = bucket_bodies_of(run, texts, buckets, scheme, calibration_samples, log)
+    seconds["quantize"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names)
+    artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names,
+                    buckets=bucket_bodies)
     seconds["fuse"] = time.perf_counter() - start
     log(f"  fused artifact: {len(artifact):,} bytes")
 

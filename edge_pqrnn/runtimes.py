@@ -69,7 +69,7 @@ def run_signature(interp, texts: Sequence[str | bytes], signature: str = "servin
 
 def run_in_subprocess(python: str, runtime_module: str, model_path: str, texts: Sequence[str | bytes],
                       library: str | None = None, env: dict | None = None, timeout: float = 600,
-                      command_prefix: Sequence[str] = ()) -> dict[str, np.ndarray]:
+                      command_prefix: Sequence[str] = (), xnnpack: bool = True) -> dict[str, np.ndarray]:
     """Run texts through a model in another Python (a venv, or an emulated aarch64 one).
 
     Args:
@@ -79,6 +79,7 @@ def run_in_subprocess(python: str, runtime_module: str, model_path: str, texts: 
         model_path: the .tflite file.
         texts: the batch.
         command_prefix: e.g. ``["qemu-aarch64-static", "-L", rootfs]``.
+        xnnpack: keep the runtime's default XNNPACK delegate (False: builtin kernels).
 
     Raises:
         EdgePqrnnError: the worker failed; the message holds its last error line.
@@ -91,6 +92,8 @@ def run_in_subprocess(python: str, runtime_module: str, model_path: str, texts: 
             json.dump([base64.b64encode(t).decode("ascii") for t in raw], f)
         cmd = [*command_prefix, python, str(WORKER), "--runtime-module", runtime_module, "--model", model_path,
                "--library", library or op_library(), "--texts", texts_file, "--out", out_file]
+        if not xnnpack:
+            cmd.append("--no-xnnpack")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]

@@ -64,14 +64,23 @@ fi
 echo "== 3. base image $BASE_TAG"
 if ! docker image inspect "$BASE_TAG" >/dev/null 2>&1; then
     PACKAGES=python3,python3-pip,python3-venv,ca-certificates
-    if command -v mmdebstrap >/dev/null; then
-        mmdebstrap --variant=minbase --include="$PACKAGES" bookworm - | docker import - "$BASE_TAG"
-    elif command -v debootstrap >/dev/null && [[ $(id -u) == 0 ]]; then
+    # A network that intercepts TLS has its CA in the host's local store: the local base
+    # trusts it too (pip reads PIP_CERT), so `pip install` in the build reaches PyPI.
+    mkdir -p "$WORK/rootfs"
+    if command -v debootstrap >/dev/null && [[ $(id -u) == 0 ]]; then
         debootstrap --variant=minbase --include="$PACKAGES" bookworm "$WORK/rootfs" >"$WORK/debootstrap.log"
-        tar -C "$WORK/rootfs" -c . | docker import - "$BASE_TAG"
+    elif command -v mmdebstrap >/dev/null; then
+        mmdebstrap --variant=minbase --include="$PACKAGES" bookworm "$WORK/rootfs" >"$WORK/debootstrap.log" 2>&1
     else
-        skip "no mmdebstrap (or debootstrap as root) to make a base image"
+        skip "no debootstrap (as root) or mmdebstrap to make a base image"
     fi
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        cp /usr/local/share/ca-certificates/*.crt "$WORK/rootfs/usr/local/share/ca-certificates/"
+        chroot "$WORK/rootfs" update-ca-certificates >/dev/null
+        echo "base trusts the host's local CAs: $(ls /usr/local/share/ca-certificates | tr '\n' ' ')"
+    fi
+    tar -C "$WORK/rootfs" -c . | docker import \
+        --change "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" - "$BASE_TAG"
 fi
 
 echo "== 4. docker build --build-arg BASE=$BASE_TAG"

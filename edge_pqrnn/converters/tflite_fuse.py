@@ -17,12 +17,21 @@ in place):
 4. ``attach_metadata`` + ``seal``: labels, projection spec, model config, toolkit
    version and a sha256 of the whole file, as a named metadata buffer (last: the hash
    covers everything, the graph and quantization parameters included).
+
+Length buckets (optional): bodies converted at smaller T go through passes 0-2 on their
+own, then ``append_signature`` adds each as one more subgraph with its signature
+(``tokens_16``...) and ``share_buffers`` makes identical weight buffers one: the int8
+weights of every bucket are quantized from the same float weights, so the file grows
+only by the graphs and the per-bucket biases. A caller runs the smallest bucket whose
+``num_tokens`` stays below its T (``edge_pqrnn.artifact.Artifact.run``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import flatbuffers
@@ -132,8 +141,13 @@ def prepend_projection(model, spec: ProjectionSpec) -> None:
     graph.outputs = [*graph.outputs, num_tokens]
 
 
-def write_signature(model) -> None:
-    """One ``serving_default`` signature: ``text`` in; logits named by rank (the
+def bucket_signature(max_tokens: int) -> str:
+    """The signature key of the length bucket with T = ``max_tokens``."""
+    return f"tokens_{max_tokens}"
+
+
+def write_signature(model, key: str = SIGNATURE) -> None:
+    """One signature (``serving_default``): ``text`` in; logits named by rank (the
     converter's names are ``Identity*``): rank 2 is intents, rank 3 per-token slots."""
     s = schema()
     graph = model.subgraphs[0]
@@ -157,18 +171,73 @@ def write_signature(model) -> None:
         graph.tensors[index].name = name
         outputs.append(tensor_map(name, index))
     sig = s.SignatureDefT()
-    sig.signatureKey, sig.subgraphIndex = SIGNATURE, 0
+    sig.signatureKey, sig.subgraphIndex = key, 0
     sig.inputs = [tensor_map("text", graph.inputs[0])]
     sig.outputs = sorted(outputs, key=lambda m: _name(m.name))
     model.signatureDefs = [sig]
 
 
+def append_signature(model, other) -> None:
+    """Move the one subgraph and signature of ``other`` (a model that went through passes
+    0-2) into ``model``, re-indexing its operator codes and buffers."""
+    def code_key(code) -> tuple:
+        return code.builtinCode, code.deprecatedBuiltinCode, _name(code.customCode), code.version
+
+    codes = {code_key(c): i for i, c in enumerate(model.operatorCodes)}
+    code_map = []
+    for code in other.operatorCodes:
+        if code_key(code) not in codes:
+            model.operatorCodes.append(code)
+            codes[code_key(code)] = len(model.operatorCodes) - 1
+        code_map.append(codes[code_key(code)])
+    buffer_map = {0: 0}  # buffer 0 is the shared empty sentinel
+    graph = other.subgraphs[0]
+    for tensor in graph.tensors:
+        if tensor.buffer not in buffer_map:
+            model.buffers.append(other.buffers[tensor.buffer])
+            buffer_map[tensor.buffer] = len(model.buffers) - 1
+        tensor.buffer = buffer_map[tensor.buffer]
+    for op in graph.operators:
+        op.opcodeIndex = code_map[op.opcodeIndex]
+    model.subgraphs.append(graph)
+    signature = other.signatureDefs[0]
+    signature.subgraphIndex = len(model.subgraphs) - 1
+    model.signatureDefs.append(signature)
+
+
+def share_buffers(model) -> int:
+    """Point tensors with byte-identical constant buffers at one of them and empty the
+    others. Returns the bytes saved."""
+    first: dict[bytes, int] = {}
+    remap: dict[int, int] = {}
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            index = tensor.buffer
+            if index == 0 or index in remap:
+                continue
+            data = model.buffers[index].data
+            if data is None or len(data) == 0:
+                continue
+            key = bytes(np.asarray(data, np.uint8))
+            remap[index] = first.setdefault(key, index)
+    saved = 0
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            if tensor.buffer in remap:
+                tensor.buffer = remap[tensor.buffer]
+    for index, target in remap.items():
+        if target != index:
+            saved += len(model.buffers[index].data)
+            model.buffers[index].data = None
+    return saved
+
+
 def strip_names(model) -> None:
-    graph = model.subgraphs[0]
-    keep = set(graph.inputs) | set(graph.outputs)
-    for i, tensor in enumerate(graph.tensors):
-        if i not in keep:
-            tensor.name = ""
+    for graph in model.subgraphs:
+        keep = set(graph.inputs) | set(graph.outputs)
+        for i, tensor in enumerate(graph.tensors):
+            if i not in keep:
+                tensor.name = ""
 
 
 HASH_FIELD = "content_sha256"
@@ -223,7 +292,16 @@ def hash_problem(artifact: bytes, metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names: bool = False) -> bytes:
+def _fused_graph(body: bytes, spec: ProjectionSpec, key: str):
+    model = _load(body)
+    add_zero_biases(model)
+    prepend_projection(model, spec)
+    write_signature(model, key)
+    return model
+
+
+def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names: bool = False,
+         buckets: Mapping[int, bytes] | None = None) -> bytes:
     """Run the passes above on a converted body.
 
     Args:
@@ -232,17 +310,28 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
         spec: the projection spec the body was trained with.
         metadata: what travels inside the file (labels, config, version...).
         keep_names: keep internal tensor names (for debugging).
+        buckets: length buckets, T -> a body converted at that T (smaller than the
+            spec's); each becomes the signature ``tokens_T`` and ``metadata["buckets"]``
+            lists their T.
 
     Returns:
         The fused .tflite bytes.
 
     Raises:
-        ArtifactError: the body is not a TFLite model or does not fit the spec.
+        ArtifactError: the body is not a TFLite model or does not fit the spec, or a
+            bucket is not smaller than the spec's T.
     """
-    model = _load(body)
-    add_zero_biases(model)
-    prepend_projection(model, spec)
-    write_signature(model)
+    model = _fused_graph(body, spec, SIGNATURE)
+    buckets = dict(sorted((buckets or {}).items()))
+    for max_tokens, bucket_body in buckets.items():
+        if not spec.markers < max_tokens < spec.max_tokens:
+            raise ArtifactError(f"length bucket T={max_tokens} must lie between {spec.markers + 1} and "
+                                f"{spec.max_tokens - 1} (the model's T is {spec.max_tokens})")
+        bucket_spec = dataclasses.replace(spec, max_tokens=max_tokens)
+        append_signature(model, _fused_graph(bucket_body, bucket_spec, bucket_signature(max_tokens)))
+    if buckets:
+        share_buffers(model)
+        metadata = dict(metadata, buckets=list(buckets))
     if not keep_names:
         strip_names(model)
     attach_metadata(model, metadata)
@@ -271,4 +360,4 @@ def read_metadata(artifact: bytes) -> dict[str, Any]:
     return data
 
 
-__all__ = ["METADATA_NAME", "OUTPUT_NAMES", "fuse", "read_metadata"]
+__all__ = ["METADATA_NAME", "OUTPUT_NAMES", "bucket_signature", "fuse", "read_metadata"]
