@@ -60,6 +60,64 @@ def invoker(artifact: bytes, text: str | Sequence[str], xnnpack: bool = True, th
     return lambda: runner(text=batch)
 
 
+def onnx_invoker(model: bytes, text: str | Sequence[str], threads: int = 1) -> Callable[[], Any]:
+    """The ONNX twin of :func:`invoker`: a callable running an edge-pqrnn .onnx in onnxruntime.
+
+    A raw-text graph runs as is (the projection op inside, its library registered); a
+    features-input graph (``text_input=False``) runs the numpy projection first, inside
+    the timed call, so both time text in -> logits out.
+
+    Args:
+        model: .onnx bytes.
+        text: one utterance (batch 1) or a list (one call on the whole batch).
+        threads: onnxruntime intra-op threads.
+    """
+    import onnxruntime as ort
+
+    from edge_pqrnn.converters.onnx_export import (check_onnx, is_text_graph, register_op_library, session_options,
+                                                   text_tensor)
+    from edge_pqrnn.projection import ProjectionSpec, project
+
+    options = session_options(threads)
+    texts = [text] if isinstance(text, str) else list(text)
+    if is_text_graph(model):
+        register_op_library(options)
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        batch = text_tensor(texts)
+        return lambda: session.run(None, {"text": batch})
+    spec = ProjectionSpec.from_dict(check_onnx(model).metadata["projection"])
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def run() -> Any:
+        p = project(texts, spec)
+        return session.run(None, {"features": p.features, "mask": p.mask, "pool_weights": p.pool_weights})
+
+    return run
+
+
+def onnx_available() -> bool:
+    """Whether ONNX models can be exported here (onnx, onnxruntime and tf2onnx installed)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime", "tf2onnx"))
+
+
+def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict[str, bytes]:
+    """The run's raw-text .onnx, float and int8 QDQ, built in memory as ``export --format onnx``
+    builds them (no validation), keyed ``onnx-float`` and ``onnx-int8``."""
+    import onnx
+
+    from edge_pqrnn.converters.onnx_export import quantize_int8, to_onnx, with_metadata, with_text_input
+    from edge_pqrnn.export import build_metadata
+
+    proto = to_onnx(run)
+    float_bytes = proto.SerializeToString()
+    int8 = onnx.load_from_string(quantize_int8(float_bytes, run.spec, calibration))
+    models = {}
+    for scheme, model in (("float", proto), ("int8", int8)):
+        model = with_metadata(with_text_input(model, run.spec), build_metadata(run, dataset_name, scheme))
+        models[f"onnx-{scheme}"] = model.SerializeToString()
+    return models
+
+
 
 def macs_per_utterance(config: dict[str, Any]) -> dict[str, int]:
     """Multiply-accumulates of one utterance, counted from the model config (not the graph).
@@ -224,13 +282,15 @@ def teacher_available() -> bool:
 
 def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
                   batch_sizes: Sequence[int] = (1, 8, 32), threads: int | None = None,
+                  onnx: bool | str | os.PathLike | None = None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """int8 vs float artifact side by side: latency, throughput, memory, compute floor.
 
     Builds both artifacts in memory from the run (no validation) and times every variant
     in one interleaved loop: int8 and float at 1 thread and ``threads``, int8 without
-    XNNPACK; then throughput per batch size; peak memory in a fresh process; MACs per
-    utterance against the core's int8 peak; and how much of T the texts actually fill.
+    XNNPACK, and the ONNX rows (onnxruntime, 1 thread, text in); then throughput per
+    batch size; peak memory in a fresh process; MACs per utterance against the core's
+    int8 peak; and how much of T the texts actually fill.
 
     Args:
         run_dir: a trained run.
@@ -238,10 +298,19 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         repeats: timed calls per variant and text (batches: fewer, see code).
         batch_sizes: batch sizes for throughput.
         threads: the "N threads" setting (default: all cores).
+        onnx: ONNX rows: None exports the run's float and int8 raw-text .onnx alongside
+            when onnx/onnxruntime/tf2onnx are installed (skipped otherwise); True requires
+            them; False skips; a path times that .onnx (row ``onnx-<scheme>``).
         log: where lines go.
 
     Returns:
-        ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding", "teacher"}``.
+        ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding", "teacher",
+        "onnx"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
+        the int8 .tflite.
+
+    Raises:
+        ConfigError: ``onnx=True`` without the ONNX packages.
+        ArtifactError: the ``onnx`` path is not an edge-pqrnn .onnx.
     """
     from edge_pqrnn.converters.tflite_fuse import fuse
     from edge_pqrnn.export import build_metadata, load_run_and_dataset
@@ -249,12 +318,30 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     from edge_pqrnn.quant.ptq import convert, representative_texts
 
     threads = threads or os.cpu_count() or 1
+    given_onnx = None
+    if onnx is not None and not isinstance(onnx, bool):
+        from edge_pqrnn.converters.onnx_export import check_onnx
+
+        given_onnx = check_onnx(onnx)  # a bad path fails now, before any conversion
     run, dataset_name, dataset = load_run_and_dataset(run_dir)
     calibration = representative_texts([ex.text for ex in dataset.train], run.spec, samples=200)
     artifacts = {}
     for scheme in ("int8", "float"):
         body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None)
         artifacts[scheme] = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme))
+    if given_onnx is not None:
+        artifacts[f"onnx-{given_onnx.metadata['scheme']}"] = given_onnx.data
+        onnx_note = str(onnx)
+    elif onnx is False:
+        onnx_note = "skipped (onnx=False)"
+    elif onnx is None and not onnx_available():
+        onnx_note = ("skipped: onnx, onnxruntime and tf2onnx are not all installed "
+                     "(pip install onnx onnxruntime tf2onnx)")
+    else:
+        log("exporting the ONNX rows alongside (float and int8 QDQ, raw text in)...")
+        artifacts.update(onnx_models(run, dataset_name, calibration))
+        onnx_note = "exported alongside (float and int8 QDQ, projection op in the graph)"
+    onnx_names = sorted(name for name in artifacts if name.startswith("onnx-"))
     settings = {  # name -> (artifact, xnnpack, threads)
         "int8": ("int8", True, 1), f"int8-{threads}t": ("int8", True, threads),
         "int8-no-xnnpack": ("int8", False, 1), "float": ("float", True, 1),
@@ -262,7 +349,9 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     }
     if threads == 1:
         settings = {k: v for k, v in settings.items() if not k.endswith("-1t")}
-    variants = {f"{name}|{text}": invoker(artifacts[a], text, x, t)
+    settings.update({name: (name, False, 1) for name in onnx_names})
+    variants = {f"{name}|{text}": (onnx_invoker(artifacts[a], text, t) if a in onnx_names
+                                   else invoker(artifacts[a], text, x, t))
                 for text in texts for name, (a, x, t) in settings.items()}
     timed = time_variants(variants, repeats=repeats)
     result: dict[str, Any] = {"threads": threads, "variants": {}, "ratios": {}}
@@ -278,6 +367,9 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     }
     if threads > 1:
         result["ratios"][f"int8_1t_over_{threads}t"] = v["int8"]["p50_ms"] / v[f"int8-{threads}t"]["p50_ms"]
+    for name in onnx_names:
+        result["ratios"][f"{name.replace('-', '_')}_over_int8_latency"] = v[name]["p50_ms"] / v["int8"]["p50_ms"]
+    result["onnx"] = onnx_note
 
     # Throughput: one call on a batch; utterances per second at the median call time.
     pool = [ex.text for ex in (dataset.test or dataset.train)][:max(batch_sizes)] or list(texts)
@@ -286,6 +378,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         batch = (pool * b)[:b]
         for scheme in ("int8", "float"):
             batch_variants[f"{scheme}|{b}"] = invoker(artifacts[scheme], batch, True, threads)
+        for name in onnx_names:
+            batch_variants[f"{name}|{b}"] = onnx_invoker(artifacts[name], batch, threads)
     timed_b = time_variants(batch_variants, repeats=max(10, repeats // 8), warmup=3)
     result["throughput"] = {name: {"batch": int(name.split("|")[1]), "threads": threads,
                                    "utterances_per_s": int(name.split("|")[1]) * 1000 / row["p50_ms"]}
@@ -314,7 +408,7 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     for name, ratio in result["ratios"].items():
         log(f"{name:<30} {ratio:6.2f}x")
     for name, row in result["throughput"].items():
-        log(f"throughput {name.replace('|', ' batch '):<16} {row['utterances_per_s']:9.0f} utt/s ({threads} threads)")
+        log(f"throughput {name.replace('|', ' batch '):<22} {row['utterances_per_s']:9.0f} utt/s ({threads} threads)")
     for scheme, mb in result["memory_mb"].items():
         log(f"peak memory {scheme:<6} " + (f"+{mb:.1f} MB RSS" if mb is not None else "not measured"))
     c = result["compute"]
@@ -330,4 +424,5 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         log("  lever: length buckets (signatures at T=16/32/64 sharing weights) would cut the work of short "
             "texts roughly in proportion (not implemented yet)")
     log(f"teacher: {result['teacher']}")
+    log(f"onnx: {result['onnx']}")
     return result

@@ -222,3 +222,25 @@ def test_cli_validate_json_and_predict_on_the_raw_text_onnx(built, tmp_path):
     [prediction] = json.loads(result.output[result.output.index("["):])
     assert prediction["intent"] == "flight" and prediction["num_tokens"] == 8  # 7 words + EOS
     assert {(s["text"], s["type"]) for s in prediction["slots"]} == {("boston", "fromloc"), ("denver", "toloc")}
+
+
+def test_benchmark_times_onnx_beside_the_tflite(tiny_run, float_onnx):
+    from edge_pqrnn.benchmark import benchmark_run
+
+    lines = []
+    result = benchmark_run(str(tiny_run), texts=("flights from boston to denver",), repeats=5, batch_sizes=(1, 4),
+                           threads=1, onnx=True, log=lines.append)
+    for name in ("onnx-float", "onnx-int8"):
+        row = result["variants"][name]
+        assert row["p50_ms"] > 0 and row["bytes"] > 10_000
+        assert result["ratios"][f"{name.replace('-', '_')}_over_int8_latency"] > 0
+        assert f"{name}|4" in result["throughput"]
+    assert result["onnx"].startswith("exported alongside")
+    assert any(line.startswith("onnx_int8_over_int8_latency") for line in lines)
+    # A given .onnx is timed as is (row named after its scheme); onnx=False leaves the rows out.
+    given = benchmark_run(str(tiny_run), texts=("hi",), repeats=3, batch_sizes=(1,), threads=1, onnx=str(float_onnx),
+                          log=lambda _: None)
+    assert set(given["variants"]) == {"int8", "int8-no-xnnpack", "float", "onnx-float"}
+    assert given["variants"]["onnx-float"]["bytes"] == float_onnx.stat().st_size and given["onnx"] == str(float_onnx)
+    with pytest.raises(ArtifactError, match="not a valid ONNX model"):
+        benchmark_run(str(tiny_run), repeats=1, batch_sizes=(1,), threads=1, onnx=__file__, log=lambda _: None)
