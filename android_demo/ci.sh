@@ -60,6 +60,27 @@ fi
 # ---------------------------------------------------------------- 2. native libraries
 step "build libpqrnn_demo.so (arm64-v8a, x86_64, host)"
 nice -n 10 "$demo/build_native.sh" --host
+# What Android's dynamic linker and Play require of the .so, checked on the ELF:
+# no text relocations, only bionic's libc/liblog needed, nothing undefined that bionic
+# lacks, the JNI + delegate entry points exported, 16 KB page-aligned segments.
+for abi in arm64-v8a x86_64; do
+  so="$demo/app/src/main/jniLibs/$abi/libpqrnn_demo.so"
+  problems=""
+  readelf -d "$so" | grep -q TEXTREL && problems+=" text-relocations"
+  needed="$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')"
+  [ "$needed" = "libc.so liblog.so " ] || problems+=" needs:[$needed]"
+  undefined="$(nm -D --undefined-only "$so" | awk '{print $2}' | grep -v -x -e malloc -e calloc -e free -e memset \
+    -e memcpy -e memmove -e __android_log_write | tr '\n' ' ' || true)"
+  [ -z "$undefined" ] || problems+=" undefined:[$undefined]"
+  for symbol in tflite_plugin_create_delegate tflite_plugin_destroy_delegate PQRNN_Register_PROJECTION \
+      Java_org_edgepqrnn_demo_PqrnnNative_createDelegate Java_org_edgepqrnn_demo_PqrnnNative_deleteDelegate \
+      Java_org_edgepqrnn_demo_PqrnnNative_tokenRows; do
+    nm -D --defined-only "$so" | grep -q " T $symbol\$" || problems+=" missing:$symbol"
+  done
+  readelf -lW "$so" | awk '$1 == "LOAD" && $NF != "0x4000" {bad = 1} END {exit bad}' || problems+=" LOAD-alignment"
+  [ -z "$problems" ] || { echo "ci.sh: $so is not a valid Android library:$problems" >&2; exit 1; }
+  echo "checked $abi/libpqrnn_demo.so: no TEXTREL, needs $needed, 16 KB LOAD alignment, JNI + delegate symbols"
+done
 
 # ---------------------------------------------------------------- 3. artifact + reference
 step "artifact and Python reference"
