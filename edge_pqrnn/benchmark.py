@@ -275,6 +275,55 @@ def peak_memory_mb(artifact: bytes, threads: int = 1, batch: int = 32) -> float 
     return (row["peak_kb"] - row["base_kb"]) / 1024
 
 
+def default_buckets(max_tokens: int) -> tuple[int, ...]:
+    """T/4 and T/2 (16 and 32 for the default T=64), where they hold at least 8 rows."""
+    return tuple(t for t in (max_tokens // 4, max_tokens // 2) if t >= 8)
+
+
+def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts: int = 24, repeats: int = 50,
+                buckets: Sequence[int] | None = None, log: Callable[[str], None] = print) -> dict[str, Any] | str:
+    """int8 latency at the full T vs with length buckets, on test texts, side by side.
+
+    Each text is timed in the signature an app would pick for it (the smallest bucket its
+    token count stays below), against the full-T signature of the plain int8 artifact.
+    """
+    from edge_pqrnn.converters.tflite_fuse import SIGNATURE, bucket_signature, fuse
+    from edge_pqrnn.export import bucket_bodies_of, build_metadata
+    from edge_pqrnn.projection import project
+    from edge_pqrnn.quant.ptq import convert, representative_texts
+    from edge_pqrnn.runtimes import interpreter
+
+    buckets = tuple(buckets or default_buckets(run.spec.max_tokens))
+    if not buckets:
+        return f"skipped: T={run.spec.max_tokens} is too small for buckets"
+    log(f"building an int8 artifact with length buckets {list(buckets)}...")
+    calibration = representative_texts(list(calibration_texts), run.spec, samples=200)
+    body = convert(run.model, run.spec, calibration, scheme="int8", batch_size=None).model
+    metadata = build_metadata(run, dataset.name, "int8")
+    plain = fuse(body, run.spec, metadata)
+    bucketed = fuse(body, run.spec, metadata,
+                    buckets=bucket_bodies_of(run, calibration_texts, buckets, "int8", 200, log=lambda _: None))
+    pool = [ex.text for ex in (dataset.test or dataset.train)]
+    sample = [pool[i] for i in np.linspace(0, len(pool) - 1, min(texts, len(pool))).astype(int)]
+    counts = project(sample, run.spec).num_tokens
+    plain_runner = interpreter(plain).get_signature_runner(SIGNATURE)
+    bucket_interp = interpreter(bucketed)
+    chosen = [next((bucket_signature(t) for t in sorted(buckets) if n < t), SIGNATURE) for n in counts]
+    runners = {key: bucket_interp.get_signature_runner(key) for key in set(chosen)}
+    variants = {}
+    for i, (text, key) in enumerate(zip(sample, chosen)):
+        batch = np.array([text.encode()], dtype=object)
+        variants[f"int8|{i}"] = lambda b=batch: plain_runner(text=b)
+        variants[f"int8-buckets|{i}"] = lambda b=batch, r=runners[key]: r(text=b)
+    timed = time_variants(variants, repeats=repeats, warmup=5)
+    p50 = {name: statistics.mean(timed[f"{name}|{i}"]["p50_ms"] for i in range(len(sample)))
+           for name in ("int8", "int8-buckets")}
+    return {"buckets": list(buckets), "texts": len(sample), "p50_ms": p50,
+            "speedup": p50["int8"] / p50["int8-buckets"],
+            "texts_per_signature": {k: chosen.count(k) for k in sorted(set(chosen))},
+            "bytes": len(bucketed), "extra_bytes": len(bucketed) - len(plain)}
+
+
 def teacher_available() -> bool:
     """Whether the ``teacher`` extra (torch teacher and onnxruntime) can be compared."""
     return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("edge_pqrnn.distill") is not None
@@ -282,7 +331,7 @@ def teacher_available() -> bool:
 
 def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
                   batch_sizes: Sequence[int] = (1, 8, 32), threads: int | None = None,
-                  onnx: bool | str | os.PathLike | None = None,
+                  onnx: bool | str | os.PathLike | None = None, buckets: bool = True,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """int8 vs float artifact side by side: latency, throughput, memory, compute floor.
 
@@ -301,11 +350,12 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         onnx: ONNX rows: None exports the run's float and int8 raw-text .onnx alongside
             when onnx/onnxruntime/tf2onnx are installed (skipped otherwise); True requires
             them; False skips; a path times that .onnx (row ``onnx-<scheme>``).
+        buckets: also time an int8 artifact with length buckets (see :func:`bucket_gain`).
         log: where lines go.
 
     Returns:
         ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding", "teacher",
-        "onnx"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
+        "onnx", "buckets"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
         the int8 .tflite.
 
     Raises:
@@ -387,6 +437,9 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     result["memory_mb"] = {scheme: peak_memory_mb(artifacts[scheme], 1, max(batch_sizes))
                            for scheme in ("int8", "float")}
 
+    result["buckets"] = bucket_gain(run, dataset, calibration_texts=[ex.text for ex in dataset.train],
+                                    repeats=max(10, repeats // 4), log=log) if buckets else "skipped (buckets=False)"
+
     # Compute floor: MACs at T (the graph runs every step) vs the core's int8 peak.
     macs = macs_per_utterance(run.config.to_dict())
     ghz, clock_how = measure_clock_ghz()
@@ -420,9 +473,14 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     pad = result["padding"]
     log(f"padding: texts fill {pad['mean_tokens']:.1f} of T={T} rows on average (p95 {pad['p95_tokens']:.0f}); "
         f"{pad['padded_fraction']:.0%} of the steps computed are padding")
-    if pad["padded_fraction"] > 0.5:
-        log("  lever: length buckets (signatures at T=16/32/64 sharing weights) would cut the work of short "
-            "texts roughly in proportion (not implemented yet)")
+    b = result["buckets"]
+    if isinstance(b, dict):
+        mix = ", ".join(f"{k} {n}" for k, n in b["texts_per_signature"].items())
+        log(f"length buckets {b['buckets']}: int8 p50 {b['p50_ms']['int8']:.3f} ms at T={T} vs "
+            f"{b['p50_ms']['int8-buckets']:.3f} ms in the smallest bucket = {b['speedup']:.2f}x on "
+            f"{b['texts']} test texts ({mix}); +{b['extra_bytes']:,} bytes")
+    else:
+        log(f"length buckets: {b}")
     log(f"teacher: {result['teacher']}")
     log(f"onnx: {result['onnx']}")
     return result

@@ -1,0 +1,44 @@
+"""The benchmark's length-bucket comparison (structure and bucket choice; no timing asserts)."""
+
+from __future__ import annotations
+
+import pytest
+
+import artifact_fixtures
+from edge_pqrnn.benchmark import bucket_gain, default_buckets
+from edge_pqrnn.projection import project
+from edge_pqrnn.train import load_run
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return artifact_fixtures.build(tmp_path_factory)
+
+
+def test_default_buckets_are_quarter_and_half_of_T():
+    assert default_buckets(64) == (16, 32)
+    assert default_buckets(16) == (8,)
+    assert default_buckets(12) == ()
+
+
+def test_bucket_gain_times_each_text_in_the_bucket_an_app_would_pick(built):
+    run = load_run(built.run_dir)
+    result = bucket_gain(run, built.dataset, [ex.text for ex in built.dataset.train], texts=10, repeats=3,
+                         log=lambda _: None)
+    counts = project([ex.text for ex in built.dataset.test], run.spec).num_tokens
+    assert result["buckets"] == [8] and result["texts"] == 10
+    assert sum(result["texts_per_signature"].values()) == 10
+    assert set(result["texts_per_signature"]) <= {"tokens_8", "serving_default"}
+    if (counts < 8).any() and (counts >= 8).any():
+        assert len(result["texts_per_signature"]) >= 1
+    assert result["p50_ms"]["int8"] > 0 and result["p50_ms"]["int8-buckets"] > 0
+    assert result["speedup"] == pytest.approx(result["p50_ms"]["int8"] / result["p50_ms"]["int8-buckets"])
+    assert 0 < result["extra_bytes"] < result["bytes"]
+
+
+def test_no_buckets_below_eight_rows(built):
+    run = load_run(built.run_dir)
+    small = run  # T=16 allows 8; a T of 12 would not
+    assert "skipped" not in str(bucket_gain(run, built.dataset, [ex.text for ex in built.dataset.train], texts=2,
+                                            repeats=1, log=lambda _: None))
+    assert small.spec.max_tokens == 16
