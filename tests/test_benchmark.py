@@ -42,3 +42,21 @@ def test_no_buckets_below_eight_rows(built):
     assert "skipped" not in str(bucket_gain(run, built.dataset, [ex.text for ex in built.dataset.train], texts=2,
                                             repeats=1, log=lambda _: None))
     assert small.spec.max_tokens == 16
+
+
+def test_teacher_comparison_times_torch_and_onnxruntime_beside_the_artifact(built):
+    from edge_pqrnn.benchmark import teacher_available, teacher_comparison
+
+    if not teacher_available():
+        pytest.skip('needs the teacher extra: pip install -e ".[teacher]"')
+    from edge_pqrnn.teacher.model import tiny_encoder
+
+    texts = ["flights from boston to denver", "cheapest fare to dallas on monday"]
+    encoder, tokenizer = tiny_encoder([ex.text for ex in built.dataset.train])
+    result = teacher_comparison(built.artifact, texts, repeats=3, log=lambda _: None, encoder=encoder,
+                                tokenizer=tokenizer)
+    assert set(result["p50_ms"]) == {"teacher-torch-fp32", "teacher-ort-int8", "int8"}
+    assert all(v > 0 for v in result["p50_ms"].values())
+    assert result["params"] == sum(p.numel() for p in encoder.parameters())
+    assert result["fp32_bytes_over_int8_bytes"] == pytest.approx(result["params"] * 4 / len(built.artifact))
+    assert result["ort_int8_bytes"] > 0 and len(result["subword_tokens"]) == 2
