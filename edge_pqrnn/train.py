@@ -68,6 +68,11 @@ class TrainConfig:
         clipnorm: global gradient-norm clip.
         max_minutes: optional wall-clock budget; training stops after the epoch that
             exceeds it (the best epoch so far is kept).
+        kd_weight: with a teacher (``train(..., distillation=...)``), the weight alpha of
+            the distillation term: loss = alpha * T^2 * KL(teacher_T || student_T)
+            + (1 - alpha) * cross-entropy to gold, for intents and per token for slots.
+            Texts without gold labels (augmented) get the KL term only.
+        kd_temperature: the temperature T of both softmaxes in the KL term.
 
     Raises:
         ConfigError: a value is out of range.
@@ -82,6 +87,8 @@ class TrainConfig:
     slot_loss_weight: float = 1.0
     clipnorm: float = 5.0
     max_minutes: float | None = None
+    kd_weight: float = 0.5
+    kd_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -98,10 +105,42 @@ class TrainConfig:
             raise ConfigError(f"clipnorm must be positive, got {self.clipnorm!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be positive or None, got {self.max_minutes!r}")
+        if not 0.0 <= self.kd_weight <= 1.0:
+            raise ConfigError(f"kd_weight must be in [0, 1] (1 = teacher only), got {self.kd_weight!r}")
+        if not self.kd_temperature > 0:
+            raise ConfigError(f"kd_temperature must be positive, got {self.kd_temperature!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (recorded in ``metrics.json``)."""
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Distillation:
+    """Teacher logits for knowledge distillation (see ``edge_pqrnn.distill``).
+
+    Attributes:
+        extra: unlabelled training texts (augmented variants...) appended to the train
+            split; their gold labels, if any, are ignored.
+        intent: float32 [N, num_intents] teacher intent logits for ``dataset.train``
+            followed by ``extra`` (N = len(train) + len(extra)).
+        slot_rows: float32 [sum of rows, num_tags] teacher slot logits per token row of
+            the student's projection spec; text n owns ``slot_rows[offsets[n]:offsets[n+1]]``.
+        offsets: int64 [N + 1].
+    """
+
+    extra: Sequence[Example]
+    intent: np.ndarray
+    slot_rows: np.ndarray
+    offsets: np.ndarray
+
+    def slots(self, index: np.ndarray, max_tokens: int) -> np.ndarray:
+        """Teacher slot logits of texts ``index`` as float32 [B, max_tokens, tags]."""
+        out = np.zeros((len(index), max_tokens, self.slot_rows.shape[1]), np.float32)
+        for b, i in enumerate(index):
+            rows = self.slot_rows[self.offsets[i] : self.offsets[i + 1]][:max_tokens]
+            out[b, : len(rows)] = rows
+        return out
 
 
 @dataclasses.dataclass
@@ -282,6 +321,7 @@ def train(
     out_dir: str | Path,
     progress: bool = True,
     overwrite: bool = False,
+    distillation: Distillation | None = None,
 ) -> TrainResult:
     """Train a pQRNN on ``dataset`` and write a finished run directory.
 
@@ -294,6 +334,8 @@ def train(
         out_dir: the run directory to create.
         progress: show the parameter count, a progress bar and one line per epoch.
         overwrite: replace an existing run directory.
+        distillation: teacher logits; the loss then mixes KL to the teacher with
+            cross-entropy to gold (``train_config.kd_weight``/``kd_temperature``).
 
     Returns:
         A :class:`TrainResult` with the model (best dev weights) and its metrics.
@@ -329,7 +371,7 @@ def train(
         keras.utils.set_random_seed(train_config.seed)
         _write_json(tmp_dir / CONFIG_FILE, config.to_dict())
         _write_json(tmp_dir / LABELS_FILE, labels.to_dict())
-        result = _fit(dataset, config, labels, train_config, tmp_dir, progress)
+        result = _fit(dataset, config, labels, train_config, tmp_dir, progress, distillation)
         _publish(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -345,15 +387,31 @@ def _fit(
     tc: TrainConfig,
     run_dir: Path,
     progress: bool,
+    distillation: Distillation | None = None,
 ) -> TrainResult:
     """The training loop proper; writes weights, history and (last) metrics into run_dir."""
     started = time.monotonic()
     spec = config.projection
     rng = np.random.default_rng(tc.seed)
     distort = spec.distortion > 0
-    train_split = _Split(dataset.train, spec, rng if distort else None)
+    train_examples = list(dataset.train) + list(distillation.extra if distillation else ())
+    train_split = _Split(train_examples, spec, rng if distort else None)
     dev_split = _Split(dataset.dev, spec)
+    if distillation is not None:
+        n = len(train_examples)
+        if distillation.intent.shape != (n, config.num_intents) or len(distillation.offsets) != n + 1:
+            raise DataError(
+                f"teacher logits for {distillation.intent.shape[0]} texts x {distillation.intent.shape[1]} intents, "
+                f"expected {n} x {config.num_intents}: label train + extra with the same teacher and dataset"
+            )
+    # Gold targets of the labelled texts: the first len(dataset.train) rows of the split.
     intent_ids, tag_ids = _targets(dataset.train, train_split, labels, config.slot_head)
+    if distillation is not None:  # extra texts: no gold (weight 0), teacher targets only
+        extra = len(train_examples) - len(dataset.train)
+        gold_weight = np.concatenate([np.ones(len(dataset.train)), np.zeros(extra)]).astype(np.float32)
+        intent_ids = np.concatenate([intent_ids, np.zeros(extra, np.int32)])
+        if tag_ids is not None:
+            tag_ids = np.concatenate([tag_ids, np.zeros((extra, tag_ids.shape[1]), np.int32)])
 
     model = build_model(config)
     num_params = count_params(config)
@@ -363,7 +421,8 @@ def _fit(
     steps_per_epoch = math.ceil(len(train_split) / tc.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(tc.learning_rate, tc.epochs * steps_per_epoch, alpha=0.05)
     optimizer = keras.optimizers.Adam(schedule, global_clipnorm=tc.clipnorm)
-    train_step = _make_train_step(model, optimizer, config, tc)
+    train_step = _make_train_step(model, optimizer, config, tc) if distillation is None else (
+        _make_kd_step(model, optimizer, config, tc))
     predict_step = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
 
     def predict_split(split: _Split) -> Logits:
@@ -380,7 +439,7 @@ def _fit(
     for epoch in range(1, tc.epochs + 1):
         epoch_start = time.monotonic()
         if distort and epoch > 1:  # fresh noise each epoch; epoch 1 reuses the first projection
-            train_split = _Split(dataset.train, spec, rng)
+            train_split = _Split(train_examples, spec, rng)
         order = rng.permutation(len(train_split))
         totals = np.zeros(3)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
@@ -388,7 +447,14 @@ def _fit(
             index = order[step * tc.batch_size : (step + 1) * tc.batch_size]
             inputs = train_split.inputs(index)
             slot_targets = tag_ids[index] if tag_ids is not None else np.zeros((len(index), 1), np.int32)
-            losses = np.array([float(v) for v in train_step(inputs, intent_ids[index], slot_targets)])
+            if distillation is None:
+                losses = np.array([float(v) for v in train_step(inputs, intent_ids[index], slot_targets)])
+            else:
+                teacher_slots = (distillation.slots(index, spec.max_tokens) if config.slot_head
+                                 else np.zeros((len(index), 1, 1), np.float32))
+                losses = np.array([float(v) for v in train_step(
+                    inputs, intent_ids[index], slot_targets, gold_weight[index],
+                    distillation.intent[index], teacher_slots)])
             totals += losses
             bar.update()
             bar.set_postfix(loss=f"{totals[0] / (step + 1):.4f}")
@@ -431,6 +497,9 @@ def _fit(
         "num_params": num_params,
         "train_config": tc.to_dict(),
     }
+    if distillation is not None:
+        metrics["distillation"] = {"gold_texts": len(dataset.train), "extra_texts": len(distillation.extra),
+                                   "kd_weight": tc.kd_weight, "kd_temperature": tc.kd_temperature}
     if dataset.test:
         test_split = _Split(dataset.test, spec)
         metrics["test"] = score(dataset.test, predict_split(test_split), test_split.tokens, labels)
@@ -460,6 +529,49 @@ def _make_train_step(model: keras.Model, optimizer: keras.Optimizer, config: Mod
             if config.slot_head:
                 mask = inputs["mask"]
                 slot_loss = tf.reduce_sum(cross_entropy(tags, out[SLOT_OUTPUT]) * mask) / tf.reduce_sum(mask)
+            loss = intent_loss + tc.slot_loss_weight * slot_loss
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, intent_loss, slot_loss
+
+    return step
+
+
+def _make_kd_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelConfig, tc: TrainConfig) -> Any:
+    """A compiled distillation step: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha)
+    * gold cross-entropy, for intents and per real token for slots; texts with gold
+    weight 0 (augmented) contribute the KL term only."""
+    alpha, temperature = tc.kd_weight, tc.kd_temperature
+    smoothing = tc.label_smoothing
+
+    def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        onehot = tf.one_hot(targets, tf.shape(logits)[-1])
+        if smoothing:
+            onehot = onehot * (1.0 - smoothing) + smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)
+        return tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+
+    def kl(teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
+        p = tf.nn.softmax(teacher / temperature)
+        return tf.reduce_sum(p * (tf.nn.log_softmax(teacher / temperature) - tf.nn.log_softmax(student / temperature)),
+                             -1) * (temperature**2)
+
+    @tf.function(reduce_retracing=True)
+    def step(inputs: dict[str, tf.Tensor], intents: tf.Tensor, tags: tf.Tensor, gold: tf.Tensor,
+             teacher_intent: tf.Tensor, teacher_slots: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        with tf.GradientTape() as tape:
+            out = model(inputs, training=True)
+            n_gold = tf.maximum(tf.reduce_sum(gold), 1.0)
+            intent_ce = tf.reduce_sum(cross_entropy(intents, out[INTENT_OUTPUT]) * gold) / n_gold
+            intent_kl = tf.reduce_mean(kl(teacher_intent, out[INTENT_OUTPUT]))
+            intent_loss = alpha * intent_kl + (1.0 - alpha) * intent_ce
+            slot_loss = tf.constant(0.0)
+            if config.slot_head:
+                mask = inputs["mask"]
+                gold_mask = mask * gold[:, None]
+                slot_ce = tf.reduce_sum(cross_entropy(tags, out[SLOT_OUTPUT]) * gold_mask) / tf.maximum(
+                    tf.reduce_sum(gold_mask), 1.0)
+                slot_kl = tf.reduce_sum(kl(teacher_slots, out[SLOT_OUTPUT]) * mask) / tf.reduce_sum(mask)
+                slot_loss = alpha * slot_kl + (1.0 - alpha) * slot_ce
             loss = intent_loss + tc.slot_loss_weight * slot_loss
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))

@@ -1,0 +1,117 @@
+"""Knowledge distillation: the KD loss in train() follows the teacher by kd_weight,
+unlabelled extra texts, and the distill_train / `train --teacher` pipeline with a tiny
+teacher."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from test_train import TINY_MODEL, TINY_TRAIN, tiny_dataset
+
+from edge_pqrnn.data.records import Example
+from edge_pqrnn.errors import ConfigError, DataError
+from edge_pqrnn.evaluate import evaluate
+from edge_pqrnn.projection.reference import token_rows
+from edge_pqrnn.train import Distillation, TrainConfig, load_run, train
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tiny_dataset()
+
+
+def fake_teacher(dataset, extra, intent: int, scale: float = 10.0) -> Distillation:
+    """A 'teacher' that always says intent ``intent`` and tag "O" everywhere."""
+    texts = [ex.text for ex in [*dataset.train, *extra]]
+    n_tags = 1 + 2 * len(dataset.slot_types)
+    logits = np.zeros((len(texts), len(dataset.intents)), np.float32)
+    logits[:, intent] = scale
+    counts = [len(token_rows(t, TINY_MODEL.projection)) for t in texts]
+    rows = np.zeros((sum(counts), n_tags), np.float32)
+    rows[:, 0] = scale
+    return Distillation(extra, logits, rows, np.concatenate([[0], np.cumsum(counts)]))
+
+
+def test_kd_weight_one_follows_the_teacher_zero_follows_gold(dataset, tmp_path):
+    ground = dataset.intents.index("ground_service")
+    teacher = fake_teacher(dataset, [], ground)
+    follow = train(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, kd_weight=1.0), tmp_path / "kd1",
+                   progress=False, distillation=teacher)
+    predicted = load_run(follow.run_dir).predict([ex.text for ex in dataset.test]).intent.argmax(-1)
+    assert (predicted == ground).mean() >= 0.9  # the teacher's (wrong) answer, not gold
+    assert follow.metrics["test"]["slot_f1"] <= 0.1  # teacher said "O" everywhere
+    gold = train(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, kd_weight=0.0), tmp_path / "kd0",
+                 progress=False, distillation=teacher)
+    assert gold.metrics["test"]["intent_accuracy"] >= 0.8 and gold.metrics["test"]["slot_f1"] >= 0.6
+    assert gold.metrics["distillation"] == {"gold_texts": len(dataset.train), "extra_texts": 0,
+                                            "kd_weight": 0.0, "kd_temperature": 2.0}
+
+
+def test_extra_texts_need_no_gold_labels(dataset, tmp_path):
+    # extra texts with an intent the dataset does not know (e.g. other-locale sentences)
+    extra = [Example("rental cars at boston please", "not_an_intent", ((15, 21, "unknown_slot"),))] * 40
+    teacher = fake_teacher(dataset, extra, dataset.intents.index("flight"))
+    result = train(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, epochs=1), tmp_path / "extra",
+                   progress=False, distillation=teacher)
+    assert result.metrics["distillation"]["extra_texts"] == 40
+
+
+def test_mismatched_teacher_logits_are_refused(dataset, tmp_path):
+    teacher = fake_teacher(dataset, [], 0)
+    short = Distillation([], teacher.intent[:-1], teacher.slot_rows, teacher.offsets[:-1])
+    with pytest.raises(DataError, match="label train \\+ extra with the same teacher"):
+        train(dataset, TINY_MODEL, TINY_TRAIN, tmp_path / "bad", progress=False, distillation=short)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_kd_options_are_checked():
+    with pytest.raises(ConfigError, match="kd_weight must be in \\[0, 1\\]"):
+        TrainConfig(kd_weight=1.5)
+    with pytest.raises(ConfigError, match="kd_temperature must be positive"):
+        TrainConfig(kd_temperature=0.0)
+
+
+def test_train_without_teacher_is_unchanged(dataset, tmp_path):
+    # same seed, no distillation: the KD fields do not change the plain loss path
+    a = train(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, epochs=2), tmp_path / "a", progress=False)
+    b = train(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, epochs=2, kd_weight=0.9, kd_temperature=5.0),
+              tmp_path / "b", progress=False)
+    assert a.history[-1]["loss"] == pytest.approx(b.history[-1]["loss"], rel=1e-5)
+    assert "distillation" not in a.metrics
+
+
+def test_distill_pipeline_and_cli_with_a_tiny_teacher(tmp_path):
+    pytest.importorskip("torch", reason='teacher extra not installed: pip install -e ".[teacher]"')
+    pytest.importorskip("pyarrow", reason='teacher extra not installed: pip install -e ".[teacher]"')
+    from click.testing import CliRunner
+
+    from edge_pqrnn.cli import main
+
+    runner = CliRunner()
+    teacher = tmp_path / "teacher"
+    result = runner.invoke(main, ["teacher", "finetune", "--data", "fixture:atis", "--out", str(teacher),
+                                  "--encoder", "tiny", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    args = ["train", "--data", "fixture:atis", "--teacher", str(teacher), "--epochs", "1", "--bottleneck", "16",
+            "--state", "16", "--layers", "1", "--feature-size", "64", "--max-tokens", "32",
+            "--augment-copies", "1", "--kd-weight", "0.7"]
+    result = runner.invoke(main, [*args, "--out", str(tmp_path / "kd")])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "kd" / "distill.json").read_text())
+    assert info["train_texts"] == 53 and 0 < info["augmented_texts"] <= 53
+    assert info["labelled_now"] == info["train_texts"] + info["augmented_texts"] - 1  # one duplicate text
+    metrics = json.loads((tmp_path / "kd" / "metrics.json").read_text())
+    assert metrics["train_config"]["kd_weight"] == 0.7
+    assert metrics["distillation"]["extra_texts"] == info["augmented_texts"]
+    # a second student reuses every cached teacher label
+    result = runner.invoke(main, [*args, "--out", str(tmp_path / "kd2")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "kd2" / "distill.json").read_text())["labelled_now"] == 0
+    # a teacher fine-tuned on other labels is refused with the fix
+    result = runner.invoke(main, ["train", "--data", "fixture:snips", "--teacher", str(teacher), "--out",
+                                  str(tmp_path / "snips")])
+    assert result.exit_code == 2 and "teacher finetune --data fixture:snips" in result.output
+    assert evaluate(load_run(tmp_path / "kd"), [Example("flights to boston", "atis_flight")])["num_examples"] == 1
