@@ -400,12 +400,21 @@ def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epo
 @click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
 @projection_options
 @label_options
+@click.option("--runner", default=None,
+              help="Label on this Apache Beam runner (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner...) "
+                   "instead of in this process; --data may then also be text:GLOB. Needs pip install -e \".[beam]\"; "
+                   "see docs/scale-out.md.")
+@click.option("--num-workers", default=2, show_default=True, help="Beam workers (with --runner).")
+@click.option("--pipeline-option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
+              help="Beam pipeline option passed through (repeatable), e.g. project=my-project.")
 def teacher_label_command(data: str, languages: str | None, feature_size: int, max_tokens: int, mode: str,
                           bos: bool, eos: bool, lowercase: bool, teacher: str | None, augment_copies: int, augment_seed: int,
-                          other_locales: str | None, label_cache: str | None) -> None:
+                          other_locales: str | None, label_cache: str | None, runner: str | None = None,
+                          num_workers: int = 2, pipeline_options: tuple[str, ...] = ()) -> None:
     """Teacher logits (intent, per-token slots on the projection's rows) for the training
     set and its augmented variants, into the Parquet cache; resumable. Use the same
-    projection and augmentation options as the later `train --teacher`."""
+    projection and augmentation options as the later `train --teacher`. With --runner, on
+    Apache Beam (same cache; exits non-zero if any text failed)."""
     from edge_pqrnn.augment import AugmentConfig
     from edge_pqrnn.distill import label_dataset
 
@@ -413,11 +422,52 @@ def teacher_label_command(data: str, languages: str | None, feature_size: int, m
         raise click.UsageError("--teacher TEACHER_DIR is required (a directory from `edge-pqrnn teacher finetune`)")
     spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
                           lowercase=lowercase)
+    if runner is not None:
+        from edge_pqrnn.teacher.beam_label import beam_label
+
+        result = beam_label(data, teacher, spec, augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
+                            other_locales=other_locales.split(",") if other_locales else (),
+                            languages=languages.split(",") if languages else None, cache_dir=label_cache,
+                            runner=runner, num_workers=num_workers, pipeline_options=pipeline_options,
+                            log=click.echo)
+        result.raise_for_failures()
+        return
     labelled = label_dataset(data, teacher, spec, augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
                              other_locales=other_locales.split(",") if other_locales else (),
                              languages=languages.split(",") if languages else None, cache_dir=label_cache,
                              log=click.echo)
     click.echo(f"{len(labelled.labels.texts)} texts labelled ({labelled.labels.labelled} new) in {labelled.info['cache']}")
+
+
+@teacher_group.command("results")
+@click.option("--data", default="atis", show_default=True, help="Dataset whose test split is scored.")
+@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The fine-tuned teacher directory.")
+@click.option("--student-hard", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Student run trained on gold labels only.")
+@click.option("--student-kd", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Student run trained with --teacher.")
+@click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
+              help="Where results.json / results.md are (other entries and sections are kept).")
+@click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+def teacher_results_command(data: str, teacher_dir: str, student_hard: str, student_kd: str, docs_dir: str,
+                            notes: str | None, as_json: bool) -> None:
+    """Score teacher, student_hard and student_kd (int8 artifacts, exported into each run if
+    missing) on the test split; merge the entry into docs/results.json and docs/results.md."""
+    from edge_pqrnn.distill_results import distill_results, write_results
+
+    entry = distill_results(data, teacher_dir, student_hard, student_kd, log=click.echo)
+    paths = write_results(entry, docs_dir, notes=notes)
+    if as_json:
+        click.echo(json.dumps(entry, indent=2))
+    r = entry["ratios"]
+    click.echo(f"teacher {entry['teacher']['intent_accuracy']:.4f} / {entry['teacher']['slot_f1'] or 0:.4f}; "
+               f"student_hard int8 {entry['student_hard']['int8']['intent_accuracy']:.4f} / "
+               f"{entry['student_hard']['int8']['slot_f1'] or 0:.4f}; student_kd int8 "
+               f"{entry['student_kd']['int8']['intent_accuracy']:.4f} / {entry['student_kd']['int8']['slot_f1'] or 0:.4f}; "
+               f"size ratio {r['teacher_fp32_over_student_int8_bytes']:.0f}x")
+    click.echo(f"wrote {paths[0]} and {paths[1]}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -115,3 +115,37 @@ def test_distill_pipeline_and_cli_with_a_tiny_teacher(tmp_path):
                                   str(tmp_path / "snips")])
     assert result.exit_code == 2 and "teacher finetune --data fixture:snips" in result.output
     assert evaluate(load_run(tmp_path / "kd"), [Example("flights to boston", "atis_flight")])["num_examples"] == 1
+
+
+def fake_entry(name: str = "atis") -> dict:
+    student = {"int8": {"intent_accuracy": 0.95, "slot_f1": 0.93, "exact_match": 0.8, "n_test": 893},
+               "float": {"intent_accuracy": 0.95, "slot_f1": 0.93, "exact_match": 0.8, "n_test": 893},
+               "int8_bytes": 1_257_472, "params": 1_003_828, "epochs_run": 10, "best_epoch": 9,
+               "train_seconds": 600.0, "export_seconds": 20.0, "train_config": {"kd_weight": 0.5,
+                                                                                   "kd_temperature": 2.0}}
+    return {"dataset": name,
+            "teacher": {"intent_accuracy": 0.97, "slot_f1": 0.94, "exact_match": 0.85, "n_test": 893,
+                        "params": 117_575_603, "fp32_bytes": 470_302_412, "finetune_seconds": 1800.0,
+                        "epochs_run": 2, "best_epoch": 2},
+            "student_hard": student, "student_kd": dict(student, distillation={"train_texts": 4477}),
+            "teacher_bytes": 470_302_412, "student_int8_bytes": 1_257_472,
+            "ratios": {"kd_intent_of_teacher": 0.9794, "kd_slot_f1_of_teacher": 0.9894,
+                       "hard_intent_of_teacher": 0.9794, "hard_slot_f1_of_teacher": 0.9894,
+                       "teacher_fp32_over_student_int8_bytes": 374.0}}
+
+
+def test_write_results_keeps_other_content_and_replaces_its_section(tmp_path):
+    from edge_pqrnn.distill_results import SECTION_BEGIN, write_results
+
+    (tmp_path / "results.json").write_text(json.dumps({"atis": {"float": {"intent_accuracy": 0.96}},
+                                                       "snips": {"x": 1}}, indent=1) + "\n")
+    (tmp_path / "results.md").write_text("# Results\n\nstudent table here\n")
+    write_results(fake_entry(), tmp_path, notes="machine load 8")
+    write_results(fake_entry(), tmp_path)  # idempotent: one section, replaced
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["atis"]["float"] == {"intent_accuracy": 0.96} and data["snips"] == {"x": 1}
+    assert data["atis"]["distillation"]["ratios"]["teacher_fp32_over_student_int8_bytes"] == 374.0
+    md = (tmp_path / "results.md").read_text()
+    assert md.startswith("# Results\n\nstudent table here\n") and md.count(SECTION_BEGIN) == 1
+    assert "dequantised 4-bit weights" in md and "**374x**" in md
+    assert "| student_kd (teacher + gold), int8 | 0.9500 | 0.9300 |" in md
