@@ -582,6 +582,26 @@ def _split_option(option: str) -> tuple[str, str]:
     return key, value
 
 
+def stage_teacher(teacher_dir: str, fingerprint: str, temp_location: str | None) -> str:
+    """Where the workers read the teacher: a local directory is copied once to
+    ``TEMP_LOCATION/edge_pqrnn_teacher/FINGERPRINT/`` when ``temp_location`` is a remote
+    path (``gs://...``: Dataflow workers cannot see this machine's files), as Beam stages
+    packages; otherwise the path is used as given (DirectRunner, a shared file system, or
+    Flink/Spark with ``environment_type=LOOPBACK``).
+
+    Returns:
+        The path to hand to the workers.
+    """
+    if _is_remote(teacher_dir) or not temp_location or not _is_remote(temp_location):
+        return teacher_dir
+    target = _join(_join(temp_location, "edge_pqrnn_teacher"), fingerprint)
+    for name in _TEACHER_FILES:
+        path = _join(target, name)
+        if not FileSystems.exists(path):
+            _write_bytes(path, (Path(teacher_dir) / name).read_bytes())
+    return target
+
+
 def _teacher_stand_in(teacher_dir: str) -> Any:
     """What ``label.teacher_fingerprint`` and ``distill._check_labels`` read of a teacher
     (its path and labels), without loading the model."""
@@ -622,7 +642,8 @@ def beam_label(
     Args:
         data: a dataset spec, a loaded :class:`Dataset`, or ``text:GLOB[,GLOB]``.
         teacher_dir: a fine-tuned teacher directory (local, or a path of a Beam file
-            system such as ``gs://``: each worker copies it once).
+            system such as ``gs://``: each worker copies it once). A local one is staged
+            under the ``temp_location`` option when that is remote (:func:`stage_teacher`).
         spec: the student's projection spec (its token rows carry the slot logits).
         augment_config: augmentation (default :class:`AugmentConfig`, as the local path).
         other_locales: multilingual locales whose sentences are added unlabelled.
@@ -668,6 +689,8 @@ def beam_label(
     fingerprint = teacher_fingerprint(stand_in)
     if _is_remote(teacher_dir):
         shutil.rmtree(stand_in.path, ignore_errors=True)  # the json files copied for the fingerprint
+    all_options = PipelineOptions(flags).get_all_options()
+    worker_teacher = stage_teacher(teacher_dir, fingerprint, all_options.get("temp_location"))
     others = other_locale_examples(other_locales, exclude=dataset.languages if dataset else (),
                                    per_intent=other_per_intent, seed=augment_config.seed)
     if threads_per_worker is None and runner.rsplit(".", 1)[-1] == "DirectRunner":
@@ -693,7 +716,7 @@ def beam_label(
                 | "Plan" >> beam.ParDo(_Plan(fingerprint, spec.to_dict(), cache, [ex.text for ex in others],
                                             chunk_size, batch_size, run_dir))
                 | "Spread" >> beam.Reshuffle()
-                | "LabelBatch" >> beam.ParDo(_LabelBatch(teacher_dir, spec.to_dict(), threads_per_worker))
+                | "LabelBatch" >> beam.ParDo(_LabelBatch(worker_teacher, spec.to_dict(), threads_per_worker))
                 .with_outputs(_LabelBatch.FAILED, main="rows")
             )
             _ = labelled.rows | "ByChunk" >> beam.GroupByKey() | "WritePart" >> beam.ParDo(_WritePart(cache))
@@ -731,6 +754,10 @@ def _collect(cache: str, run_dir: str, runner: str, num_workers: int, seconds: f
         seconds=seconds, run_dir=run_dir if failures else None)
     if not failures and not _is_remote(run_dir):
         shutil.rmtree(run_dir, ignore_errors=True)
+        try:
+            os.rmdir(Path(run_dir).parent)  # _beam/, when no other run keeps files there
+        except OSError:
+            pass
     log(result.summary())
     return result
 
@@ -751,5 +778,6 @@ __all__ = [
     "plan_batches",
     "read_text_files",
     "require_beam",
+    "stage_teacher",
     "variant_candidates",
 ]
