@@ -439,5 +439,36 @@ def teacher_label_command(data: str, languages: str | None, feature_size: int, m
     click.echo(f"{len(labelled.labels.texts)} texts labelled ({labelled.labels.labelled} new) in {labelled.info['cache']}")
 
 
+@teacher_group.command("results")
+@click.option("--data", default="atis", show_default=True, help="Dataset whose test split is scored.")
+@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The fine-tuned teacher directory.")
+@click.option("--student-hard", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Student run trained on gold labels only.")
+@click.option("--student-kd", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Student run trained with --teacher.")
+@click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
+              help="Where results.json / results.md are (other entries and sections are kept).")
+@click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+def teacher_results_command(data: str, teacher_dir: str, student_hard: str, student_kd: str, docs_dir: str,
+                            notes: str | None, as_json: bool) -> None:
+    """Score teacher, student_hard and student_kd (int8 artifacts, exported into each run if
+    missing) on the test split; merge the entry into docs/results.json and docs/results.md."""
+    from edge_pqrnn.distill_results import distill_results, write_results
+
+    entry = distill_results(data, teacher_dir, student_hard, student_kd, log=click.echo)
+    paths = write_results(entry, docs_dir, notes=notes)
+    if as_json:
+        click.echo(json.dumps(entry, indent=2))
+    r = entry["ratios"]
+    click.echo(f"teacher {entry['teacher']['intent_accuracy']:.4f} / {entry['teacher']['slot_f1'] or 0:.4f}; "
+               f"student_hard int8 {entry['student_hard']['int8']['intent_accuracy']:.4f} / "
+               f"{entry['student_hard']['int8']['slot_f1'] or 0:.4f}; student_kd int8 "
+               f"{entry['student_kd']['int8']['intent_accuracy']:.4f} / {entry['student_kd']['int8']['slot_f1'] or 0:.4f}; "
+               f"size ratio {r['teacher_fp32_over_student_int8_bytes']:.0f}x")
+    click.echo(f"wrote {paths[0]} and {paths[1]}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
