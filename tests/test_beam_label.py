@@ -1,0 +1,204 @@
+"""Teacher labelling on Apache Beam (edge_pqrnn.teacher.beam_label) against the local path:
+same Parquet cache (bit-identical rows, byte-identical parts), augmentation split into a
+parallel and an ordered step that equals augment(), failed texts reported, never dropped.
+A tiny random teacher; in-process runs take seconds, the one multi-process run ~20 s."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason='teacher extra not installed: pip install -e ".[teacher]"')
+pytest.importorskip("pyarrow", reason='teacher extra not installed: pip install -e ".[teacher]"')
+pytest.importorskip("apache_beam", reason='beam extra not installed: pip install -e ".[beam]"')
+
+import pyarrow.parquet as pq  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from edge_pqrnn.augment import AugmentConfig, augment, slot_values  # noqa: E402
+from edge_pqrnn.cli import main  # noqa: E402
+from edge_pqrnn.data import load_dataset  # noqa: E402
+from edge_pqrnn.distill import label_dataset  # noqa: E402
+from edge_pqrnn.errors import ConfigError, DataError  # noqa: E402
+from edge_pqrnn.projection import ProjectionSpec  # noqa: E402
+from edge_pqrnn.teacher import beam_label as bl  # noqa: E402
+from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
+from edge_pqrnn.teacher.label import cache_key, label_texts, teacher_fingerprint  # noqa: E402
+from edge_pqrnn.teacher.model import load_teacher  # noqa: E402
+
+IN_PROCESS = ["direct_running_mode=in_memory"]  # one process: seconds, and monkeypatch reaches the DoFn
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load_dataset("fixture:atis")
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, dataset):
+    out = tmp_path_factory.mktemp("beam_teacher") / "teacher"
+    finetune(dataset, out, FinetuneConfig(encoder="tiny", epochs=1), progress=False)
+    return out
+
+
+def cache_rows(cache: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for part in sorted(cache.glob("part-*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            assert row["key"] not in rows, "a key in two parts"
+            rows[row["key"]] = row
+    return rows
+
+
+def part_bytes(cache: Path) -> list[bytes]:
+    return sorted(p.read_bytes() for p in cache.glob("part-*.parquet"))
+
+
+@pytest.mark.parametrize("config", [
+    AugmentConfig(),
+    AugmentConfig(copies=3, seed=7),
+    AugmentConfig(copies=2, weights={"substitute": 1.0}),  # falls back to nothing on slot-less texts
+    AugmentConfig(copies=2, weights={"swap": 1.0, "drop": 2.0}, rate=0.5),
+    AugmentConfig(copies=0),
+])
+def test_candidates_then_pick_equal_augment(dataset, config):
+    examples = list(dataset.train) + list(dataset.train[:5])  # repeats: later ones must dedup
+    values = slot_values(examples)
+    candidates = [bl.variant_candidates(ex, config, values) for ex in examples]
+    assert bl.pick_variants([ex.text for ex in examples], candidates) == [a.text for a in augment(examples, config)]
+
+
+@pytest.mark.slow
+def test_beam_multiprocess_equals_local_label_dataset(dataset, teacher_dir, tmp_path):
+    spec = ProjectionSpec()
+    config = AugmentConfig(copies=2, seed=3)
+    local = label_dataset(dataset, teacher_dir, spec, augment_config=config, cache_dir=tmp_path / "local",
+                          progress=False, log=lambda _: None)
+    lines: list[str] = []
+    result = bl.beam_label(dataset, teacher_dir, spec, augment_config=config, cache_dir=tmp_path / "beam",
+                           num_workers=2, log=lines.append)  # DirectRunner, 2 worker processes
+    result.raise_for_failures()
+    assert result.texts == len(local.labels.texts) and result.labelled == local.labels.labelled > 100
+    assert result.train == len(dataset.train) and result.augmented == len(local.extra)
+    assert "2 workers" in lines[0] and "0 failed" in lines[0]
+    a, b = cache_rows(tmp_path / "local"), cache_rows(tmp_path / "beam")
+    assert a.keys() == b.keys() and len(a) == local.labels.labelled
+    assert all(a[k] == b[k] for k in a)  # every float bit-identical
+    assert part_bytes(tmp_path / "local") == part_bytes(tmp_path / "beam")  # the part files too
+    assert not (tmp_path / "beam" / bl.RUNS_DIR).exists()  # a clean run leaves only the parts
+
+
+def test_chunks_batches_and_resume_match_label_texts(dataset, teacher_dir, tmp_path):
+    spec = ProjectionSpec(max_tokens=24)
+    texts = [ex.text for ex in dataset.train]
+    teacher = load_teacher(teacher_dir)
+    label_texts(teacher, texts, spec, tmp_path / "local", batch_size=5, chunk_size=16, progress=False)
+    kwargs = dict(augment_config=AugmentConfig(copies=0), batch_size=5, chunk_size=16, num_workers=1,
+                  pipeline_options=IN_PROCESS, log=lambda _: None)
+    first = bl.beam_label(dataset, teacher_dir, spec, cache_dir=tmp_path / "beam", **kwargs)
+    assert first.labelled == len(set(texts)) and len(list((tmp_path / "beam").glob("part-*"))) == 4
+    assert part_bytes(tmp_path / "local") == part_bytes(tmp_path / "beam")
+    # resume: a lost part is labelled again, the rest comes from the cache
+    lost = sorted((tmp_path / "beam").glob("part-*.parquet"))[1]
+    lost_rows = pq.read_metadata(lost).num_rows
+    lost.unlink()
+    again = bl.beam_label(dataset, teacher_dir, spec, cache_dir=tmp_path / "beam", **kwargs)
+    assert (again.labelled, again.from_cache) == (lost_rows, len(set(texts)) - lost_rows)
+    assert cache_rows(tmp_path / "local") == cache_rows(tmp_path / "beam")
+
+
+def test_failing_text_is_reported_not_dropped(teacher_dir, tmp_path, monkeypatch):
+    lines = ["flights to boston", "POISON flights to denver", "list flights from dallas", "what is fare code h"]
+    (tmp_path / "a.txt").write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("\n".join(lines[2:]) + "\n\n", encoding="utf-8")
+    real = bl.label_batch
+
+    def poisoned(teacher, texts, spec):
+        if any("POISON" in t for t in texts):
+            raise ValueError("teacher blew up on this text")
+        return real(teacher, texts, spec)
+
+    monkeypatch.setattr(bl, "label_batch", poisoned)
+    spec = ProjectionSpec()
+    kwargs = dict(augment_config=AugmentConfig(copies=1), num_workers=1, pipeline_options=IN_PROCESS,
+                  log=lambda _: None)
+    result = bl.beam_label(f"text:{tmp_path}/*.txt", teacher_dir, spec, cache_dir=tmp_path / "cache", **kwargs)
+    assert result.train == 4 and result.augmented >= 3
+    # exactly the poisoned text(s) failed (its augmented variant may carry the word too)
+    failed = {f["text"] for f in result.failures}
+    assert "POISON flights to denver" in failed and all("POISON" in t for t in failed)
+    assert all("ValueError: teacher blew up on this text" in f["error"] for f in result.failures)
+    fingerprint = teacher_fingerprint(load_teacher(teacher_dir))
+    rows = cache_rows(tmp_path / "cache")
+    assert cache_key(fingerprint, spec, "flights to boston") in rows  # its batch-mates were labelled
+    assert cache_key(fingerprint, spec, "POISON flights to denver") not in rows
+    assert len(rows) == result.labelled == result.unique - len(failed)
+    dead = Path(result.run_dir) / bl.FAILED_FILE
+    assert {json.loads(line)["text"] for line in dead.read_text().splitlines()} == failed
+    with pytest.raises(bl.LabelFailuresError, match=rf"{len(failed)} of {result.unique} texts failed.*POISON.*"
+                       r"teacher blew up.*run the same command again"):
+        result.raise_for_failures()
+    # the cause fixed, the same call labels only what failed
+    monkeypatch.setattr(bl, "label_batch", real)
+    again = bl.beam_label(f"text:{tmp_path}/*.txt", teacher_dir, spec, cache_dir=tmp_path / "cache", **kwargs)
+    assert again.failures == [] and again.labelled == len(failed) and again.from_cache == len(rows)
+
+
+def test_a_planned_key_missing_from_the_output_is_a_failure(tmp_path):
+    run_dir = tmp_path / "cache" / bl.RUNS_DIR / "run-1"
+    run_dir.mkdir(parents=True)
+    plan = {"texts": 1, "train": 1, "augmented": 0, "other_locale": 0, "unique": 1, "from_cache": 0,
+            "todo_keys": ["k" * 32]}
+    (run_dir / bl.PLAN_FILE).write_text(json.dumps(plan))
+    result = bl._collect(str(tmp_path / "cache"), str(run_dir), "DirectRunner", 1, 1.0, lambda _: None)
+    assert result.labelled == 0 and len(result.failures) == 1 and "lost by the runner" in result.failures[0]["error"]
+    with pytest.raises(bl.LabelFailuresError, match="1 of 1 texts failed"):
+        result.raise_for_failures()
+
+
+def test_cli_runner_and_its_errors(teacher_dir, tmp_path, monkeypatch):
+    runner = CliRunner()
+    base = ["teacher", "label", "--teacher", str(teacher_dir), "--data", "fixture:atis", "--augment-copies", "0",
+            "--label-cache", str(tmp_path / "cache")]
+    ok = runner.invoke(main, base + ["--runner", "DirectRunner", "--num-workers", "1", "--pipeline-option",
+                                     IN_PROCESS[0]])
+    assert ok.exit_code == 0, ok.output
+    assert "DirectRunner, 1 workers" in ok.output and "0 failed" in ok.output
+    bad = runner.invoke(main, base + ["--runner", "DirectRunner", "--pipeline-option", "direct_num_workers"])
+    assert bad.exit_code == 2 and "--pipeline-option takes KEY=VALUE" in bad.output
+    zero = runner.invoke(main, base + ["--runner", "DirectRunner", "--num-workers", "0"])
+    assert zero.exit_code == 2 and "--num-workers must be >= 1" in zero.output
+    # a failed text makes the command exit non-zero with the count and the error
+    shutil.rmtree(tmp_path / "cache")
+    real = bl.label_batch
+    monkeypatch.setattr(bl, "label_batch", lambda t, texts, spec: (_ for _ in ()).throw(RuntimeError("boom"))
+                        if any("boston" in x for x in texts) else real(t, texts, spec))
+    failed = runner.invoke(main, base + ["--runner", "DirectRunner", "--num-workers", "1", "--pipeline-option",
+                                         IN_PROCESS[0]])
+    assert failed.exit_code == 2, failed.output
+    assert "texts failed in the teacher" in failed.output and "RuntimeError: boom" in failed.output
+
+
+def test_pipeline_flags_per_runner():
+    assert bl.pipeline_flags("DirectRunner", 3) == [
+        "--runner=DirectRunner", "--direct_num_workers=3", "--direct_running_mode=multi_processing"]
+    assert bl.pipeline_flags("DataflowRunner", 8, ["project=p", "--region=europe-west1"])[1:] == [
+        "--num_workers=8", "--project=p", "--region=europe-west1"]
+    assert bl.pipeline_flags("FlinkRunner", 4, {"flink_master": "localhost:8081"})[1:] == [
+        "--parallelism=4", "--flink_master=localhost:8081"]
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        bl.pipeline_flags("DirectRunner", 1, ["=x"])
+
+
+def test_text_sources_and_missing_beam(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="no file matches"):
+        bl.read_text_files(str(tmp_path / "none-*.txt"))
+    (tmp_path / "t.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        bl.read_text_files(str(tmp_path / "t.txt"))
+    monkeypatch.setattr(bl, "beam", None)
+    with pytest.raises(bl.BeamDependencyError, match=r'pip install -e "\.\[beam\]"'):
+        bl.require_beam()
