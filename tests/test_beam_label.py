@@ -184,7 +184,8 @@ def test_cli_runner_and_its_errors(teacher_dir, tmp_path, monkeypatch):
 
 def test_pipeline_flags_per_runner():
     assert bl.pipeline_flags("DirectRunner", 3) == [
-        "--runner=DirectRunner", "--direct_num_workers=3", "--direct_running_mode=multi_processing"]
+        "--runner=DirectRunner", "--direct_num_workers=3", "--direct_running_mode=multi_processing",
+        "--default_sdk_harness_log_level=ERROR"]
     assert bl.pipeline_flags("DataflowRunner", 8, ["project=p", "--region=europe-west1"])[1:] == [
         "--num_workers=8", "--project=p", "--region=europe-west1"]
     assert bl.pipeline_flags("FlinkRunner", 4, {"flink_master": "localhost:8081"})[1:] == [

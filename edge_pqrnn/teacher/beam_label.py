@@ -564,7 +564,9 @@ def pipeline_flags(runner: str = DEFAULT_RUNNER, num_workers: int = 2,
     flags = [f"--runner={runner}"]
     name = runner.rsplit(".", 1)[-1]
     if name == "DirectRunner":
-        flags += [f"--direct_num_workers={num_workers}", "--direct_running_mode=multi_processing"]
+        # The worker processes log at INFO by default: a screenful per worker start.
+        flags += [f"--direct_num_workers={num_workers}", "--direct_running_mode=multi_processing",
+                  "--default_sdk_harness_log_level=ERROR"]
     elif name == "DataflowRunner":
         flags += [f"--num_workers={num_workers}"]
     elif name == "FlinkRunner":
@@ -762,6 +764,79 @@ def _collect(cache: str, run_dir: str, runner: str, num_workers: int, seconds: f
     return result
 
 
+def benchmark_label(
+    data: str | Dataset,
+    teacher_dir: str | Path,
+    spec: ProjectionSpec,
+    *,
+    workers: Sequence[int] = (1, 2),
+    augment_config: AugmentConfig | None = None,
+    languages: list[str] | None = None,
+    limit: int | None = None,
+    pipeline_options: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Texts per second of the local path and of DirectRunner with each worker count, in
+    one run, each into a fresh cache (so every arm labels everything), on the same texts.
+
+    The local arm is ``label_dataset`` (teacher load included); a Beam arm is the whole
+    pipeline (worker start-up and one model load per worker included). Each Beam cache is
+    compared with the local one, part file by part file.
+
+    Args:
+        data: a dataset spec or a loaded dataset (its train split + augmented variants).
+        teacher_dir: a teacher directory.
+        spec: the projection spec.
+        workers: DirectRunner worker counts to time.
+        augment_config: augmentation (default :class:`AugmentConfig`).
+        languages: languages of a multilingual dataset.
+        limit: keep the first ``limit`` training examples.
+        pipeline_options: extra Beam options for every Beam arm.
+        log: where progress lines go.
+
+    Returns:
+        One dict per arm: ``path``, ``workers``, ``threads_per_worker``, ``texts``,
+        ``seconds``, ``texts_per_second``, ``identical_to_local`` (Beam arms), and for the
+        local arm ``label_seconds`` (without the teacher load).
+    """
+    from edge_pqrnn.distill import label_dataset
+
+    augment_config = augment_config or AugmentConfig()
+    _, dataset = load_examples(data, languages)
+    if dataset is None:
+        raise ConfigError("the benchmark takes a dataset (not text:GLOB)")
+    if limit is not None:
+        dataset = dataclasses.replace(dataset, train=list(dataset.train[:limit]))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="edge_pqrnn_label_bench_") as tmp:
+        local_cache = Path(tmp) / "local"
+        started = time.monotonic()
+        local = label_dataset(dataset, teacher_dir, spec, augment_config=augment_config, cache_dir=local_cache,
+                              progress=False, log=lambda _: None)
+        seconds = time.monotonic() - started
+        import torch
+
+        rows.append({"path": "local", "workers": 1, "threads_per_worker": torch.get_num_threads(),
+                     "texts": local.labels.labelled, "seconds": seconds,
+                     "texts_per_second": local.labels.labelled / seconds, "label_seconds": local.labels.seconds})
+        log(f"local: {local.labels.labelled} texts in {seconds:.1f} s ({rows[-1]['texts_per_second']:.1f} texts/s)")
+        reference = sorted(p.read_bytes() for p in local_cache.glob("part-*.parquet"))
+        for n in workers:
+            cache = Path(tmp) / f"beam-{n}"
+            threads = max(1, (os.cpu_count() or 1) // n)
+            result = beam_label(dataset, teacher_dir, spec, augment_config=augment_config, cache_dir=cache,
+                                num_workers=n, pipeline_options=pipeline_options, threads_per_worker=threads,
+                                log=lambda _: None)
+            result.raise_for_failures()
+            identical = sorted(p.read_bytes() for p in cache.glob("part-*.parquet")) == reference
+            rows.append({"path": "DirectRunner", "workers": n, "threads_per_worker": threads,
+                         "texts": result.labelled, "seconds": result.seconds,
+                         "texts_per_second": result.texts_per_second, "identical_to_local": identical})
+            log(f"DirectRunner x{n}: {result.labelled} texts in {result.seconds:.1f} s "
+                f"({result.texts_per_second:.1f} texts/s), cache identical to local: {identical}")
+    return rows
+
+
 __all__ = [
     "BEAM_HINT",
     "DEFAULT_RUNNER",
@@ -770,6 +845,7 @@ __all__ = [
     "LabelFailuresError",
     "PlannedBatch",
     "beam_label",
+    "benchmark_label",
     "cached_keys",
     "label_batch",
     "load_examples",
