@@ -22,7 +22,7 @@ from edge_pqrnn.augment import AugmentConfig, augment, slot_values  # noqa: E402
 from edge_pqrnn.cli import main  # noqa: E402
 from edge_pqrnn.data import load_dataset  # noqa: E402
 from edge_pqrnn.distill import label_dataset  # noqa: E402
-from edge_pqrnn.errors import ConfigError, DataError  # noqa: E402
+from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError  # noqa: E402
 from edge_pqrnn.projection import ProjectionSpec  # noqa: E402
 from edge_pqrnn.teacher import beam_label as bl  # noqa: E402
 from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
@@ -203,3 +203,14 @@ def test_text_sources_and_missing_beam(tmp_path, monkeypatch):
     monkeypatch.setattr(bl, "beam", None)
     with pytest.raises(bl.BeamDependencyError, match=r'pip install -e "\.\[beam\]"'):
         bl.require_beam()
+
+
+def test_a_worker_that_cannot_load_the_teacher_fails_the_run_loudly(teacher_dir, tmp_path):
+    broken = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(EdgePqrnnError, match=r"the Beam pipeline failed on DirectRunner.*run the same command "
+                       r"again to resume"):
+        bl.beam_label("fixture:atis", broken, ProjectionSpec(), augment_config=AugmentConfig(copies=0),
+                      cache_dir=tmp_path / "cache", num_workers=1, pipeline_options=IN_PROCESS, log=lambda _: None)
+    assert not list((tmp_path / "cache").glob("part-*"))

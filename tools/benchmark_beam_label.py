@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = benchmark_label(args.data, teacher, ProjectionSpec(), workers=[int(w) for w in args.workers.split(",")],
                            augment_config=AugmentConfig(copies=args.copies), limit=args.limit or None,
                            log=lambda line: print(line, file=sys.stderr))
-    print("| path | workers x torch threads | texts | seconds | texts/s | cache identical to local |")
-    print("|---|---|---|---|---|---|")
+    print("| path | workers x torch threads | texts | seconds | texts/s | cache identical to local | load avg before/after |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         same = {True: "yes (byte-identical parts)", False: "NO"}.get(r.get("identical_to_local"), "—")
         print(f"| {r['path']} | {r['workers']} x {r['threads_per_worker']} | {r['texts']} | {r['seconds']:.1f} | "
-              f"{r['texts_per_second']:.1f} | {same} |")
+              f"{r['texts_per_second']:.1f} | {same} | {r['load_average'][0]:.1f} / {r['load_average'][1]:.1f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0 if all(r.get("identical_to_local", True) for r in rows) else 1

@@ -46,6 +46,7 @@ import dataclasses
 import glob as globlib
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -70,6 +71,8 @@ from edge_pqrnn.teacher import TeacherDependencyError
 
 BEAM_HINT = 'pip install -e ".[beam]"  (apache-beam with protobuf>=6.31.1,<7, plus the teacher extra)'
 
+# Beam warns on import about optional GCP clients ("apitools not found"): noise here.
+logging.disable(logging.WARNING)
 try:
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
@@ -79,6 +82,8 @@ except ImportError as _exc:  # pragma: no cover - exercised by the error test vi
     _BEAM_IMPORT_ERROR: ImportError | None = _exc
 else:
     _BEAM_IMPORT_ERROR = None
+finally:
+    logging.disable(logging.NOTSET)
 
 #: The local runner, default of :func:`beam_label`.
 DEFAULT_RUNNER = "DirectRunner"
@@ -109,7 +114,7 @@ def require_beam() -> Any:
     if beam is None:
         raise BeamDependencyError(
             f"scale-out labelling (--runner) needs apache-beam, which is not installed "
-            f"({_BEAM_IMPORT_ERROR}); install the beam extra: {BEAM_HINT}"
+            f"({_BEAM_IMPORT_ERROR or 'No module named apache_beam'}); install the beam extra: {BEAM_HINT}"
         )
     return beam
 
@@ -392,8 +397,13 @@ if beam is not None:
 
             if self.threads:
                 torch.set_num_threads(self.threads)
-            self.teacher = load_teacher(_local_teacher(self.teacher_dir))
+            self._local = _local_teacher(self.teacher_dir)
+            self.teacher = load_teacher(self._local)
             self._spec = ProjectionSpec.from_dict(self.spec)
+
+        def teardown(self) -> None:
+            if getattr(self, "_local", self.teacher_dir) != self.teacher_dir:  # a copy of a remote teacher
+                shutil.rmtree(self._local, ignore_errors=True)
 
         def _rows(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
             return label_batch(self.teacher, texts, self._spec)
@@ -796,8 +806,10 @@ def benchmark_label(
 
     Returns:
         One dict per arm: ``path``, ``workers``, ``threads_per_worker``, ``texts``,
-        ``seconds``, ``texts_per_second``, ``identical_to_local`` (Beam arms), and for the
-        local arm ``label_seconds`` (without the teacher load).
+        ``seconds``, ``texts_per_second``, ``identical_to_local`` (Beam arms),
+        ``load_average`` (the machine's 1-minute load before and after the arm: other
+        processes skew a timing on a shared machine), and for the local arm
+        ``label_seconds`` (without the teacher load).
     """
     from edge_pqrnn.distill import label_dataset
 
@@ -810,6 +822,7 @@ def benchmark_label(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="edge_pqrnn_label_bench_") as tmp:
         local_cache = Path(tmp) / "local"
+        load_before = os.getloadavg()[0]
         started = time.monotonic()
         local = label_dataset(dataset, teacher_dir, spec, augment_config=augment_config, cache_dir=local_cache,
                               progress=False, log=lambda _: None)
@@ -818,12 +831,14 @@ def benchmark_label(
 
         rows.append({"path": "local", "workers": 1, "threads_per_worker": torch.get_num_threads(),
                      "texts": local.labels.labelled, "seconds": seconds,
-                     "texts_per_second": local.labels.labelled / seconds, "label_seconds": local.labels.seconds})
+                     "texts_per_second": local.labels.labelled / seconds, "label_seconds": local.labels.seconds,
+                     "load_average": [load_before, os.getloadavg()[0]]})
         log(f"local: {local.labels.labelled} texts in {seconds:.1f} s ({rows[-1]['texts_per_second']:.1f} texts/s)")
         reference = sorted(p.read_bytes() for p in local_cache.glob("part-*.parquet"))
         for n in workers:
             cache = Path(tmp) / f"beam-{n}"
             threads = max(1, (os.cpu_count() or 1) // n)
+            load_before = os.getloadavg()[0]
             result = beam_label(dataset, teacher_dir, spec, augment_config=augment_config, cache_dir=cache,
                                 num_workers=n, pipeline_options=pipeline_options, threads_per_worker=threads,
                                 log=lambda _: None)
@@ -831,7 +846,8 @@ def benchmark_label(
             identical = sorted(p.read_bytes() for p in cache.glob("part-*.parquet")) == reference
             rows.append({"path": "DirectRunner", "workers": n, "threads_per_worker": threads,
                          "texts": result.labelled, "seconds": result.seconds,
-                         "texts_per_second": result.texts_per_second, "identical_to_local": identical})
+                         "texts_per_second": result.texts_per_second, "identical_to_local": identical,
+                         "load_average": [load_before, os.getloadavg()[0]]})
             log(f"DirectRunner x{n}: {result.labelled} texts in {result.seconds:.1f} s "
                 f"({result.texts_per_second:.1f} texts/s), cache identical to local: {identical}")
     return rows
