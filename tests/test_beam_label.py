@@ -214,3 +214,10 @@ def test_a_worker_that_cannot_load_the_teacher_fails_the_run_loudly(teacher_dir,
         bl.beam_label("fixture:atis", broken, ProjectionSpec(), augment_config=AugmentConfig(copies=0),
                       cache_dir=tmp_path / "cache", num_workers=1, pipeline_options=IN_PROCESS, log=lambda _: None)
     assert not list((tmp_path / "cache").glob("part-*"))
+
+
+def test_a_csv_dataset_with_other_labels_is_refused_before_any_work(teacher_dir, tmp_path):
+    csv = Path(__file__).resolve().parent.parent / "edge_pqrnn" / "data" / "fixtures" / "intents.csv"
+    with pytest.raises(DataError, match=r"fine-tuned on labels that differ.*edge-pqrnn teacher finetune --data csv:"):
+        bl.beam_label(f"csv:{csv}", teacher_dir, ProjectionSpec(), cache_dir=tmp_path / "cache", log=lambda _: None)
+    assert not (tmp_path / "cache").exists()
