@@ -16,6 +16,7 @@ pytest.importorskip("pyarrow", reason='teacher extra not installed: pip install 
 pytest.importorskip("apache_beam", reason='beam extra not installed: pip install -e ".[beam]"')
 
 import pyarrow.parquet as pq  # noqa: E402
+from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from edge_pqrnn.augment import AugmentConfig, augment, slot_values  # noqa: E402
@@ -221,3 +222,60 @@ def test_a_csv_dataset_with_other_labels_is_refused_before_any_work(teacher_dir,
     with pytest.raises(DataError, match=r"fine-tuned on labels that differ.*edge-pqrnn teacher finetune --data csv:"):
         bl.beam_label(f"csv:{csv}", teacher_dir, ProjectionSpec(), cache_dir=tmp_path / "cache", log=lambda _: None)
     assert not (tmp_path / "cache").exists()
+
+
+class _PrefixFileSystem(LocalFileSystem):
+    """``beamtest://PATH`` -> the local PATH: a stand-in for gs:// or s3://, so the paths
+    that go through Beam's FileSystems (cache, dead letters, staged teacher) are tested."""
+
+    PREFIX = "beamtest://"
+
+    @classmethod
+    def scheme(cls) -> str:
+        return "beamtest"
+
+    def _local(self, path: str) -> str:
+        return path[len(self.PREFIX):] if path.startswith(self.PREFIX) else path
+
+    def join(self, basepath: str, *paths: str) -> str:
+        joined = super().join(self._local(basepath), *paths)
+        return self.PREFIX + joined if basepath.startswith(self.PREFIX) else joined  # match() lists locally
+
+    def create(self, path, *args, **kwargs):
+        return super().create(self._local(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+        return super().open(self._local(path), *args, **kwargs)
+
+    def rename(self, sources, destinations):
+        return super().rename([self._local(s) for s in sources], [self._local(d) for d in destinations])
+
+    def exists(self, path):
+        return super().exists(self._local(path))
+
+    def match(self, patterns, limits=None):
+        return super().match([self._local(p) for p in patterns], limits)
+
+
+def test_remote_paths_through_beam_filesystems(dataset, teacher_dir, tmp_path):
+    spec = ProjectionSpec()
+    config = AugmentConfig(copies=1)
+    local = label_dataset(dataset, teacher_dir, spec, augment_config=config, cache_dir=tmp_path / "local",
+                          progress=False, log=lambda _: None)
+    remote_teacher = f"beamtest://{tmp_path}/remote_teacher"
+    shutil.copytree(teacher_dir, tmp_path / "remote_teacher")
+    result = bl.beam_label(dataset, remote_teacher, spec, augment_config=config,
+                           cache_dir=f"beamtest://{tmp_path}/remote_cache", num_workers=1,
+                           pipeline_options=IN_PROCESS, log=lambda _: None)
+    result.raise_for_failures()
+    assert result.labelled == local.labels.labelled
+    assert part_bytes(tmp_path / "local") == part_bytes(tmp_path / "remote_cache")
+    assert bl.cached_keys(f"beamtest://{tmp_path}/remote_cache") == set(cache_rows(tmp_path / "local"))
+    assert not list((tmp_path / "remote_cache").rglob("*.json*"))  # the run's plan is removed after a clean run
+    # a local teacher is staged under a remote temp_location, once per fingerprint
+    staged = bl.stage_teacher(str(teacher_dir), "f" * 32, f"beamtest://{tmp_path}/tmp")
+    assert staged == f"beamtest://{tmp_path}/tmp/edge_pqrnn_teacher/{'f' * 32}"
+    for name in ("teacher.json", "model.safetensors", "metrics.json"):
+        assert (tmp_path / "tmp" / "edge_pqrnn_teacher" / ("f" * 32) / name).read_bytes() == \
+            (teacher_dir / name).read_bytes()
+    assert bl.stage_teacher(str(teacher_dir), "f" * 32, None) == str(teacher_dir)  # DirectRunner: as given

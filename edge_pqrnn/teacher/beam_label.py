@@ -764,7 +764,9 @@ def _collect(cache: str, run_dir: str, runner: str, num_workers: int, seconds: f
         augmented=plan["augmented"], other_locale=plan["other_locale"], unique=plan["unique"],
         from_cache=plan["from_cache"], labelled=len(plan["todo_keys"]) - len(failures), failures=failures,
         seconds=seconds, run_dir=run_dir if failures else None)
-    if not failures and not _is_remote(run_dir):
+    if not failures and _is_remote(run_dir):
+        FileSystems.delete([_join(run_dir, PLAN_FILE)])  # object stores have no directories to remove
+    elif not failures:
         shutil.rmtree(run_dir, ignore_errors=True)
         try:
             os.rmdir(Path(run_dir).parent)  # _beam/, when no other run keeps files there
