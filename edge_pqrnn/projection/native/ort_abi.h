@@ -75,7 +75,6 @@ typedef struct OrtApiBase {
 
 /* Slot indices in OrtApi (0-based). */
 #define ORT_SLOT_CreateStatus 0
-#define ORT_SLOT_GetErrorMessage 2
 #define ORT_SLOT_CreateCustomOpDomain 26
 #define ORT_SLOT_CustomOpDomain_Add 27
 #define ORT_SLOT_AddCustomOpDomain 28
@@ -95,7 +94,6 @@ typedef struct OrtApiBase {
 
 /* Function types of those slots (all return OrtStatus*, NULL on success, unless noted). */
 typedef OrtStatus*(ORT_ABI_CALL* OrtCreateStatusFn)(OrtErrorCode code, const char* msg);
-typedef const char*(ORT_ABI_CALL* OrtGetErrorMessageFn)(const OrtStatus* status);
 typedef OrtStatus*(ORT_ABI_CALL* OrtCreateCustomOpDomainFn)(const char* domain, OrtCustomOpDomain** out);
 typedef OrtStatus*(ORT_ABI_CALL* OrtCustomOpDomainAddFn)(OrtCustomOpDomain* domain, const OrtCustomOp* op);
 typedef OrtStatus*(ORT_ABI_CALL* OrtAddCustomOpDomainFn)(OrtSessionOptions* options, OrtCustomOpDomain* domain);
