@@ -7,8 +7,9 @@
  *   - OrtApi is a struct of function pointers that only ever grows at its end (each
  *     release appends; nothing is reordered or removed). We never dereference the
  *     struct as a C type: each function is read from its slot index (ORT_SLOT_*),
- *     counted from the start of the struct in the API-29 header, and every slot we use
- *     dates from API 1-8, so the indices hold for every API version from 8 on.
+ *     counted from the start of the struct in the API-29 header; all 17 slots hold the
+ *     same functions in the API-1 header (102 entries then), so the indices hold for
+ *     every API version.
  *   - OrtCustomOp: a version field, then callbacks that only grow at the end. onnxruntime
  *     reads a callback only when op->version is high enough for it (GetInputCharacteristic
  *     from 8, GetInputMemoryType from 13, CreateKernelV2/KernelComputeV2 from 16,
