@@ -160,27 +160,34 @@ def test_a_planned_key_missing_from_the_output_is_a_failure(tmp_path):
         result.raise_for_failures()
 
 
-def test_cli_runner_and_its_errors(teacher_dir, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_cli_runner_and_its_errors(teacher_dir, tmp_path):
     runner = CliRunner()
     base = ["teacher", "label", "--teacher", str(teacher_dir), "--data", "fixture:atis", "--augment-copies", "0",
             "--label-cache", str(tmp_path / "cache")]
     ok = runner.invoke(main, base + ["--runner", "DirectRunner", "--num-workers", "1", "--pipeline-option",
                                      IN_PROCESS[0]])
     assert ok.exit_code == 0, ok.output
-    assert "DirectRunner, 1 workers" in ok.output and "0 failed" in ok.output
+    assert "DirectRunner, 1 worker)" in ok.output and "0 failed" in ok.output
     bad = runner.invoke(main, base + ["--runner", "DirectRunner", "--pipeline-option", "direct_num_workers"])
     assert bad.exit_code == 2 and "--pipeline-option takes KEY=VALUE" in bad.output
     zero = runner.invoke(main, base + ["--runner", "DirectRunner", "--num-workers", "0"])
     assert zero.exit_code == 2 and "--num-workers must be >= 1" in zero.output
-    # a failed text makes the command exit non-zero with the count and the error
-    shutil.rmtree(tmp_path / "cache")
-    real = bl.label_batch
-    monkeypatch.setattr(bl, "label_batch", lambda t, texts, spec: (_ for _ in ()).throw(RuntimeError("boom"))
-                        if any("boston" in x for x in texts) else real(t, texts, spec))
-    failed = runner.invoke(main, base + ["--runner", "DirectRunner", "--num-workers", "1", "--pipeline-option",
-                                         IN_PROCESS[0]])
+    # a text the teacher really cannot run (more positions than its encoder has), in worker
+    # processes: reported from the dead letters, the command exits non-zero, the rest is labelled
+    long_teacher = tmp_path / "long_teacher"
+    shutil.copytree(teacher_dir, long_teacher)
+    info = json.loads((long_teacher / "teacher.json").read_text())
+    (long_teacher / "teacher.json").write_text(json.dumps(dict(info, max_length=4096)))  # tiny encoder: 130
+    long_text = " ".join(["flights from boston to denver"] * 40)
+    (tmp_path / "texts.txt").write_text(f"flights to boston\n{long_text}\nlist flights from dallas\n")
+    failed = runner.invoke(main, ["teacher", "label", "--teacher", str(long_teacher), "--data",
+                                  f"text:{tmp_path}/texts.txt", "--augment-copies", "0", "--label-cache",
+                                  str(tmp_path / "long_cache"), "--runner", "DirectRunner", "--num-workers", "2"])
     assert failed.exit_code == 2, failed.output
-    assert "texts failed in the teacher" in failed.output and "RuntimeError: boom" in failed.output
+    assert "1 of 3 texts failed in the teacher" in failed.output and "out of bounds" in failed.output
+    assert sorted(r["text"] for r in cache_rows(tmp_path / "long_cache").values()) == [
+        "flights to boston", "list flights from dallas"]
 
 
 def test_pipeline_flags_per_runner():

@@ -534,7 +534,8 @@ class BeamLabelResult:
 
     def summary(self) -> str:
         """One line for humans."""
-        return (f"teacher labels ({self.runner}, {self.num_workers} workers): {self.texts} texts "
+        workers = f"{self.num_workers} worker{'s' if self.num_workers != 1 else ''}"
+        return (f"teacher labels ({self.runner}, {workers}): {self.texts} texts "
                 f"({self.train} train + {self.augmented} augmented + {self.other_locale} other-locale), "
                 f"{self.labelled} labelled now in {self.seconds:.1f} s ({self.texts_per_second:.1f} texts/s), "
                 f"{self.from_cache} from the cache, {len(self.failures)} failed ({self.cache_dir})")
