@@ -286,3 +286,16 @@ def test_remote_paths_through_beam_filesystems(dataset, teacher_dir, tmp_path):
         assert (tmp_path / "tmp" / "edge_pqrnn_teacher" / ("f" * 32) / name).read_bytes() == \
             (teacher_dir / name).read_bytes()
     assert bl.stage_teacher(str(teacher_dir), "f" * 32, None) == str(teacher_dir)  # DirectRunner: as given
+
+
+def test_a_retried_chunk_replaces_its_part(tmp_path):
+    import numpy as np
+
+    write = bl._WritePart(str(tmp_path), "123")
+    rows = [(1, "b" * 32, "to boston", np.ones(3, np.float32), np.zeros((2, 4), np.float32)),
+            (0, "a" * 32, "hi", np.zeros(3, np.float32), np.ones((1, 4), np.float32))]
+    assert list(write.process((7, rows))) == [2]
+    assert list(write.process((7, rows[::-1]))) == [2]  # the runner retried the bundle
+    assert [p.name for p in tmp_path.iterdir()] == ["part-123-000007-aaaaaaaaaaaa.parquet"]  # no copy, no temp
+    table = pq.read_table(tmp_path / "part-123-000007-aaaaaaaaaaaa.parquet")
+    assert table.column("key").to_pylist() == ["a" * 32, "b" * 32] and table.column("num_rows").to_pylist() == [1, 2]

@@ -271,18 +271,22 @@ def cached_keys(cache_dir: str) -> set[str]:
     return keys
 
 
-def _write_part(cache_dir: str, keys: list[str], texts: list[str], intent: np.ndarray,
+def _write_part(cache_dir: str, name: str, keys: list[str], texts: list[str], intent: np.ndarray,
                 slot_rows: list[np.ndarray]) -> None:
-    """One part in the local path's format (label._write_part itself), atomically."""
+    """One part in the local path's format (``label._write_part`` itself), published
+    atomically under ``name``: a fixed name per (run, chunk), so a bundle the runner
+    retries replaces its part instead of adding a copy."""
     from edge_pqrnn.teacher import label
 
-    if not _is_remote(cache_dir):
-        label._write_part(Path(cache_dir), keys, texts, intent, slot_rows)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
+    local = not _is_remote(cache_dir)
+    # A local part is made inside the cache directory: same file system, so the rename is atomic.
+    with tempfile.TemporaryDirectory(prefix=".part-", dir=cache_dir if local else None) as tmp:
         label._write_part(Path(tmp), keys, texts, intent, slot_rows)
-        for part in Path(tmp).glob(label.PART_GLOB):
-            _write_bytes(_join(cache_dir, part.name), part.read_bytes())
+        [part] = Path(tmp).glob(label.PART_GLOB)
+        if local:
+            os.replace(part, Path(cache_dir) / name)
+        else:
+            _write_bytes(_join(cache_dir, name), part.read_bytes())
 
 
 def _local_teacher(teacher_dir: str, names: Sequence[str] = _TEACHER_FILES) -> str:
@@ -454,14 +458,15 @@ if beam is not None:
     class _WritePart(beam.DoFn):
         """One chunk's rows, in the chunk's order, as one Parquet part."""
 
-        def __init__(self, cache_dir: str):
-            self.cache_dir = cache_dir
+        def __init__(self, cache_dir: str, run_id: str):
+            self.cache_dir, self.run_id = cache_dir, run_id
             self.parts = Metrics.counter("edge_pqrnn", "parts_written")
 
         def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator[int]:
-            _, rows = element
+            chunk, rows = element
             rows = sorted(rows, key=lambda r: r[0])
-            _write_part(self.cache_dir, [r[1] for r in rows], [r[2] for r in rows],
+            name = f"part-{self.run_id}-{chunk:06d}-{rows[0][1][:12]}.parquet"
+            _write_part(self.cache_dir, name, [r[1] for r in rows], [r[2] for r in rows],
                         np.stack([r[3] for r in rows]), [r[4] for r in rows])
             self.parts.inc()
             yield len(rows)
@@ -710,7 +715,8 @@ def beam_label(
         threads_per_worker = max(1, (os.cpu_count() or 1) // num_workers)
     if not _is_remote(cache):
         Path(cache).mkdir(parents=True, exist_ok=True)
-    run_dir = _join(_join(cache, RUNS_DIR), f"run-{time.time_ns()}")
+    run_id = str(time.time_ns())
+    run_dir = _join(_join(cache, RUNS_DIR), f"run-{run_id}")
     if not _is_remote(run_dir):
         Path(run_dir).mkdir(parents=True)
     substitute = augment_config.copies > 0 and "substitute" in _operations(augment_config)[0]
@@ -732,7 +738,7 @@ def beam_label(
                 | "LabelBatch" >> beam.ParDo(_LabelBatch(worker_teacher, spec.to_dict(), threads_per_worker))
                 .with_outputs(_LabelBatch.FAILED, main="rows")
             )
-            _ = labelled.rows | "ByChunk" >> beam.GroupByKey() | "WritePart" >> beam.ParDo(_WritePart(cache))
+            _ = labelled.rows | "ByChunk" >> beam.GroupByKey() | "WritePart" >> beam.ParDo(_WritePart(cache, run_id))
             _ = (labelled[_LabelBatch.FAILED] | "AllFailures" >> beam.combiners.ToList()
                  | "WriteFailures" >> beam.Map(_write_failures, run_dir))
     except EdgePqrnnError:
