@@ -235,7 +235,8 @@ def eval_command(run_dir: str, data: str | None, split: str, as_json: bool) -> N
 @click.option("--no-validate", is_flag=True, help="Skip validation (not recommended).")
 @click.option("--keep-names", is_flag=True, help="Keep internal tensor names (bigger file).")
 @click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
-              help="tflite: one artifact that takes raw text; onnx: features in (docs/onnx.md).")
+              help="tflite or onnx: one file that takes raw text (the .onnx loads the op with "
+                   "onnxruntime's register_custom_ops_library; docs/onnx.md).")
 @click.option("--int8", is_flag=True, help="ONNX only: int8 QDQ (onnxruntime's quantizer) instead of float.")
 @click.option("--buckets", default="", metavar="T,T...",
               help="Length buckets: extra signatures at these T (below the model's), sharing its weights; "
@@ -264,13 +265,18 @@ def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibr
 @main.command("benchmark")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--repeats", default=200, show_default=True, help="Timed calls per variant and text.")
+@click.option("--onnx", "onnx_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Time this .onnx (default: float and int8 .onnx exported alongside).")
+@click.option("--no-teacher", is_flag=True, help="Skip the teacher rows even if the teacher extra is installed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
-def benchmark_command(run_dir: str, repeats: int, as_json: bool) -> None:
-    """Latency of the int8 vs float artifact (1 thread), with and without XNNPACK, as ratios
-    measured side by side in one run."""
+def benchmark_command(run_dir: str, repeats: int, onnx_path: str | None, no_teacher: bool, as_json: bool) -> None:
+    """Latency of the int8 artifact beside the float one (1 and N threads), without XNNPACK,
+    as ONNX, with length buckets and against the teacher, as ratios measured side by side in
+    one run; plus throughput, peak memory and the compute floor."""
     from edge_pqrnn.benchmark import benchmark_run
 
-    result = benchmark_run(run_dir, repeats=repeats, log=(lambda _: None) if as_json else click.echo)
+    result = benchmark_run(run_dir, repeats=repeats, onnx=onnx_path, teacher=False if no_teacher else None,
+                           log=(lambda _: None) if as_json else click.echo)
     if as_json:
         click.echo(json.dumps(result, indent=2))
 
