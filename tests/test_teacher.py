@@ -148,3 +148,16 @@ def test_cli_finetune_and_label(tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output
     missing = runner.invoke(main, ["teacher", "label", "--data", "fixture:atis"])
     assert missing.exit_code != 0 and "--teacher TEACHER_DIR is required" in missing.output
+
+
+def test_finetune_continues_from_a_teacher(teacher_dir, dataset, tmp_path):
+    before = load_teacher(teacher_dir)
+    result = finetune(dataset, tmp_path / "more", FinetuneConfig(**dict(TINY, epochs=1)), progress=False,
+                      init=teacher_dir)
+    assert "continued from" in result.metrics["source"]
+    after = load_teacher(tmp_path / "more")
+    # started from the saved weights (not a fresh init): one small epoch moves them only a little
+    w0 = before.model.intent_head.weight.detach()
+    w1 = after.model.intent_head.weight.detach()
+    fresh = load_teacher(teacher_dir).model.intent_head.weight.detach() * 0
+    assert float((w1 - w0).abs().mean()) < float((w0 - fresh).abs().mean())

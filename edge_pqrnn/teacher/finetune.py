@@ -171,6 +171,7 @@ def finetune(
     progress: bool = True,
     overwrite: bool = False,
     log: Callable[[str], None] = tqdm.write,
+    init: str | Path | None = None,
 ) -> FinetuneResult:
     """Fine-tune the teacher on ``dataset`` and write a finished teacher directory.
 
@@ -185,6 +186,8 @@ def finetune(
         progress: progress bars and one line per epoch.
         overwrite: replace a non-empty ``out_dir``.
         log: where epoch lines go.
+        init: continue from this teacher directory (same labels; ``config.encoder``
+            is then ignored): a second, shorter schedule after a budgeted first one.
 
     Returns:
         A :class:`FinetuneResult`.
@@ -209,7 +212,16 @@ def finetune(
     labels = _labels(dataset)
 
     load_start = time.monotonic()
-    if config.encoder == "e5":
+    previous = None
+    if init is not None:
+        from edge_pqrnn.teacher.model import load_teacher
+
+        previous = load_teacher(init)
+        if previous.labels != labels:
+            raise DataError(f"{init} was fine-tuned on other labels than {dataset.name!r}; start from e5 instead")
+        encoder, tokenizer = previous.model.encoder, previous.tokenizer
+        source = f"{previous.info.get('source')}; continued from {init}"
+    elif config.encoder == "e5":
         from edge_pqrnn.teacher.e5 import load_e5_encoder
 
         encoder, tokenizer = load_e5_encoder()
@@ -219,6 +231,8 @@ def finetune(
         source = "tiny random XLM-R encoder (tests only)"
     load_seconds = time.monotonic() - load_start
     model = JointTeacher(encoder, len(labels.intents), len(labels.tags), dropout=config.dropout)
+    if previous is not None:
+        model.load_state_dict(previous.model.state_dict())
     num_params = sum(p.numel() for p in model.parameters())
     if progress:
         log(f"teacher: {num_params:,} parameters ({source}); {len(dataset.train)} train / {len(dataset.dev)} dev")
