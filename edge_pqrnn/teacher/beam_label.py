@@ -806,7 +806,7 @@ def benchmark_label(
         data: a dataset spec or a loaded dataset (its train split + augmented variants).
         teacher_dir: a teacher directory.
         spec: the projection spec.
-        workers: DirectRunner worker counts to time.
+        workers: DirectRunner worker counts to time, in this order (repeats allowed).
         augment_config: augmentation (default :class:`AugmentConfig`).
         languages: languages of a multilingual dataset.
         limit: keep the first ``limit`` training examples.
@@ -844,8 +844,8 @@ def benchmark_label(
                      "load_average": [load_before, os.getloadavg()[0]]})
         log(f"local: {local.labels.labelled} texts in {seconds:.1f} s ({rows[-1]['texts_per_second']:.1f} texts/s)")
         reference = sorted(p.read_bytes() for p in local_cache.glob("part-*.parquet"))
-        for n in workers:
-            cache = Path(tmp) / f"beam-{n}"
+        for i, n in enumerate(workers):  # a count may repeat (ABBA order against drifting load)
+            cache = Path(tmp) / f"beam-{i}-{n}"
             threads = max(1, (os.cpu_count() or 1) // n)
             load_before = os.getloadavg()[0]
             result = beam_label(dataset, teacher_dir, spec, augment_config=augment_config, cache_dir=cache,
