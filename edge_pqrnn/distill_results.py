@@ -168,8 +168,10 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
             tc = k["train_config"]
             lines += [f"KD settings: kd_weight {tc.get('kd_weight')}, temperature {tc.get('kd_temperature')}, "
                       f"{d.get('train_texts')} gold texts + {d.get('augmented_texts')} augmented "
-                      f"(copies {d.get('augment', {}).get('copies')}) + {d.get('other_locale_texts', 0)} other-locale, "
-                      f"teacher labelling {_fmt(d.get('label_seconds'), 0)} s for {d.get('labelled_now')} texts.", ""]
+                      f"(copies {d.get('augment', {}).get('copies')}) + {d.get('other_locale_texts', 0)} other-locale; "
+                      + (f"teacher labelling {_fmt(d.get('label_seconds'), 0)} s for {d.get('labelled_now')} texts."
+                         if d.get("labelled_now") else "teacher labels all from the cache (`edge-pqrnn teacher label`)."),
+                      ""]
         if e.get("notes"):
             lines += [str(e["notes"]), ""]
     lines.append(SECTION_END)
