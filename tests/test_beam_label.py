@@ -299,3 +299,14 @@ def test_a_retried_chunk_replaces_its_part(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["part-123-000007-aaaaaaaaaaaa.parquet"]  # no copy, no temp
     table = pq.read_table(tmp_path / "part-123-000007-aaaaaaaaaaaa.parquet")
     assert table.column("key").to_pylist() == ["a" * 32, "b" * 32] and table.column("num_rows").to_pylist() == [1, 2]
+
+
+def test_benchmark_times_every_arm_on_the_same_texts(teacher_dir):
+    rows = bl.benchmark_label("fixture:atis", teacher_dir, ProjectionSpec(), workers=(1, 1), limit=10,
+                              augment_config=AugmentConfig(copies=1), pipeline_options=IN_PROCESS,
+                              log=lambda _: None)
+    assert [(r["path"], r["workers"]) for r in rows] == [("local", 1), ("DirectRunner", 1), ("DirectRunner", 1)]
+    assert len({r["texts"] for r in rows}) == 1 and rows[0]["texts"] >= 10  # each arm labelled everything
+    assert all(r["identical_to_local"] for r in rows[1:]) and all(r["texts_per_second"] > 0 for r in rows)
+    with pytest.raises(ConfigError, match="takes a dataset"):
+        bl.benchmark_label("text:/nonexistent-*.txt", teacher_dir, ProjectionSpec())

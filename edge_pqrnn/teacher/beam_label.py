@@ -823,9 +823,10 @@ def benchmark_label(
     from edge_pqrnn.distill import label_dataset
 
     augment_config = augment_config or AugmentConfig()
+    if isinstance(data, str) and data.startswith(TEXT_PREFIX):
+        raise ConfigError("the benchmark takes a dataset (atis, csv:PATH, ...), not text:GLOB")
     _, dataset = load_examples(data, languages)
-    if dataset is None:
-        raise ConfigError("the benchmark takes a dataset (not text:GLOB)")
+    assert dataset is not None  # a dataset spec or Dataset always gives one
     if limit is not None:
         dataset = dataclasses.replace(dataset, train=list(dataset.train[:limit]))
     rows: list[dict[str, Any]] = []
