@@ -42,22 +42,25 @@ def time_variants(variants: dict[str, Callable[[], Any]], repeats: int = 200, wa
             for name, v in samples.items()}
 
 
-def invoker(artifact: bytes, text: str | Sequence[str], xnnpack: bool = True, threads: int = 1) -> Callable[[], Any]:
-    """A no-argument callable running ``artifact`` (ai_edge_litert) on one text or a batch.
+def invoker(artifact: bytes, text: str | Sequence[str], xnnpack: bool = True, threads: int = 1,
+            signature: str = "serving_default") -> Callable[[], Any]:
+    """A no-argument callable running ``artifact`` (ai_edge_litert) on one text or a batch,
+    allocated once as an app would (:func:`edge_pqrnn.runtimes.fixed_batch_runner`).
 
     Args:
         artifact: .tflite bytes.
         text: one utterance (batch 1) or a list (one call on the whole batch).
         xnnpack: keep XNNPACK (False: plain builtin kernels).
         threads: interpreter threads.
+        signature: the signature to run (a length bucket's ``tokens_T``).
     """
-    from edge_pqrnn.runtimes import interpreter
+    from edge_pqrnn.runtimes import fixed_batch_runner, interpreter
 
     interp = interpreter(artifact, "litert", num_threads=threads, xnnpack=xnnpack)
-    runner = interp.get_signature_runner("serving_default")
     texts = [text] if isinstance(text, str) else list(text)
     batch = np.array([t.encode() for t in texts], dtype=object)
-    return lambda: runner(text=batch)
+    run = fixed_batch_runner(interp, len(texts), signature)
+    return lambda: run(batch)
 
 
 def onnx_invoker(model: bytes, text: str | Sequence[str], threads: int = 1) -> Callable[[], Any]:
@@ -291,7 +294,6 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     from edge_pqrnn.export import bucket_bodies_of, build_metadata
     from edge_pqrnn.projection import project
     from edge_pqrnn.quant.ptq import convert, representative_texts
-    from edge_pqrnn.runtimes import interpreter
 
     buckets = tuple(buckets or default_buckets(run.spec.max_tokens))
     if not buckets:
@@ -306,15 +308,11 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     pool = [ex.text for ex in (dataset.test or dataset.train)]
     sample = [pool[i] for i in np.linspace(0, len(pool) - 1, min(texts, len(pool))).astype(int)]
     counts = project(sample, run.spec).num_tokens
-    plain_runner = interpreter(plain).get_signature_runner(SIGNATURE)
-    bucket_interp = interpreter(bucketed)
     chosen = [next((bucket_signature(t) for t in sorted(buckets) if n < t), SIGNATURE) for n in counts]
-    runners = {key: bucket_interp.get_signature_runner(key) for key in set(chosen)}
     variants = {}
     for i, (text, key) in enumerate(zip(sample, chosen)):
-        batch = np.array([text.encode()], dtype=object)
-        variants[f"int8|{i}"] = lambda b=batch: plain_runner(text=b)
-        variants[f"int8-buckets|{i}"] = lambda b=batch, r=runners[key]: r(text=b)
+        variants[f"int8|{i}"] = invoker(plain, text)
+        variants[f"int8-buckets|{i}"] = invoker(bucketed, text, signature=key)
     timed = time_variants(variants, repeats=repeats, warmup=5)
     p50 = {name: statistics.mean(timed[f"{name}|{i}"]["p50_ms"] for i in range(len(sample)))
            for name in ("int8", "int8-buckets")}

@@ -67,6 +67,27 @@ def run_signature(interp, texts: Sequence[str | bytes], signature: str = "servin
     return {name: np.array(value) for name, value in runner(text=batch).items()}
 
 
+def fixed_batch_runner(interp, batch_size: int, signature: str = "serving_default"):
+    """A callable ``run(texts) -> outputs`` for batches of exactly ``batch_size`` texts,
+    as an app calls a model: inputs resized and tensors allocated once, then set, invoke,
+    get per call. (The Python SignatureRunner resizes and re-allocates on every call,
+    which costs more than the int8 model itself: 0.7 ms of 1.2 ms on the default ATIS
+    artifact here.)"""
+    runner = interp.get_signature_runner(signature)
+    wrapper, subgraph = runner._interpreter_wrapper, runner._subgraph_index
+    text_index = runner._inputs["text"]
+    outputs = list(runner._outputs)
+    wrapper.ResizeInputTensor(text_index, np.array([batch_size], np.int32), False, subgraph)
+    wrapper.AllocateTensors(subgraph)
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        wrapper.SetTensor(text_index, batch, subgraph)
+        wrapper.Invoke(subgraph)
+        return {name: wrapper.GetTensor(index, subgraph) for name, index in outputs}
+
+    return run
+
+
 def run_in_subprocess(python: str, runtime_module: str, model_path: str, texts: Sequence[str | bytes],
                       library: str | None = None, env: dict | None = None, timeout: float = 600,
                       command_prefix: Sequence[str] = (), xnnpack: bool = True) -> dict[str, np.ndarray]:
