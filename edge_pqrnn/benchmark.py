@@ -319,7 +319,7 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     return {"buckets": list(buckets), "texts": len(sample), "p50_ms": p50,
             "speedup": p50["int8"] / p50["int8-buckets"],
             "texts_per_signature": {k: chosen.count(k) for k in sorted(set(chosen))},
-            "bytes": len(bucketed), "extra_bytes": len(bucketed) - len(plain)}
+            "bytes": len(bucketed), "extra_bytes": len(bucketed) - len(plain), "artifact": bucketed}
 
 
 def teacher_available() -> bool:
@@ -394,18 +394,31 @@ def teacher_invokers(texts: Sequence[str], encoder: Any = None, tokenizer: Any =
 
 
 def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int,
-                       log: Callable[[str], None] = print, encoder: Any = None, tokenizer: Any = None) -> dict[str, Any]:
-    """The int8 artifact vs the teacher (torch fp32, onnxruntime int8), interleaved in one loop."""
+                       log: Callable[[str], None] = print, encoder: Any = None, tokenizer: Any = None,
+                       bucketed: tuple[bytes, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The int8 artifact vs the teacher (torch fp32, onnxruntime int8), interleaved in one loop.
+
+    ``bucketed``: an int8 artifact with length buckets and the signature each text runs
+    in; timed too (``int8-buckets``), since the teacher also runs only the tokens a text has.
+    """
     variants, info = teacher_invokers(texts, encoder, tokenizer, log)
     variants.update({f"int8|{t}": invoker(int8_artifact, t) for t in texts})
+    names = ["teacher-torch-fp32", "teacher-ort-int8", "int8"]
+    if bucketed is not None:
+        artifact, signatures = bucketed
+        variants.update({f"int8-buckets|{t}": invoker(artifact, t, signature=k) for t, k in zip(texts, signatures)})
+        names.append("int8-buckets")
     log(f"timing the teacher beside the int8 artifact ({repeats} interleaved calls each)...")
     timed = time_variants(variants, repeats=repeats, warmup=3)
-    p50 = {name: statistics.mean(timed[f"{name}|{t}"]["p50_ms"] for t in texts)
-           for name in ("teacher-torch-fp32", "teacher-ort-int8", "int8")}
-    return {**{k: v for k, v in info.items() if k != "tokens"}, "subword_tokens": list(info["tokens"].values()),
-            "p50_ms": p50, "torch_fp32_over_int8": p50["teacher-torch-fp32"] / p50["int8"],
-            "ort_int8_over_int8": p50["teacher-ort-int8"] / p50["int8"],
-            "fp32_bytes_over_int8_bytes": info["fp32_bytes"] / len(int8_artifact)}
+    p50 = {name: statistics.mean(timed[f"{name}|{t}"]["p50_ms"] for t in texts) for name in names}
+    result = {**{k: v for k, v in info.items() if k != "tokens"}, "subword_tokens": list(info["tokens"].values()),
+              "p50_ms": p50, "torch_fp32_over_int8": p50["teacher-torch-fp32"] / p50["int8"],
+              "ort_int8_over_int8": p50["teacher-ort-int8"] / p50["int8"],
+              "fp32_bytes_over_int8_bytes": info["fp32_bytes"] / len(int8_artifact)}
+    if bucketed is not None:
+        result["torch_fp32_over_int8_buckets"] = p50["teacher-torch-fp32"] / p50["int8-buckets"]
+        result["ort_int8_over_int8_buckets"] = p50["teacher-ort-int8"] / p50["int8-buckets"]
+    return result
 
 
 def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
@@ -520,6 +533,7 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
     result["buckets"] = bucket_gain(run, dataset, calibration_texts=[ex.text for ex in dataset.train],
                                     repeats=max(10, repeats // 4), log=log) if buckets else "skipped (buckets=False)"
+    bucketed_artifact = result["buckets"].pop("artifact", None) if isinstance(result["buckets"], dict) else None
 
     # Compute floor: MACs at T (the graph runs every step) vs the core's int8 peak.
     macs = macs_per_utterance(run.config.to_dict())
@@ -540,7 +554,17 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         result["teacher"] = ("skipped: the teacher extra is not installed (pip install -e \".[teacher]\" "
                              "onnxruntime)")
     else:
-        result["teacher"] = teacher_comparison(artifacts["int8"], texts, max(10, repeats // 10), log)
+        bucketed = None
+        if isinstance(bucketed_artifact, bytes):
+            from edge_pqrnn.converters.tflite_fuse import SIGNATURE, bucket_signature
+            from edge_pqrnn.projection import project
+
+            sizes = sorted(result["buckets"]["buckets"])
+            counts = project(list(texts), run.spec).num_tokens
+            bucketed = (bucketed_artifact, [next((bucket_signature(t) for t in sizes if n < t), SIGNATURE)
+                                            for n in counts])
+        result["teacher"] = teacher_comparison(artifacts["int8"], texts, max(10, repeats // 10), log,
+                                               bucketed=bucketed)
 
     for name, row in v.items():
         log(f"{name:<16} p50 {row['p50_ms']:7.3f} ms  p95 {row['p95_ms']:7.3f} ms  {row['bytes']:>10,} bytes")
@@ -574,6 +598,9 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
             f"{t['p50_ms']['teacher-ort-int8']:.2f} ms; int8 .tflite {t['p50_ms']['int8']:.3f} ms = "
             f"{t['torch_fp32_over_int8']:.0f}x / {t['ort_int8_over_int8']:.0f}x faster; "
             f"{t['fp32_bytes_over_int8_bytes']:.0f}x smaller than the fp32 teacher")
+        if "int8-buckets" in t["p50_ms"]:
+            log(f"  with length buckets: int8 {t['p50_ms']['int8-buckets']:.3f} ms = "
+                f"{t['torch_fp32_over_int8_buckets']:.0f}x / {t['ort_int8_over_int8_buckets']:.0f}x faster")
     else:
         log(f"teacher: {t}")
     log(f"onnx: {result['onnx']}")

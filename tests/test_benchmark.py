@@ -54,8 +54,10 @@ def test_teacher_comparison_times_torch_and_onnxruntime_beside_the_artifact(buil
     texts = ["flights from boston to denver", "cheapest fare to dallas on monday"]
     encoder, tokenizer = tiny_encoder([ex.text for ex in built.dataset.train])
     result = teacher_comparison(built.artifact, texts, repeats=3, log=lambda _: None, encoder=encoder,
-                                tokenizer=tokenizer)
-    assert set(result["p50_ms"]) == {"teacher-torch-fp32", "teacher-ort-int8", "int8"}
+                                tokenizer=tokenizer, bucketed=(built.artifact, ["serving_default"] * 2))
+    assert set(result["p50_ms"]) == {"teacher-torch-fp32", "teacher-ort-int8", "int8", "int8-buckets"}
+    assert result["torch_fp32_over_int8_buckets"] == pytest.approx(
+        result["p50_ms"]["teacher-torch-fp32"] / result["p50_ms"]["int8-buckets"])
     assert all(v > 0 for v in result["p50_ms"].values())
     assert result["params"] == sum(p.numel() for p in encoder.parameters())
     assert result["fp32_bytes_over_int8_bytes"] == pytest.approx(result["params"] * 4 / len(built.artifact))
