@@ -80,7 +80,9 @@ def fixed_batch_runner(interp, batch_size: int, signature: str = "serving_defaul
     wrapper.ResizeInputTensor(text_index, np.array([batch_size], np.int32), False, subgraph)
     wrapper.AllocateTensors(subgraph)
 
-    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(batch: np.ndarray, _keep=interp) -> dict[str, np.ndarray]:
+        # _keep: the Interpreter owns the op delegate; if it were collected while the
+        # wrapper lives on, the delegate would be freed under the running graph.
         wrapper.SetTensor(text_index, batch, subgraph)
         wrapper.Invoke(subgraph)
         return {name: wrapper.GetTensor(index, subgraph) for name, index in outputs}

@@ -62,3 +62,25 @@ def test_teacher_comparison_times_torch_and_onnxruntime_beside_the_artifact(buil
     assert result["params"] == sum(p.numel() for p in encoder.parameters())
     assert result["fp32_bytes_over_int8_bytes"] == pytest.approx(result["params"] * 4 / len(built.artifact))
     assert result["ort_int8_bytes"] > 0 and len(result["subword_tokens"]) == 2
+
+
+def test_fixed_batch_runner_keeps_its_interpreter_and_matches_the_signature_runner(built):
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from edge_pqrnn.runtimes import fixed_batch_runner, interpreter, run_signature
+
+    interp = interpreter(built.artifact)
+    alive = weakref.ref(interp)
+    run = fixed_batch_runner(interp, 2)
+    del interp
+    gc.collect()
+    # The Interpreter owns the op delegate: collecting it under a live runner crashed.
+    assert alive() is not None
+    texts = ["flights from boston to denver", ""]
+    out = run(np.array([t.encode() for t in texts], dtype=object))
+    ref = run_signature(interpreter(built.artifact), texts)
+    for key, value in ref.items():
+        np.testing.assert_array_equal(out[key], value)
