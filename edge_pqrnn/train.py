@@ -510,15 +510,21 @@ def _fit(
     return TrainResult(run_dir, model, config, labels, metrics, history)
 
 
-def _make_train_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelConfig, tc: TrainConfig) -> Any:
-    """A compiled step: intent CE + weight * slot CE averaged over real (mask=1) tokens."""
-    smoothing = tc.label_smoothing
+def _cross_entropy(smoothing: float) -> Any:
+    """Per-example softmax cross-entropy against (label-smoothed) integer targets."""
 
     def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         onehot = tf.one_hot(targets, tf.shape(logits)[-1])
         if smoothing:
             onehot = onehot * (1.0 - smoothing) + smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)
         return tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+
+    return cross_entropy
+
+
+def _make_train_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelConfig, tc: TrainConfig) -> Any:
+    """A compiled step: intent CE + weight * slot CE averaged over real (mask=1) tokens."""
+    cross_entropy = _cross_entropy(tc.label_smoothing)
 
     @tf.function(reduce_retracing=True)
     def step(inputs: dict[str, tf.Tensor], intents: tf.Tensor, tags: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -542,13 +548,7 @@ def _make_kd_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelC
     * gold cross-entropy, for intents and per real token for slots; texts with gold
     weight 0 (augmented) contribute the KL term only."""
     alpha, temperature = tc.kd_weight, tc.kd_temperature
-    smoothing = tc.label_smoothing
-
-    def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-        onehot = tf.one_hot(targets, tf.shape(logits)[-1])
-        if smoothing:
-            onehot = onehot * (1.0 - smoothing) + smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)
-        return tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
+    cross_entropy = _cross_entropy(tc.label_smoothing)
 
     def kl(teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
         p = tf.nn.softmax(teacher / temperature)
