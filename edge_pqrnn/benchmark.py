@@ -284,13 +284,16 @@ def default_buckets(max_tokens: int) -> tuple[int, ...]:
 
 
 def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts: int = 24, repeats: int = 50,
-                buckets: Sequence[int] | None = None, log: Callable[[str], None] = print) -> dict[str, Any] | str:
+                buckets: Sequence[int] | None = None, log: Callable[[str], None] = print,
+                int8_body: bytes | None = None) -> dict[str, Any] | str:
     """int8 latency at the full T vs with length buckets, on test texts, side by side.
 
     Each text is timed in the signature an app would pick for it (the smallest bucket its
     token count stays below), against the full-T signature of the plain int8 artifact.
+    ``int8_body``: the run's full-T int8 body if already converted (else converted here
+    from ``calibration_texts``).
     """
-    from edge_pqrnn.converters.tflite_fuse import SIGNATURE, bucket_signature, fuse
+    from edge_pqrnn.converters.tflite_fuse import fuse, signature_for
     from edge_pqrnn.export import bucket_bodies_of, build_metadata
     from edge_pqrnn.projection import project
     from edge_pqrnn.quant.ptq import convert, representative_texts
@@ -299,8 +302,10 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     if not buckets:
         return f"skipped: T={run.spec.max_tokens} is too small for buckets"
     log(f"building an int8 artifact with length buckets {list(buckets)}...")
-    calibration = representative_texts(list(calibration_texts), run.spec, samples=200)
-    body = convert(run.model, run.spec, calibration, scheme="int8", batch_size=None).model
+    body = int8_body
+    if body is None:
+        calibration = representative_texts(list(calibration_texts), run.spec, samples=200)
+        body = convert(run.model, run.spec, calibration, scheme="int8", batch_size=None).model
     metadata = build_metadata(run, dataset.name, "int8")
     plain = fuse(body, run.spec, metadata)
     bucketed = fuse(body, run.spec, metadata,
@@ -308,7 +313,7 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     pool = [ex.text for ex in (dataset.test or dataset.train)]
     sample = [pool[i] for i in np.linspace(0, len(pool) - 1, min(texts, len(pool))).astype(int)]
     counts = project(sample, run.spec).num_tokens
-    chosen = [next((bucket_signature(t) for t in sorted(buckets) if n < t), SIGNATURE) for n in counts]
+    chosen = [signature_for(n, buckets) for n in counts]
     variants = {}
     for i, (text, key) in enumerate(zip(sample, chosen)):
         variants[f"int8|{i}"] = invoker(plain, text)
@@ -469,10 +474,10 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         given_onnx = check_onnx(onnx)  # a bad path fails now, before any conversion
     run, dataset_name, dataset = load_run_and_dataset(run_dir)
     calibration = representative_texts([ex.text for ex in dataset.train], run.spec, samples=200)
-    artifacts = {}
+    artifacts, bodies = {}, {}
     for scheme in ("int8", "float"):
-        body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None)
-        artifacts[scheme] = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme))
+        bodies[scheme] = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None).model
+        artifacts[scheme] = fuse(bodies[scheme], run.spec, build_metadata(run, dataset_name, scheme))
     if given_onnx is not None:
         artifacts[f"onnx-{given_onnx.metadata['scheme']}"] = given_onnx.data
         onnx_note = str(onnx)
@@ -532,7 +537,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
                            for scheme in ("int8", "float")}
 
     result["buckets"] = bucket_gain(run, dataset, calibration_texts=[ex.text for ex in dataset.train],
-                                    repeats=max(10, repeats // 4), log=log) if buckets else "skipped (buckets=False)"
+                                    repeats=max(10, repeats // 4), log=log, int8_body=bodies["int8"]
+                                    ) if buckets else "skipped (buckets=False)"
     bucketed_artifact = result["buckets"].pop("artifact", None) if isinstance(result["buckets"], dict) else None
 
     # Compute floor: MACs at T (the graph runs every step) vs the core's int8 peak.
@@ -556,13 +562,11 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     else:
         bucketed = None
         if isinstance(bucketed_artifact, bytes):
-            from edge_pqrnn.converters.tflite_fuse import SIGNATURE, bucket_signature
+            from edge_pqrnn.converters.tflite_fuse import signature_for
             from edge_pqrnn.projection import project
 
-            sizes = sorted(result["buckets"]["buckets"])
             counts = project(list(texts), run.spec).num_tokens
-            bucketed = (bucketed_artifact, [next((bucket_signature(t) for t in sizes if n < t), SIGNATURE)
-                                            for n in counts])
+            bucketed = (bucketed_artifact, [signature_for(n, result["buckets"]["buckets"]) for n in counts])
         result["teacher"] = teacher_comparison(artifacts["int8"], texts, max(10, repeats // 10), log,
                                                bucketed=bucketed)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flatbuffers
@@ -144,6 +144,12 @@ def prepend_projection(model, spec: ProjectionSpec) -> None:
 def bucket_signature(max_tokens: int) -> str:
     """The signature key of the length bucket with T = ``max_tokens``."""
     return f"tokens_{max_tokens}"
+
+
+def signature_for(num_tokens: int, buckets: Sequence[int]) -> str:
+    """The signature a text of ``num_tokens`` rows runs in: the smallest bucket whose T it
+    stays below (filling it may mean truncation), else the full-T ``serving_default``."""
+    return next((bucket_signature(t) for t in sorted(buckets) if num_tokens < t), SIGNATURE)
 
 
 def write_signature(model, key: str = SIGNATURE) -> None:
@@ -360,4 +366,4 @@ def read_metadata(artifact: bytes) -> dict[str, Any]:
     return data
 
 
-__all__ = ["METADATA_NAME", "OUTPUT_NAMES", "bucket_signature", "fuse", "read_metadata"]
+__all__ = ["METADATA_NAME", "OUTPUT_NAMES", "bucket_signature", "fuse", "read_metadata", "signature_for"]
