@@ -478,5 +478,42 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: str, stud
     click.echo(f"wrote {paths[0]} and {paths[1]}")
 
 
+@teacher_group.command("ablate")
+@click.option("--data", default="atis", show_default=True, help="Dataset (as for train).")
+@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The fine-tuned teacher directory.")
+@click.option("--runs", "runs_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory of the student runs (finished ones are reused: the sweep resumes).")
+@click.option("--axis", "axes", multiple=True, type=click.Choice(["augmentation", "temperature", "kd_weight",
+                                                                 "student_size"]),
+              help="Axes to sweep (repeatable; default: all four).")
+@click.option("--epochs", default=6, show_default=True, type=click.IntRange(min=1),
+              help="Epochs of every student (no early stopping, equal cost per point).")
+@click.option("--augment-copies", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Centre: augmented variants per training text.")
+@click.option("--kd-temperature", default=2.0, show_default=True, type=float, help="Centre: KL temperature.")
+@click.option("--kd-weight", default=0.5, show_default=True, type=float, help="Centre: weight of the KL term.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
+              help="Where results.json / results.md and the plot go (other entries and sections are kept).")
+@click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
+def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tuple[str, ...], epochs: int,
+                           augment_copies: int, kd_temperature: float, kd_weight: float, seed: int, docs_dir: str,
+                           notes: str | None) -> None:
+    """Sweep augmentation, temperature, KL/CE weight and student size around a centre
+    configuration (3 points each); write the table, docs/results.json entry and a plot."""
+    from edge_pqrnn.ablation import Point, ablate, write_ablations
+
+    centre = Point(augment_copies=augment_copies, kd_temperature=kd_temperature, kd_weight=kd_weight)
+    entry = ablate(data, teacher_dir, runs_dir, axes=axes or ("augmentation", "temperature", "kd_weight",
+                                                               "student_size"),
+                   centre=centre, epochs=epochs, seed=seed, log=click.echo)
+    for axis, rows in entry["axes"].items():
+        values = ", ".join(f"{r['intent_accuracy']:.4f}/{(r['slot_f1'] or 0):.4f}" for r in rows)
+        click.echo(f"{axis}: {values}  (intent acc / slot F1)")
+    paths = write_ablations(entry, docs_dir, notes=notes)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

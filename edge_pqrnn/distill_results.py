@@ -178,9 +178,11 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(entry: dict[str, Any], docs_dir: str | Path = "docs", notes: str | None = None) -> tuple[Path, Path]:
-    """Merge ``entry`` into ``docs/results.json`` and rewrite the marked section of
-    ``docs/results.md`` (appended if absent), keeping everything else; atomic writes.
+def merge_results(docs_dir: str | Path, dataset: str, key: str, entry: dict[str, Any],
+                  section: Callable[[dict[str, dict[str, Any]]], str], begin: str, end: str) -> tuple[Path, Path]:
+    """Set ``results[dataset][key] = entry`` in ``docs/results.json`` and rewrite the
+    section between ``begin`` and ``end`` of ``docs/results.md`` (appended if absent) from
+    every dataset's ``key`` entry; everything else is kept; atomic writes.
 
     Returns:
         The two paths.
@@ -188,22 +190,32 @@ def write_results(entry: dict[str, Any], docs_dir: str | Path = "docs", notes: s
     docs_dir = Path(docs_dir)
     json_path, md_path = docs_dir / "results.json", docs_dir / "results.md"
     results = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else {}
-    name = entry["dataset"]
-    if notes:
-        entry = dict(entry, notes=notes)
-    results.setdefault(name, {})["distillation"] = entry
+    results.setdefault(dataset, {})[key] = entry
     atomic_write_bytes(json_path, (json.dumps(results, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-    entries = {k: v["distillation"] for k, v in results.items() if isinstance(v, dict) and "distillation" in v}
-    section = markdown_section(entries)
+    entries = {k: v[key] for k, v in results.items() if isinstance(v, dict) and key in v}
     text = md_path.read_text(encoding="utf-8") if md_path.is_file() else "# Results\n"
-    if SECTION_BEGIN in text and SECTION_END in text:
-        head, rest = text.split(SECTION_BEGIN, 1)
-        _, tail = rest.split(SECTION_END, 1)
-        text = head + section.rstrip("\n") + tail
+    new_section = section(entries)
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + new_section.rstrip("\n") + tail
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + new_section
     atomic_write_bytes(md_path, text.encode("utf-8"))
     return json_path, md_path
 
 
-__all__ = ["distill_results", "markdown_section", "write_results"]
+def write_results(entry: dict[str, Any], docs_dir: str | Path = "docs", notes: str | None = None) -> tuple[Path, Path]:
+    """Merge ``entry`` into ``docs/results.json`` (key ``<dataset>.distillation``) and
+    rewrite the marked section of ``docs/results.md``, keeping everything else.
+
+    Returns:
+        The two paths.
+    """
+    if notes:
+        entry = dict(entry, notes=notes)
+    return merge_results(docs_dir, entry["dataset"], "distillation", entry, markdown_section,
+                         SECTION_BEGIN, SECTION_END)
+
+
+__all__ = ["distill_results", "markdown_section", "merge_results", "write_results"]

@@ -149,3 +149,41 @@ def test_write_results_keeps_other_content_and_replaces_its_section(tmp_path):
     assert md.startswith("# Results\n\nstudent table here\n") and md.count(SECTION_BEGIN) == 1
     assert "dequantised 4-bit weights" in md and "**374x**" in md
     assert "| student_kd (teacher + gold), int8 | 0.9500 | 0.9300 |" in md
+
+
+def test_ablation_sweep_resumes_and_writes_table_json_and_plot(tmp_path):
+    pytest.importorskip("torch", reason='teacher extra not installed: pip install -e ".[teacher]"')
+    pytest.importorskip("matplotlib", reason='report extra not installed: pip install -e ".[report]"')
+    from click.testing import CliRunner
+
+    from edge_pqrnn.ablation import SECTION_BEGIN, Point, ablate, sweep_points
+    from edge_pqrnn.cli import main
+
+    with pytest.raises(ConfigError, match="unknown ablation axis depth; choose from augmentation"):
+        sweep_points(Point(), ["depth"])
+    points = sweep_points(Point(), ["temperature", "student_size"])
+    assert [p.kd_temperature for p in points["temperature"]] == [1.0, 2.0, 4.0]
+    assert Point() in points["student_size"]  # the centre is a point of every axis
+
+    runner = CliRunner()
+    teacher = tmp_path / "teacher"
+    result = runner.invoke(main, ["teacher", "finetune", "--data", "fixture:atis", "--out", str(teacher),
+                                  "--encoder", "tiny", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "results.md").write_text("# Results\n\nkept\n")
+    args = ["teacher", "ablate", "--data", "fixture:atis", "--teacher", str(teacher), "--runs",
+            str(tmp_path / "runs"), "--axis", "kd_weight", "--epochs", "1", "--docs", str(docs)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "kd_weight: " in result.output and result.output.count("training (1 epochs)") == 3
+    entry = json.loads((docs / "results.json").read_text())["fixture:atis"]["ablations"]
+    assert [r["kd_weight"] for r in entry["axes"]["kd_weight"]] == [0.2, 0.5, 0.8]
+    assert all(0.0 <= r["intent_accuracy"] <= 1.0 for r in entry["axes"]["kd_weight"])
+    assert (docs / entry["plot"]).stat().st_size > 1000
+    md = (docs / "results.md").read_text()
+    assert md.startswith("# Results\n\nkept\n") and md.count(SECTION_BEGIN) == 1 and "| kd_weight | 0.8 |" in md
+    # finished runs are reused: a second sweep trains nothing
+    again = ablate("fixture:atis", teacher, tmp_path / "runs", axes=["kd_weight"], epochs=1, log=lambda _: None)
+    assert again["axes"] == entry["axes"]
