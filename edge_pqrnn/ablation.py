@@ -46,11 +46,13 @@ class Point:
     kd_temperature: float = 2.0
     kd_weight: float = 0.5
     size: str = "L"
+    kd_slot_weight: float | None = None  # None: kd_weight (see TrainConfig)
 
     @property
     def name(self) -> str:
         """The run directory's name."""
-        return f"aug{self.augment_copies}_t{self.kd_temperature:g}_w{self.kd_weight:g}_{self.size}"
+        slot = "" if self.kd_slot_weight is None else f"_s{self.kd_slot_weight:g}"
+        return f"aug{self.augment_copies}_t{self.kd_temperature:g}_w{self.kd_weight:g}{slot}_{self.size}"
 
 
 # axis -> (Point field, values). Three points each; the centre's value is one of them.
@@ -80,7 +82,8 @@ def _run_point(data: str, teacher_dir: Path, runs_dir: Path, point: Point, epoch
         log(f"ablation {point.name}: training ({epochs} epochs)")
         distill_train(data, teacher_dir, run_dir, model_options=SIZES[point.size],
                       train_options={"epochs": epochs, "patience": epochs, "seed": seed,
-                                     "kd_weight": point.kd_weight, "kd_temperature": point.kd_temperature},
+                                     "kd_weight": point.kd_weight, "kd_slot_weight": point.kd_slot_weight,
+                                     "kd_temperature": point.kd_temperature},
                       augment_config=AugmentConfig(copies=point.augment_copies, seed=seed),
                       overwrite=run_dir.exists(), progress=progress, log=log)
     else:
@@ -205,7 +208,9 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
         c = e["centre"]
         lines += [f"### {name}", "",
                   f"Centre: augment copies {c['augment_copies']}, temperature {c['kd_temperature']:g}, "
-                  f"KD weight {c['kd_weight']:g}, size {c['size']}; {e['epochs']} epochs, seed {e['seed']}; "
+                  f"KD weight {c['kd_weight']:g}"
+                  + (f" (slots {c['kd_slot_weight']:g})" if c.get("kd_slot_weight") is not None else "")
+                  + f", size {c['size']}; {e['epochs']} epochs, seed {e['seed']}; "
                   f"teacher intent {e['teacher']['intent_accuracy']:.4f}, slot F1 "
                   f"{(e['teacher']['slot_f1'] or 0):.4f}. {e['runs']} runs, sweep wall time "
                   f"{e['seconds'] / 60:.1f} min (finished runs are reused).", "",

@@ -142,6 +142,9 @@ def distill_options(func):
     """`train --teacher` options: the labelling options plus the KD loss weights."""
     func = click.option("--kd-temperature", default=2.0, show_default=True,
                         help="Softmax temperature of the KL term (with --teacher).")(func)
+    func = click.option("--kd-slot-weight", default=None, type=click.FloatRange(0.0, 1.0),
+                        help="KL weight of the slot head alone (default: --kd-weight); lower it when the "
+                             "teacher's slot F1 is below the student's.")(func)
     func = click.option("--kd-weight", default=0.5, show_default=True,
                         help="Weight of the KL-to-teacher term; 1 - it weighs the gold cross-entropy (with --teacher).")(func)
     return label_options(func)
@@ -168,8 +171,8 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
                   learning_rate: float, patience: int, max_minutes: float | None, seed: int, bottleneck: int,
                   state: int, layers: int, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
                   lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
-                  kd_temperature: float = 2.0, augment_copies: int = 2, augment_seed: int = 0,
-                  other_locales: str | None = None, label_cache: str | None = None) -> None:
+                  kd_slot_weight: float | None = None, kd_temperature: float = 2.0, augment_copies: int = 2,
+                  augment_seed: int = 0, other_locales: str | None = None, label_cache: str | None = None) -> None:
     """Train a float pQRNN on a dataset; writes config, labels, weights and metrics to --out.
 
     With --teacher, distil: the teacher's logits on the training set and augmented
@@ -188,7 +191,8 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
             model_options={"bottleneck": bottleneck, "state": state, "layers": layers},
             train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                            "patience": patience, "max_minutes": max_minutes, "seed": seed,
-                           "kd_weight": kd_weight, "kd_temperature": kd_temperature},
+                           "kd_weight": kd_weight, "kd_slot_weight": kd_slot_weight,
+                           "kd_temperature": kd_temperature},
             augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
             other_locales=other_locales.split(",") if other_locales else (), cache_dir=label_cache,
             overwrite=overwrite, log=click.echo)
@@ -493,18 +497,21 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: str, stud
               help="Centre: augmented variants per training text.")
 @click.option("--kd-temperature", default=2.0, show_default=True, type=float, help="Centre: KL temperature.")
 @click.option("--kd-weight", default=0.5, show_default=True, type=float, help="Centre: weight of the KL term.")
+@click.option("--kd-slot-weight", default=None, type=click.FloatRange(0.0, 1.0),
+              help="Centre: KL weight of the slot head alone (default: --kd-weight).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Where results.json / results.md and the plot go (other entries and sections are kept).")
 @click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
 def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tuple[str, ...], epochs: int,
-                           augment_copies: int, kd_temperature: float, kd_weight: float, seed: int, docs_dir: str,
-                           notes: str | None) -> None:
+                           augment_copies: int, kd_temperature: float, kd_weight: float,
+                           kd_slot_weight: float | None, seed: int, docs_dir: str, notes: str | None) -> None:
     """Sweep augmentation, temperature, KL/CE weight and student size around a centre
     configuration (3 points each); write the table, docs/results.json entry and a plot."""
     from edge_pqrnn.ablation import Point, ablate, write_ablations
 
-    centre = Point(augment_copies=augment_copies, kd_temperature=kd_temperature, kd_weight=kd_weight)
+    centre = Point(augment_copies=augment_copies, kd_temperature=kd_temperature, kd_weight=kd_weight,
+                   kd_slot_weight=kd_slot_weight)
     entry = ablate(data, teacher_dir, runs_dir, axes=axes or ("augmentation", "temperature", "kd_weight",
                                                                "student_size"),
                    centre=centre, epochs=epochs, seed=seed, log=click.echo)

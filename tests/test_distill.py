@@ -48,6 +48,12 @@ def test_kd_weight_one_follows_the_teacher_zero_follows_gold(dataset, tmp_path):
     assert gold.metrics["test"]["intent_accuracy"] >= 0.8 and gold.metrics["test"]["slot_f1"] >= 0.6
     assert gold.metrics["distillation"] == {"gold_texts": len(dataset.train), "extra_texts": 0,
                                             "kd_weight": 0.0, "kd_temperature": 2.0}
+    # per head: intents from the teacher, slots from gold
+    split = train(dataset, TINY_MODEL, dataclasses.replace(TINY_TRAIN, kd_weight=1.0, kd_slot_weight=0.0),
+                  tmp_path / "split", progress=False, distillation=teacher)
+    predicted = load_run(split.run_dir).predict([ex.text for ex in dataset.test]).intent.argmax(-1)
+    assert (predicted == ground).mean() >= 0.9 and split.metrics["test"]["slot_f1"] >= 0.6
+    assert split.metrics["distillation"]["kd_slot_weight"] == 0.0
 
 
 def test_extra_texts_need_no_gold_labels(dataset, tmp_path):
@@ -72,6 +78,8 @@ def test_kd_options_are_checked():
         TrainConfig(kd_weight=1.5)
     with pytest.raises(ConfigError, match="kd_temperature must be positive"):
         TrainConfig(kd_temperature=0.0)
+    with pytest.raises(ConfigError, match="kd_slot_weight must be in \\[0, 1\\] or None"):
+        TrainConfig(kd_slot_weight=-0.1)
 
 
 def test_train_without_teacher_is_unchanged(dataset, tmp_path):
