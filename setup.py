@@ -24,13 +24,16 @@ setup(
     ext_modules=[
         Extension(
             "edge_pqrnn.projection.libpqrnn_projection",
-            sources=[f"{NATIVE}/projection_core.c", f"{NATIVE}/projection_op.c", f"{NATIVE}/projection_ort.c"],
+            sources=[f"{NATIVE}/projection_core.c", f"{NATIVE}/projection_op.c", f"{NATIVE}/projection_ort.c",
+                     f"{NATIVE}/fo_pool.c"],
             depends=[f"{NATIVE}/projection_core.h", f"{NATIVE}/tflite_abi.h", f"{NATIVE}/ort_abi.h",
-                     f"{NATIVE}/unicode_data.h"],
+                     f"{NATIVE}/unicode_data.h", f"{NATIVE}/fo_pool.h"],
             include_dirs=[NATIVE],
             # -ffreestanding: the core must not lean on libc (Android/aarch64 builds);
-            # no -ffast-math: the pool weights must round exactly like numpy's float32.
-            extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden", "-ffreestanding", "-Wall", "-Wextra"],
+            # no -ffast-math: the pool weights must round exactly like numpy's float32;
+            # -ffp-contract=off: no fused multiply-add on one ISA only (aarch64 has FMA).
+            extra_compile_args=["-std=c11", "-O2", "-fvisibility=hidden", "-ffreestanding", "-ffp-contract=off",
+                                "-Wall", "-Wextra"],
         )
     ],
     cmdclass={"build_ext": BuildOpLibrary},

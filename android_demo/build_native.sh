@@ -24,7 +24,7 @@ jni_include="$java_home/include"
 [ -f "$jni_include/jni.h" ] || { echo "build_native.sh: no jni.h under $jni_include: install a JDK (default-jdk-headless)" >&2; exit 1; }
 
 # The op's own flags (setup.py), plus what a shared object for Android wants.
-CFLAGS=(-std=c11 -O2 -fPIC -fvisibility=hidden -ffreestanding -DNDEBUG -fwrapv -Wall -Wextra -Werror
+CFLAGS=(-std=c11 -O2 -fPIC -fvisibility=hidden -ffreestanding -ffp-contract=off -DNDEBUG -fwrapv -Wall -Wextra -Werror
         -I"$native" -I"$jni_include" -I"$jni_include/linux")
 
 android() {  # abi triple
@@ -40,7 +40,7 @@ android() {  # abi triple
   clang --target="$triple$API" -nostdlib -nostdlibinc -isystem "$here/tools/shim" "${CFLAGS[@]}" \
     -shared -fuse-ld=lld -Wl,-soname,libpqrnn_demo.so -Wl,--no-undefined -Wl,-z,max-page-size=16384 \
     -Wl,--build-id=sha1 -Wl,-z,noexecstack -Wl,--hash-style=both \
-    -o "$out/libpqrnn_demo.so.partial" "$bridge" "$native/projection_op.c" -L"$stubs" -lc -llog
+    -o "$out/libpqrnn_demo.so.partial" "$bridge" "$native/projection_op.c" "$native/fo_pool.c" -L"$stubs" -lc -llog
   mv "$out/libpqrnn_demo.so.partial" "$out/libpqrnn_demo.so"
   echo "built $out/libpqrnn_demo.so ($(stat -c %s "$out/libpqrnn_demo.so") bytes)"
 }
@@ -51,6 +51,6 @@ android x86_64 x86_64-linux-android
 if [ "${1:-}" = "--host" ]; then
   mkdir -p "$build/host"
   clang "${CFLAGS[@]}" -shared -Wl,--no-undefined -o "$build/host/libpqrnn_demo.so" "$bridge" \
-    "$native/projection_op.c" -lc
+    "$native/projection_op.c" "$native/fo_pool.c" -lc
   echo "built $build/host/libpqrnn_demo.so"
 fi

@@ -31,7 +31,7 @@ build() {
   "$CC" -std=c11 -g -O2 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined,float-divide-by-zero,implicit-integer-truncation,implicit-integer-sign-change \
     -fno-sanitize-recover=all \
-    -I"$NATIVE" "$NATIVE/fuzz/fuzz_projection.c" "$NATIVE/projection_core.c" "$NATIVE/projection_op.c" \
+    -I"$NATIVE" "$NATIVE/fuzz/fuzz_projection.c" "$NATIVE/projection_core.c" "$NATIVE/projection_op.c" "$NATIVE/fo_pool.c" \
     -o "$BIN"
   echo "$BIN"
 }

@@ -114,16 +114,16 @@ static int fb_key(const fb_view* v, size_t at, char* out) {
   return -1;
 }
 
-static const char* const kOptionNames[] = {"spec_version", "feature_size", "max_tokens", "char_mode",
-                                           "add_bos",      "add_eos",      "lowercase"};
-#define NUM_OPTIONS 7
-
-int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* options, char* error) {
+int pqrnn_read_int_map(const uint8_t* buffer, size_t length, const char* const* names, int count,
+                       int64_t* values, char* error) {
   msg_buf m = {error, 0};
   fb_view v = {buffer, length};
-  int64_t values[NUM_OPTIONS];
-  int seen[NUM_OPTIONS] = {0};
+  int seen[PQRNN_MAX_MAP_KEYS] = {0};
   error[0] = 0;
+  if (count < 1 || count > PQRNN_MAX_MAP_KEYS) {
+    msg_str(&m, "internal error: bad option count");
+    return -1;
+  }
   if (!buffer || length < 3) {
     msg_str(&m, "missing custom options (expected a flexbuffer map; re-export the model)");
     return -1;
@@ -160,12 +160,16 @@ int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* opt
     size_t type_at = map_at + size * width + i;
     if (type_at >= length) goto corrupt;
     int k;
-    for (k = 0; k < NUM_OPTIONS && !str_eq(key, kOptionNames[k]); k++) {
+    for (k = 0; k < count && !str_eq(key, names[k]); k++) {
     }
-    if (k == NUM_OPTIONS) {
+    if (k == count) {
       msg_str(&m, "unknown custom option '");
       msg_str(&m, key);
-      msg_str(&m, "'; allowed: spec_version, feature_size, max_tokens, char_mode, add_bos, add_eos, lowercase");
+      msg_str(&m, "'; allowed: ");
+      for (int j = 0; j < count; j++) {
+        if (j) msg_str(&m, ", ");
+        msg_str(&m, names[j]);
+      }
       return -1;
     }
     if (fb_scalar(&v, map_at + i * width, width, buffer[type_at], &values[k])) {
@@ -176,14 +180,28 @@ int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* opt
     }
     seen[k] = 1;
   }
-  for (int k = 0; k < NUM_OPTIONS; k++) {
+  for (int k = 0; k < count; k++) {
     if (!seen[k]) {
       msg_str(&m, "missing custom option '");
-      msg_str(&m, kOptionNames[k]);
+      msg_str(&m, names[k]);
       msg_str(&m, "'");
       return -1;
     }
   }
+  return 0;
+corrupt:
+  msg_str(&m, "custom options are not a valid flexbuffer map (corrupt model file?)");
+  return -1;
+}
+
+static const char* const kOptionNames[] = {"spec_version", "feature_size", "max_tokens", "char_mode",
+                                           "add_bos",      "add_eos",      "lowercase"};
+#define NUM_OPTIONS 7
+
+int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* options, char* error) {
+  msg_buf m = {error, 0};
+  int64_t values[NUM_OPTIONS];
+  if (pqrnn_read_int_map(buffer, length, kOptionNames, NUM_OPTIONS, values, error)) return -1;
   if (values[0] != PQRNN_SPEC_VERSION) {
     msg_str(&m, "spec_version ");
     msg_int(&m, values[0]);
@@ -225,9 +243,6 @@ int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* opt
   options->add_eos = (int)values[5];
   options->lowercase = (int)values[6];
   return 0;
-corrupt:
-  msg_str(&m, "custom options are not a valid flexbuffer map (corrupt model file?)");
-  return -1;
 }
 
 /* ---------------------------------------------------------------- Unicode */

@@ -32,6 +32,14 @@ typedef struct pqrnn_options {
  * failure returns -1 and writes a message into error[PQRNN_ERROR_SIZE]. */
 int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* options, char* error);
 
+#define PQRNN_MAX_MAP_KEYS 16
+
+/* Reads a flexbuffer map whose keys are exactly names[0..count) with integer or boolean
+ * values into values[]. Returns 0, or -1 with a message in error[PQRNN_ERROR_SIZE]
+ * (unknown, missing or non-integer key, corrupt buffer). Shared by every op's options. */
+int pqrnn_read_int_map(const uint8_t* buffer, size_t length, const char* const* names, int count,
+                       int64_t* values, char* error);
+
 /* Projects one UTF-8 text (invalid bytes are dropped) into T rows:
  * features[T*F], mask[T], pool_weights[T] (all fully written, zero past the tokens).
  * Returns the number of token rows (>= 1). */

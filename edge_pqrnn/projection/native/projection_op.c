@@ -9,13 +9,23 @@
  * float32 mask [B, T], float32 pool_weights [B, T], int32 num_tokens [B]. Options: a
  * flexbuffer map (see projection_core.c). The kernel keeps no mutable global state, so
  * any number of interpreters may run it in parallel threads.
+ *
+ * The same delegate also claims EdgePqrnnFoPool nodes (fo_pool.h): inputs int8 z, k, o
+ * [B, T, H], output int8 h [B, T, H]; options {"version": 1, "reverse": 0|1}. It replaces
+ * the unrolled int8 SUB/MUL/ADD recurrence, whose rounding differs between the x86 and
+ * ARM kernels of the runtimes; PQRNN_Register_FO_POOL() is its plain registration.
  */
+#include "fo_pool.h"
 #include "projection_core.h"
 #include "tflite_abi.h"
 
 #define OP_NAME "EdgePqrnnProjection"
+#define FO_OP_NAME "EdgePqrnnFoPool"
 #define NUM_OUTPUTS 4
-#define MAX_NODES 16
+#define FO_INPUTS 3
+/* Nodes one delegate may claim in one graph: a projection and a fo-pool per direction
+ * and layer (the default model has 1 + 4). */
+#define MAX_NODES 64
 
 #if defined(_WIN32)
 #define PQRNN_EXPORT __declspec(dllexport)
@@ -28,21 +38,35 @@ void* malloc(size_t size);
 void* calloc(size_t count, size_t size);
 void free(void* ptr);
 
+enum { kProjection = 0, kFoPool = 1 };
+
 typedef struct {
-  pqrnn_options options;
+  int kind;
+  pqrnn_options options; /* projection */
   int input;
   int outputs[NUM_OUTPUTS];
+  int reverse; /* fo-pool: its inputs are z, k, o; outputs[0] is h */
+  int fo_inputs[FO_INPUTS];
+  pqrnn_fo_pool_params fo;
 } node_info;
 
 typedef struct {
   int count;
-  node_info nodes[MAX_NODES];
   int failed;
   char error[PQRNN_ERROR_SIZE];
+  node_info nodes[]; /* count of them */
 } kernel_data;
+
+static kernel_data* kernel_data_new(int count) {
+  return (kernel_data*)calloc(1, sizeof(kernel_data) + sizeof(node_info) * (size_t)count);
+}
 
 static void report(TfLiteContext* context, const char* message) {
   context->ReportError(context, "%s: %s", OP_NAME, message);
+}
+
+static void report_fo(TfLiteContext* context, const char* message) {
+  context->ReportError(context, "%s: %s", FO_OP_NAME, message);
 }
 
 static void copy_message(const char* m, char* error) {
@@ -57,8 +81,21 @@ static int read_tensors(const TfLiteNode* node, node_info* info, char* error) {
     copy_message("expects 1 input (STRING text) and 4 outputs (features, mask, pool_weights, num_tokens)", error);
     return -1;
   }
+  info->kind = kProjection;
   info->input = node->inputs->data[0];
   for (int k = 0; k < NUM_OUTPUTS; k++) info->outputs[k] = node->outputs->data[k];
+  return 0;
+}
+
+static int read_fo_tensors(const TfLiteNode* node, node_info* info, char* error) {
+  if (!node->inputs || node->inputs->size != FO_INPUTS || !node->outputs || node->outputs->size != 1) {
+    copy_message("EdgePqrnnFoPool expects 3 inputs (int8 z, k, o [B, T, H]) and 1 output (int8 h [B, T, H])",
+                 error);
+    return -1;
+  }
+  info->kind = kFoPool;
+  for (int k = 0; k < FO_INPUTS; k++) info->fo_inputs[k] = node->inputs->data[k];
+  info->outputs[0] = node->outputs->data[0];
   return 0;
 }
 
@@ -119,6 +156,68 @@ static TfLiteStatus prepare_node(TfLiteContext* context, const node_info* info) 
   return kTfLiteOk;
 }
 
+/* The tensor's per-tensor int8 quantization, or a message why it has none. */
+static const char* int8_quantization(const TfLiteTensor* t, float* scale, int32_t* zero) {
+  if (t->type != kTfLiteInt8) return "every input and the output must be int8 tensors";
+  if (t->quantization.type != kTfLiteAffineQuantization || !t->quantization.params)
+    return "every input and the output need int8 quantization parameters (scale, zero point)";
+  const TfLiteAffineQuantization* q = (const TfLiteAffineQuantization*)t->quantization.params;
+  if (!q->scale || q->scale->size != 1 || !q->zero_point || q->zero_point->size != 1)
+    return "per-tensor quantization is required (one scale and zero point per tensor)";
+  *scale = q->scale->data[0];
+  *zero = q->zero_point->data[0];
+  return 0;
+}
+
+static TfLiteStatus prepare_fo_node(TfLiteContext* context, node_info* info) {
+  const TfLiteTensor* in[FO_INPUTS];
+  float scales[FO_INPUTS + 1];
+  int32_t zeros[FO_INPUTS + 1];
+  for (int k = 0; k < FO_INPUTS; k++) {
+    if (!valid_index(context, info->fo_inputs[k])) return report_fo(context, "bad input tensor index"), kTfLiteError;
+    in[k] = &context->tensors[info->fo_inputs[k]];
+  }
+  if (!valid_index(context, info->outputs[0])) return report_fo(context, "bad output tensor index"), kTfLiteError;
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  for (int k = 0; k <= FO_INPUTS; k++) {
+    const char* problem = int8_quantization(k < FO_INPUTS ? in[k] : out, &scales[k], &zeros[k]);
+    if (problem) return report_fo(context, problem), kTfLiteError;
+  }
+  const TfLiteIntArray* dims = in[0]->dims;
+  if (!dims || dims->size != 3) {
+    context->ReportError(context, "%s: inputs must be rank 3 [batch, steps, units], got rank %d", FO_OP_NAME,
+                         dims ? dims->size : -1);
+    return kTfLiteError;
+  }
+  for (int k = 1; k < FO_INPUTS; k++) {
+    const TfLiteIntArray* d = in[k]->dims;
+    if (!d || d->size != 3 || d->data[0] != dims->data[0] || d->data[1] != dims->data[1] ||
+        d->data[2] != dims->data[2])
+      return report_fo(context, "z, k and o must have the same shape [batch, steps, units]"), kTfLiteError;
+  }
+  char error[PQRNN_ERROR_SIZE];
+  if (pqrnn_fo_pool_params_init(scales[0], zeros[0], scales[1], zeros[1], scales[2], zeros[2], scales[3], zeros[3],
+                                info->reverse, &info->fo, error))
+    return report_fo(context, error), kTfLiteError;
+  return resize(context, out, 3, dims->data);
+}
+
+static TfLiteStatus invoke_fo_node(TfLiteContext* context, const node_info* info) {
+  const TfLiteTensor* z = &context->tensors[info->fo_inputs[0]];
+  const TfLiteTensor* k = &context->tensors[info->fo_inputs[1]];
+  const TfLiteTensor* o = &context->tensors[info->fo_inputs[2]];
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  const int B = z->dims->data[0], T = z->dims->data[1], H = z->dims->data[2];
+  if (B < 0 || T < 0 || H < 0) return report_fo(context, "negative dimension"), kTfLiteError;
+  const size_t need = (size_t)B * (size_t)T * (size_t)H;
+  if (need == 0) return kTfLiteOk; /* an empty batch: nothing to write */
+  if (!z->data.raw || !k->data.raw || !o->data.raw || !out->data.raw || z->bytes < need || k->bytes < need ||
+      o->bytes < need || out->bytes < need)
+    return report_fo(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+  pqrnn_fo_pool_run(&info->fo, z->data.int8, k->data.int8, o->data.int8, out->data.int8, B, T, H);
+  return kTfLiteOk;
+}
+
 static int32_t read_i32(const char* p) {
   const uint8_t* b = (const uint8_t*)p;
   return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
@@ -167,16 +266,22 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (!data) return report(context, "out of memory"), kTfLiteError;
   if (data->failed) return report(context, data->error), kTfLiteError;
-  for (int i = 0; i < data->count; i++)
-    if (prepare_node(context, &data->nodes[i]) != kTfLiteOk) return kTfLiteError;
+  for (int i = 0; i < data->count; i++) {
+    node_info* info = &data->nodes[i];
+    if ((info->kind == kFoPool ? prepare_fo_node(context, info) : prepare_node(context, info)) != kTfLiteOk)
+      return kTfLiteError;
+  }
   return kTfLiteOk;
 }
 
 static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (!data || data->failed) return kTfLiteError;
-  for (int i = 0; i < data->count; i++)
-    if (invoke_node(context, &data->nodes[i]) != kTfLiteOk) return kTfLiteError;
+  for (int i = 0; i < data->count; i++) {
+    const node_info* info = &data->nodes[i];
+    if ((info->kind == kFoPool ? invoke_fo_node(context, info) : invoke_node(context, info)) != kTfLiteOk)
+      return kTfLiteError;
+  }
   return kTfLiteOk;
 }
 
@@ -184,11 +289,29 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
 
 static void* op_init(TfLiteContext* context, const char* buffer, size_t length) {
   (void)context;
-  kernel_data* data = (kernel_data*)calloc(1, sizeof(kernel_data));
+  kernel_data* data = kernel_data_new(1);
   if (!data) return 0;
   data->count = 1;
   if (pqrnn_parse_options((const uint8_t*)buffer, length, &data->nodes[0].options, data->error)) data->failed = 1;
   return data;
+}
+
+static void* fo_op_init(TfLiteContext* context, const char* buffer, size_t length) {
+  (void)context;
+  kernel_data* data = kernel_data_new(1);
+  if (!data) return 0;
+  data->count = 1;
+  data->nodes[0].kind = kFoPool;
+  if (pqrnn_fo_pool_parse_options((const uint8_t*)buffer, length, &data->nodes[0].reverse, data->error))
+    data->failed = 1;
+  return data;
+}
+
+static TfLiteStatus fo_op_prepare(TfLiteContext* context, TfLiteNode* node) {
+  kernel_data* data = (kernel_data*)node->user_data;
+  if (data && !data->failed && read_fo_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
+  if (data && data->failed) return report_fo(context, data->error), kTfLiteError;
+  return kernel_prepare(context, node);
 }
 
 static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
@@ -203,37 +326,48 @@ PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_PROJECTION(void) {
   return &registration;
 }
 
+PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_FO_POOL(void) {
+  static TfLiteRegistration registration = {
+      fo_op_init, kernel_free, fo_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, FO_OP_NAME, 1, 0, 0, 0, {0}};
+  return &registration;
+}
+
 /* ------------------------------------------------------------ op-provider delegate */
+
+static int is_custom(const TfLiteRegistration* reg, const char* name) {
+  if (reg->builtin_code != PQRNN_BUILTIN_CUSTOM || !reg->custom_name) return 0;
+  const char* a = reg->custom_name;
+  while (*a && *a == *name) a++, name++;
+  return *a == *name;
+}
 
 static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, size_t length) {
   (void)length;
   const TfLiteDelegateParams* params = (const TfLiteDelegateParams*)buffer;
-  kernel_data* data = (kernel_data*)calloc(1, sizeof(kernel_data));
-  if (!data) return 0;
   const TfLiteIntArray* nodes = params->nodes_to_replace;
+  kernel_data* data = kernel_data_new(nodes->size);
+  if (!data) return 0;
   for (int i = 0; i < nodes->size && !data->failed; i++) {
     TfLiteNode* node;
     TfLiteRegistration* reg;
-    if (data->count == MAX_NODES || context->GetNodeAndRegistration(context, nodes->data[i], &node, &reg) != kTfLiteOk) {
+    if (context->GetNodeAndRegistration(context, nodes->data[i], &node, &reg) != kTfLiteOk) {
       data->failed = 1;
       break;
     }
     node_info* info = &data->nodes[data->count];
+    const uint8_t* options = (const uint8_t*)node->custom_initial_data;
     size_t size = node->custom_initial_data_size < 0 ? 0 : (size_t)node->custom_initial_data_size;
-    if (read_tensors(node, info, data->error) ||
-        pqrnn_parse_options((const uint8_t*)node->custom_initial_data, size, &info->options, data->error))
+    if (is_custom(reg, FO_OP_NAME)) {
+      if (read_fo_tensors(node, info, data->error) ||
+          pqrnn_fo_pool_parse_options(options, size, &info->reverse, data->error))
+        data->failed = 1;
+    } else if (read_tensors(node, info, data->error) ||
+               pqrnn_parse_options(options, size, &info->options, data->error)) {
       data->failed = 1;
+    }
     data->count++;
   }
   return data;
-}
-
-static int is_projection(const TfLiteRegistration* reg) {
-  if (reg->builtin_code != PQRNN_BUILTIN_CUSTOM || !reg->custom_name) return 0;
-  const char* a = reg->custom_name;
-  const char* b = OP_NAME;
-  while (*a && *a == *b) a++, b++;
-  return *a == *b;
 }
 
 static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
@@ -245,8 +379,8 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     TfLiteNode* node;
     TfLiteRegistration* reg;
     if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) != kTfLiteOk) return kTfLiteError;
-    if (!is_projection(reg)) continue;
-    if (count == MAX_NODES) return report(context, "too many projection ops in one graph (max 16)"), kTfLiteError;
+    if (!is_custom(reg, OP_NAME) && !is_custom(reg, FO_OP_NAME)) continue;
+    if (count == MAX_NODES) return report(context, "too many edge-pqrnn ops in one graph (max 64)"), kTfLiteError;
     claimed[count++] = plan->data[i];
   }
   if (count == 0) return kTfLiteOk;

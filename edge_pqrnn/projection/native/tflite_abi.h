@@ -1,6 +1,6 @@
 /*
  * edge-pqrnn's own minimal copy of the TensorFlow Lite C ABI: only the structs and
- * enums the projection op touches. No registry ships TFLite's C headers, so we carry
+ * enums the projection and fo-pool ops touch. No registry ships TFLite's C headers, so we carry
  * this file instead of depending on a TensorFlow source tree.
  *
  * Layout source: tensorflow/lite/core/c/common.h, identical for the fields below in
@@ -66,10 +66,25 @@ typedef struct TfLiteQuantizationParams {
   int32_t zero_point;
 } TfLiteQuantizationParams;
 
+/* TfLiteQuantization.type; params then points to a TfLiteAffineQuantization. */
+enum { kTfLiteNoQuantization = 0, kTfLiteAffineQuantization = 1 };
+
 typedef struct TfLiteQuantization {
   int type;
   void* params;
 } TfLiteQuantization;
+
+typedef struct TfLiteFloatArray {
+  int size;
+  float data[];
+} TfLiteFloatArray;
+
+/* Runtime-owned; one scale and zero point per tensor, or per channel. */
+typedef struct TfLiteAffineQuantization {
+  TfLiteFloatArray* scale;
+  TfLiteIntArray* zero_point;
+  int32_t quantized_dimension;
+} TfLiteAffineQuantization;
 
 struct TfLiteDelegate;
 struct TfLiteRegistration;

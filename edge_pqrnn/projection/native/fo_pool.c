@@ -1,0 +1,103 @@
+/* fo-pooling in integers; see fo_pool.h. No libc, no floating point in the loop. */
+#include "fo_pool.h"
+
+#include "projection_core.h"
+
+static void put(char* error, int* pos, const char* s) {
+  while (*s && *pos < PQRNN_ERROR_SIZE - 1) error[(*pos)++] = *s++;
+  error[*pos] = 0;
+}
+
+/* Round half away from zero, on doubles only (exact IEEE operations on every ISA). */
+static int64_t round_away(double x) {
+  return x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5);
+}
+
+/* x / 2^n rounded half up (n >= 1). >> on a negative int64 is arithmetic in GCC and
+ * Clang on every target we build for; the numpy twin uses the same floor shift. */
+static int64_t shift_round(int64_t x, int n) { return (x + ((int64_t)1 << (n - 1))) >> n; }
+
+static int scale_ok(float s) { return s > 0.0f && s < 3.0e38f; } /* also rejects NaN */
+
+int pqrnn_fo_pool_params_init(float z_scale, int32_t z_zero, float k_scale, int32_t k_zero, float o_scale,
+                              int32_t o_zero, float out_scale, int32_t out_zero, int reverse,
+                              pqrnn_fo_pool_params* p, char* error) {
+  int pos = 0;
+  error[0] = 0;
+  if (!scale_ok(z_scale) || !scale_ok(k_scale) || !scale_ok(o_scale) || !scale_ok(out_scale)) {
+    put(error, &pos, "every tensor needs a finite scale > 0 (int8 per-tensor quantization)");
+    return -1;
+  }
+  const int32_t zeros[4] = {z_zero, k_zero, o_zero, out_zero};
+  for (int i = 0; i < 4; i++) {
+    if (zeros[i] < -128 || zeros[i] > 127) {
+      put(error, &pos, "zero points must lie in -128..127 (int8)");
+      return -1;
+    }
+  }
+  p->z_zero = z_zero, p->o_zero = o_zero, p->out_zero = out_zero, p->reverse = reverse ? 1 : 0;
+  for (int q = -128; q < 128; q++) {
+    int64_t g = round_away((double)k_scale * (double)(q - k_zero) * (double)PQRNN_FO_GATE_MAX);
+    if (g > PQRNN_FO_GATE_MAX) g = PQRNN_FO_GATE_MAX;
+    if (g < -PQRNN_FO_GATE_MAX) g = -PQRNN_FO_GATE_MAX;
+    p->gate[q + 128] = (int32_t)g;
+  }
+  /* multiplier m in [2^23, 2^24) and shift n with m 2^-n = the real multiplier; the
+   * scaling by 2 is exact in double. */
+  double m = ((double)o_scale * (double)z_scale) / ((double)out_scale * (double)(1 << PQRNN_FO_STATE_BITS));
+  int n = 0;
+  while (m < 8388608.0 && n < 200) m *= 2.0, n++;
+  while (m >= 16777216.0 && n > -200) m *= 0.5, n--;
+  int64_t mq = round_away(m);
+  if (mq == 16777216) mq = 8388608, n--;
+  if (n < 1) {
+    put(error, &pos, "the output scale is too small for the inputs' scales (o_scale z_scale / out_scale >= 2^-16)");
+    return -1;
+  }
+  /* |(o - o_zero) c| < 2^38 and m < 2^24: a shift past 62 leaves nothing but rounding. */
+  p->out_multiplier = n > 62 ? 0 : mq;
+  p->out_shift = n > 62 ? 63 : n;
+  return 0;
+}
+
+static const char* const kFoOptionNames[] = {"version", "reverse"};
+
+int pqrnn_fo_pool_parse_options(const uint8_t* buffer, size_t length, int* reverse, char* error) {
+  int64_t values[2];
+  int pos = 0;
+  if (pqrnn_read_int_map(buffer, length, kFoOptionNames, 2, values, error)) return -1;
+  if (values[0] != PQRNN_FO_POOL_VERSION) {
+    put(error, &pos, "unsupported version of the fo-pool options (this op library implements version 1); "
+                     "use a matching edge-pqrnn op library or re-export the model");
+    return -1;
+  }
+  if (values[1] != 0 && values[1] != 1) {
+    put(error, &pos, "custom option 'reverse' must be a boolean");
+    return -1;
+  }
+  *reverse = (int)values[1];
+  return 0;
+}
+
+void pqrnn_fo_pool_run(const pqrnn_fo_pool_params* p, const int8_t* z, const int8_t* k, const int8_t* o,
+                       int8_t* out, int batch, int steps, int hidden) {
+  const int64_t limit = PQRNN_FO_STATE_MAX;
+  for (int b = 0; b < batch; b++) {
+    const size_t base = (size_t)b * (size_t)steps * (size_t)hidden;
+    for (int u = 0; u < hidden; u++) {
+      int64_t c = 0;
+      for (int i = 0; i < steps; i++) {
+        const int t = p->reverse ? steps - 1 - i : i;
+        const size_t at = base + (size_t)t * (size_t)hidden + (size_t)u;
+        const int64_t target = (int64_t)((int32_t)z[at] - p->z_zero) * ((int64_t)1 << PQRNN_FO_STATE_BITS);
+        c += shift_round((int64_t)p->gate[(int32_t)k[at] + 128] * (target - c), PQRNN_FO_GATE_BITS);
+        if (c > limit) c = limit;
+        if (c < -limit) c = -limit;
+        int64_t q = p->out_zero;
+        if (p->out_shift < 63)
+          q += shift_round((int64_t)((int32_t)o[at] - p->o_zero) * c * p->out_multiplier, p->out_shift);
+        out[at] = (int8_t)(q > 127 ? 127 : q < -128 ? -128 : q);
+      }
+    }
+  }
+}
