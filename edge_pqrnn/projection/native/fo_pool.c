@@ -51,7 +51,7 @@ int pqrnn_fo_pool_params_init(float z_scale, int32_t z_zero, float k_scale, int3
   int64_t mq = round_away(m);
   if (mq == 16777216) mq = 8388608, n--;
   if (n < 1) {
-    put(error, &pos, "the output scale is too small for the inputs' scales (o_scale z_scale / out_scale >= 2^-16)");
+    put(error, &pos, "the output scale is too small for the inputs' scales (o_scale z_scale / out_scale must stay below 2^39)");
     return -1;
   }
   /* |(o - o_zero) c| < 2^38 and m < 2^24: a shift past 62 leaves nothing but rounding. */

@@ -163,6 +163,10 @@ int pqrnn_read_int_map(const uint8_t* buffer, size_t length, const char* const* 
     for (k = 0; k < count && !str_eq(key, names[k]); k++) {
     }
     if (k == count) {
+      /* The key comes from the file: only printable ASCII goes into the message, so it
+       * stays valid UTF-8 for runtimes that decode it. */
+      for (int j = 0; key[j]; j++)
+        if (key[j] < 0x20 || key[j] > 0x7e) key[j] = '?';
       msg_str(&m, "unknown custom option '");
       msg_str(&m, key);
       msg_str(&m, "'; allowed: ");
