@@ -26,8 +26,7 @@ FO_POOL_OP = "EdgePqrnnFoPool"
 #: The options version this toolkit writes and its C op accepts.
 FO_POOL_VERSION = 1
 STATE_BITS = 16  # the state is kept in units of z_scale / 2^16
-GATE_BITS = 24  # k as a Q24 fraction, clamped to [-1, 1]
-STATE_MAX = 1 << 30
+GATE_BITS = 24  # k as a Q24 fraction, clamped to [0, 1]: a gate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +66,7 @@ def integer_params(q: Quantization) -> tuple[np.ndarray, int, int]:
     """
     k_scale, k_zero = _f32(q.k[0]), int(q.k[1])
     limit = 1 << GATE_BITS
-    gate = np.array([min(max(_round_away(k_scale * float(code - k_zero) * float(limit)), -limit), limit)
+    gate = np.array([min(max(_round_away(k_scale * float(code - k_zero) * float(limit)), 0), limit)
                      for code in range(-128, 128)], np.int64)
     m = (_f32(q.o[0]) * _f32(q.z[0])) / (_f32(q.out[0]) * float(1 << STATE_BITS))
     n = 0
@@ -96,11 +95,10 @@ def reference(z: np.ndarray, k: np.ndarray, o: np.ndarray, q: Quantization, reve
     steps = range(z.shape[1] - 1, -1, -1) if reverse else range(z.shape[1])
     for t in steps:
         target = (z[:, t].astype(np.int64) - int(q.z[1])) << np.int64(STATE_BITS)
-        c = np.clip(c + _shift_round(gate[k[:, t].astype(np.int64) + 128] * (target - c), GATE_BITS),
-                    -STATE_MAX, STATE_MAX)
-        h = np.full(c.shape, int(q.out[1]), np.int64)
-        if shift < 63:
-            h += _shift_round((o[:, t].astype(np.int64) - int(q.o[1])) * c * np.int64(multiplier), shift)
+        # k in [0, 1]: c moves towards z and never past it, so no product leaves int64
+        c = c + _shift_round(gate[k[:, t].astype(np.int64) + 128] * (target - c), GATE_BITS)
+        h = int(q.out[1]) + _shift_round((o[:, t].astype(np.int64) - int(q.o[1])) * np.int64(multiplier) * c,
+                                         min(shift, 62))
         out[:, t] = np.clip(h, -128, 127)
     return out
 

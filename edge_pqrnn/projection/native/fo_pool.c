@@ -35,12 +35,10 @@ int pqrnn_fo_pool_params_init(float z_scale, int32_t z_zero, float k_scale, int3
       return -1;
     }
   }
-  p->z_zero = z_zero, p->o_zero = o_zero, p->out_zero = out_zero, p->reverse = reverse ? 1 : 0;
+  p->z_zero = z_zero, p->out_zero = out_zero, p->reverse = reverse ? 1 : 0;
   for (int q = -128; q < 128; q++) {
     int64_t g = round_away((double)k_scale * (double)(q - k_zero) * (double)PQRNN_FO_GATE_MAX);
-    if (g > PQRNN_FO_GATE_MAX) g = PQRNN_FO_GATE_MAX;
-    if (g < -PQRNN_FO_GATE_MAX) g = -PQRNN_FO_GATE_MAX;
-    p->gate[q + 128] = (int32_t)g;
+    p->gate[q + 128] = (int32_t)(g > PQRNN_FO_GATE_MAX ? PQRNN_FO_GATE_MAX : g < 0 ? 0 : g);
   }
   /* multiplier m in [2^23, 2^24) and shift n with m 2^-n = the real multiplier; the
    * scaling by 2 is exact in double. */
@@ -54,9 +52,10 @@ int pqrnn_fo_pool_params_init(float z_scale, int32_t z_zero, float k_scale, int3
     put(error, &pos, "the output scale is too small for the inputs' scales (o_scale z_scale / out_scale must stay below 2^39)");
     return -1;
   }
-  /* |(o - o_zero) c| < 2^38 and m < 2^24: a shift past 62 leaves nothing but rounding. */
+  /* |o - o_zero| < 2^8, |c| < 2^24 and m < 2^24: a shift past 62 leaves only rounding. */
   p->out_multiplier = n > 62 ? 0 : mq;
   p->out_shift = n > 62 ? 63 : n;
+  for (int q = -128; q < 128; q++) p->o_times_multiplier[q + 128] = (int64_t)(q - o_zero) * p->out_multiplier;
   return 0;
 }
 
@@ -79,24 +78,32 @@ int pqrnn_fo_pool_parse_options(const uint8_t* buffer, size_t length, int* rever
   return 0;
 }
 
+#define FO_CHUNK 256 /* units whose state lives on the stack at a time */
+
 void pqrnn_fo_pool_run(const pqrnn_fo_pool_params* p, const int8_t* z, const int8_t* k, const int8_t* o,
                        int8_t* out, int batch, int steps, int hidden) {
-  const int64_t limit = PQRNN_FO_STATE_MAX;
+  /* With out_shift 63 the multiplier is 0 and the table all zeros: q = out_zero. */
+  const int shift = p->out_shift < 63 ? p->out_shift : 62;
+  int64_t state[FO_CHUNK];
   for (int b = 0; b < batch; b++) {
     const size_t base = (size_t)b * (size_t)steps * (size_t)hidden;
-    for (int u = 0; u < hidden; u++) {
-      int64_t c = 0;
+    for (int u0 = 0; u0 < hidden; u0 += FO_CHUNK) {
+      const int width = hidden - u0 < FO_CHUNK ? hidden - u0 : FO_CHUNK;
+      for (int u = 0; u < width; u++) state[u] = 0;
+      /* Steps outer, units inner: each step reads contiguous rows. */
       for (int i = 0; i < steps; i++) {
         const int t = p->reverse ? steps - 1 - i : i;
-        const size_t at = base + (size_t)t * (size_t)hidden + (size_t)u;
-        const int64_t target = (int64_t)((int32_t)z[at] - p->z_zero) * ((int64_t)1 << PQRNN_FO_STATE_BITS);
-        c += shift_round((int64_t)p->gate[(int32_t)k[at] + 128] * (target - c), PQRNN_FO_GATE_BITS);
-        if (c > limit) c = limit;
-        if (c < -limit) c = -limit;
-        int64_t q = p->out_zero;
-        if (p->out_shift < 63)
-          q += shift_round((int64_t)((int32_t)o[at] - p->o_zero) * c * p->out_multiplier, p->out_shift);
-        out[at] = (int8_t)(q > 127 ? 127 : q < -128 ? -128 : q);
+        const size_t row = base + (size_t)t * (size_t)hidden + (size_t)u0;
+        const int8_t *zr = z + row, *kr = k + row, *orow = o + row;
+        int8_t* hr = out + row;
+        for (int u = 0; u < width; u++) {
+          const int64_t target = (int64_t)((int32_t)zr[u] - p->z_zero) * ((int64_t)1 << PQRNN_FO_STATE_BITS);
+          const int64_t c =
+              state[u] + shift_round((int64_t)p->gate[(int32_t)kr[u] + 128] * (target - state[u]), PQRNN_FO_GATE_BITS);
+          state[u] = c;
+          const int64_t q = p->out_zero + shift_round(p->o_times_multiplier[(int32_t)orow[u] + 128] * c, shift);
+          hr[u] = (int8_t)(q > 127 ? 127 : q < -128 ? -128 : q);
+        }
       }
     }
   }

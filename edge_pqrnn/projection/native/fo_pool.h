@@ -22,14 +22,15 @@ extern "C" {
 /* The state c is kept in units of z_scale / 2^16; k as a Q24 fraction. */
 #define PQRNN_FO_STATE_BITS 16
 #define PQRNN_FO_GATE_BITS 24
-/* Bounds that keep every product inside int64: |k| <= 1 (it is a gate), |c| < 2^30 units. */
+/* k is a gate: clamped to [0, 1], so c stays between its old value and z (a convex
+ * combination, rounding included), |c| <= 255 2^16, and no product leaves int64. */
 #define PQRNN_FO_GATE_MAX (1 << PQRNN_FO_GATE_BITS)
-#define PQRNN_FO_STATE_MAX (1 << 30)
 
 typedef struct pqrnn_fo_pool_params {
-  int32_t z_zero, o_zero, out_zero;
-  int32_t gate[256];      /* k of every int8 code (index q + 128), Q24, clamped to [-1, 1] */
+  int32_t z_zero, out_zero;
+  int32_t gate[256];      /* k of every int8 code (index q + 128), Q24, clamped to [0, 1] */
   int64_t out_multiplier; /* o_scale z_scale / (out_scale 2^16) = out_multiplier 2^-out_shift */
+  int64_t o_times_multiplier[256]; /* (q - o_zero) out_multiplier for every int8 code q */
   int out_shift;          /* 1..62, or 63: the output is out_zero everywhere (a tiny multiplier) */
   int reverse;
 } pqrnn_fo_pool_params;
