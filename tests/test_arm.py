@@ -185,6 +185,49 @@ def test_projection_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, 
     assert arm.differing_texts(out, {name: getattr(ref, name) for name in OUTPUT_NAMES}) == 0
 
 
+#: Runs one EdgePqrnnFoPool model on int8 inputs in the emulated Python (the runtime
+#: worker takes text only): argv = module, model, library, inputs .npz, output .npy.
+FO_POOL_GUEST = """
+import importlib, sys
+import numpy as np
+mod = importlib.import_module(sys.argv[1])
+interp = mod.Interpreter(model_path=sys.argv[2], experimental_delegates=[mod.load_delegate(sys.argv[3])])
+with np.load(sys.argv[4]) as data:
+    np.save(sys.argv[5], interp.get_signature_runner()(**{k: data[k] for k in ("z", "k", "o")})["h"])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["litert", "tflite-runtime"])
+def test_fo_pool_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, runtime, tmp_path):
+    import shutil
+    import subprocess
+
+    from edge_pqrnn.projection.fo_pool import Quantization, fo_pool_model, reference
+
+    if runtime not in matrix.sites:
+        pytest.skip(matrix.errors[runtime])
+    rng = np.random.default_rng(11)
+    cases = [Quantization(z=(0.0078125, 0), k=(0.003882353, -128), o=(0.00390625, -128), out=(0.007843138, -1)),
+             Quantization(z=(1.0, -128), k=(1 / 64, -128), o=(1.0, 127), out=(1e-3, 127))]
+    cases += [Quantization(*[(float(np.float32(10 ** rng.uniform(-3, 0))), int(rng.integers(-128, 128)))
+                             for _ in range(4)]) for _ in range(4)]
+    for i, q in enumerate(cases):
+        for reverse in (False, True):
+            z, k, o = (rng.integers(-128, 128, (2, 33, 7)).astype(np.int8) for _ in range(3))
+            z[0, :5], k[0, :5], o[0, :5] = -128, 127, 127  # the extreme codes
+            model, inputs, out = (tmp_path / f"fo{i}{reverse}.{ext}" for ext in ("tflite", "npz", "npy"))
+            model.write_bytes(fo_pool_model(z.shape, q, reverse))
+            np.savez(inputs, z=z, k=k, o=o)
+            cmd = [shutil.which(arm.QEMU) or arm.QEMU, "-L", str(matrix.rootfs), str(matrix.python), "-c",
+                   FO_POOL_GUEST, arm.aarch64_runtimes()[runtime].module, str(model), str(matrix.library),
+                   str(inputs), str(out)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                                  env=arm._guest_env(matrix.sites[runtime]))
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            np.testing.assert_array_equal(np.load(out), reference(z, k, o, q, reverse), err_msg=f"{q} {reverse}")
+
+
 @pytest.mark.slow
 def test_int8_artifact_on_aarch64_litert_gives_x86s_answers(matrix, artifact, artifact_texts):
     x86 = run_signature(interpreter(artifact, "litert"), artifact_texts)
