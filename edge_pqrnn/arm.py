@@ -235,8 +235,9 @@ def _build_key() -> str:
 def build_aarch64_library(cache: str | os.PathLike | None = None, log: Log = lambda _: None) -> Path:
     """Cross-build the op library for aarch64 Linux from the package's own C sources.
 
-    The flags are setup.py's (``-std=c11 -O2 -fvisibility=hidden -ffreestanding``, no
-    ``-ffast-math``: the pool weights must round like numpy's float32). The result is
+    The flags are setup.py's (``-std=c11 -O2 -fvisibility=hidden -ffreestanding
+    -ffp-contract=off``, no ``-ffast-math``: the pool weights must round like numpy's
+    float32, and no fused multiply-add on aarch64 only). The result is
     cached under a key of the sources and flags, so an edited source is rebuilt and an
     unchanged one costs nothing.
 
