@@ -34,7 +34,10 @@ def test_artifact_is_int8_with_text_signature_and_metadata(exported, tiny_run):
     assert exported.path.read_bytes() == exported.artifact
     assert exported.quantization.float_ops == 0
     ops, types, _ = analyse(exported.artifact)
-    assert ops["CUSTOM"] == 1 and ops["QUANTIZE"] == 3  # the op, then its 3 float outputs enter int8
+    # the projection op (its 3 float outputs then enter int8), and one EdgePqrnnFoPool per
+    # direction and QRNN layer in place of the unrolled recurrence
+    assert ops["CUSTOM"] == 1 + 2 * run.config.layers and ops["QUANTIZE"] == 3
+    assert "SUB" not in ops and "UNPACK" not in ops
     meta = read_metadata(exported.artifact)
     assert meta["intents"] == list(run.labels.intents) and meta["tags"] == list(run.labels.tags)
     assert meta["projection"] == run.spec.to_dict() and meta["dataset"] == "fixture:atis"
