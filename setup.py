@@ -25,9 +25,10 @@ setup(
         Extension(
             "edge_pqrnn.projection.libpqrnn_projection",
             sources=[f"{NATIVE}/projection_core.c", f"{NATIVE}/projection_op.c", f"{NATIVE}/projection_ort.c",
-                     f"{NATIVE}/fo_pool.c"],
+                     f"{NATIVE}/fo_pool.c", f"{NATIVE}/int_matmul.c"],
             depends=[f"{NATIVE}/projection_core.h", f"{NATIVE}/tflite_abi.h", f"{NATIVE}/ort_abi.h",
-                     f"{NATIVE}/unicode_data.h", f"{NATIVE}/fo_pool.h"],
+                     f"{NATIVE}/unicode_data.h", f"{NATIVE}/fo_pool.h",
+                     f"{NATIVE}/int_matmul.h"],
             include_dirs=[NATIVE],
             # -ffreestanding: the core must not lean on libc (Android/aarch64 builds);
             # no -ffast-math: the pool weights must round exactly like numpy's float32;

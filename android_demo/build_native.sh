@@ -40,7 +40,7 @@ android() {  # abi triple
   clang --target="$triple$API" -nostdlib -nostdlibinc -isystem "$here/tools/shim" "${CFLAGS[@]}" \
     -shared -fuse-ld=lld -Wl,-soname,libpqrnn_demo.so -Wl,--no-undefined -Wl,-z,max-page-size=16384 \
     -Wl,--build-id=sha1 -Wl,-z,noexecstack -Wl,--hash-style=both \
-    -o "$out/libpqrnn_demo.so.partial" "$bridge" "$native/projection_op.c" "$native/fo_pool.c" -L"$stubs" -lc -llog
+    -o "$out/libpqrnn_demo.so.partial" "$bridge" "$native/projection_op.c" "$native/fo_pool.c" "$native/int_matmul.c" -L"$stubs" -lc -llog
   mv "$out/libpqrnn_demo.so.partial" "$out/libpqrnn_demo.so"
   echo "built $out/libpqrnn_demo.so ($(stat -c %s "$out/libpqrnn_demo.so") bytes)"
 }
@@ -51,6 +51,6 @@ android x86_64 x86_64-linux-android
 if [ "${1:-}" = "--host" ]; then
   mkdir -p "$build/host"
   clang "${CFLAGS[@]}" -shared -Wl,--no-undefined -o "$build/host/libpqrnn_demo.so" "$bridge" \
-    "$native/projection_op.c" "$native/fo_pool.c" -lc
+    "$native/projection_op.c" "$native/fo_pool.c" "$native/int_matmul.c" -lc
   echo "built $build/host/libpqrnn_demo.so"
 fi

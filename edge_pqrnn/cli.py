@@ -245,8 +245,13 @@ def eval_command(run_dir: str, data: str | None, split: str, as_json: bool) -> N
 @click.option("--buckets", default="", metavar="T,T...",
               help="Length buckets: extra signatures at these T (below the model's), sharing its weights; "
                    "a short text then runs only the steps it needs, e.g. --buckets 16,32.")
+@click.option("--portable-kernels", is_flag=True,
+              help="Run every int8 FULLY_CONNECTED and CONV_2D in the op library's integer C "
+                   "(EdgePqrnnIntMatMul): bit-exact across x86 and ARM in every runtime, tflite-runtime "
+                   "included, but slower than XNNPACK (docs/matrix.md).")
 def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibration_samples: int,
-                   no_validate: bool, keep_names: bool, fmt: str, int8: bool, buckets: str) -> None:
+                   no_validate: bool, keep_names: bool, fmt: str, int8: bool, buckets: str,
+                   portable_kernels: bool) -> None:
     """Quantize a run, fuse the projection op and validate: one .tflite that takes raw text.
 
     The artifact is written only when every check passes; the file at --out is left
@@ -261,7 +266,7 @@ def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibr
                                  param_hint="--buckets") from None
     result = export(run_dir, out, data=data, scheme=scheme, check=not no_validate,
                     calibration_samples=calibration_samples, log=click.echo, format=fmt, int8=int8,
-                    buckets=bucket_sizes)
+                    buckets=bucket_sizes, portable_kernels=portable_kernels)
     click.echo(f"wrote {result.path} ({len(result.artifact):,} bytes) in "
                f"{sum(result.seconds.values()):.1f} s")
 

@@ -121,7 +121,7 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
            calibration_samples: int = 500, thresholds: Any = None,
            log: Callable[[str], None] = print, format: str = "tflite", int8: bool = False,
-           buckets: Sequence[int] = ()) -> Any:
+           buckets: Sequence[int] = (), portable_kernels: bool = False) -> Any:
     """Export a trained run as one fused, quantized, validated .tflite.
 
     Args:
@@ -141,6 +141,10 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         int8: ONNX only: int8 QDQ instead of float.
         buckets: length buckets (T values below the run's T, e.g. ``(16, 32)``): extra
             signatures sharing the weights; a text runs in the smallest that holds it.
+        portable_kernels: replace every int8 FULLY_CONNECTED and CONV_2D with the op
+            library's ``EdgePqrnnIntMatMul`` (one integer rounding rule): bit-exact across
+            ISAs in every runtime, tflite-runtime 2.14 included, at the speed of portable C
+            instead of XNNPACK's kernels (docs/matrix.md). Recorded in the metadata.
 
     Returns:
         An :class:`ExportResult` (an ``OnnxExportResult`` for ONNX).
@@ -152,6 +156,8 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
     """
     if format == "onnx" and buckets:
         raise ConfigError("length buckets (--buckets) are for .tflite artifacts; an .onnx has one T")
+    if format == "onnx" and portable_kernels:
+        raise ConfigError("--portable-kernels is for .tflite artifacts (it replaces TFLite builtin ops)")
     if format == "onnx":  # ONNX hook: edge_pqrnn/converters/onnx_export.py
         from edge_pqrnn.converters.onnx_export import export_onnx
 
@@ -161,6 +167,9 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         raise ConfigError(f"unknown format {format!r}; choose tflite or onnx (--format)")
     if int8:
         raise ConfigError("int8=True (--int8) is for --format onnx; a .tflite takes --scheme int8 (the default)")
+    if portable_kernels and scheme not in ("int8", "int8-per-tensor"):
+        raise ConfigError(f"portable_kernels (--portable-kernels) replaces int8 matmuls; --scheme {scheme} has none "
+                          "to replace: use --scheme int8 or int8-per-tensor")
     from edge_pqrnn.converters.tflite_fuse import fuse
     from edge_pqrnn.quant.ptq import convert, representative_texts
 
@@ -180,7 +189,7 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
 
     start = time.perf_counter()
     artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names,
-                    buckets=bucket_bodies)
+                    buckets=bucket_bodies, portable_kernels=portable_kernels)
     seconds["fuse"] = time.perf_counter() - start
     log(f"  fused artifact: {len(artifact):,} bytes")
 

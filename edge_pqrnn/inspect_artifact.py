@@ -170,6 +170,7 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
             "toolkit_version": metadata.get("toolkit_version"),
             "dataset": metadata.get("dataset"),
             "scheme": metadata.get("scheme"),
+            "portable_kernels": bool(metadata.get("portable_kernels", False)),
             "intents": count("intents"),
             "tags": count("tags"),
             "slot_types": count("slot_types"),
@@ -222,7 +223,8 @@ def render(info: dict[str, Any]) -> str:
         p = meta["projection"]
         lines.append("\nmetadata")
         lines.append(f"  format {meta['format']}, toolkit {meta['toolkit_version']}, dataset {meta['dataset']}, "
-                     f"scheme {meta['scheme']}")
+                     f"scheme {meta['scheme']}"
+                     + (", portable kernels (EdgePqrnnIntMatMul)" if meta.get("portable_kernels") else ""))
         lines.append(f"  labels: {meta['intents']} intents, {meta['tags']} tags, {meta['slot_types']} slot types")
         lines.append("  projection: " + ", ".join(f"{k}={v}" for k, v in p.items()))
         lines.append("  model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))

@@ -32,6 +32,7 @@ build() {
     -fsanitize=fuzzer,address,undefined,float-divide-by-zero,implicit-integer-truncation,implicit-integer-sign-change \
     -fno-sanitize-recover=all \
     -I"$NATIVE" "$NATIVE/fuzz/fuzz_projection.c" "$NATIVE/projection_core.c" "$NATIVE/projection_op.c" "$NATIVE/fo_pool.c" \
+    "$NATIVE/int_matmul.c" \
     -o "$BIN"
   echo "$BIN"
 }

@@ -12,6 +12,11 @@ in place):
    and k -> per step SUB/MUL/ADD -> PACK -> MUL by o) with one ``EdgePqrnnFoPool`` node
    (integer arithmetic in our C, identical on x86 and ARM; the runtimes' int8 MUL rounds
    ties differently per ISA), then drop the tensors nothing uses any more.
+   ``use_portable_kernels`` (only with ``portable_kernels=True``, ``export
+   --portable-kernels``): replace every int8 FULLY_CONNECTED and CONV_2D with an
+   ``EdgePqrnnIntMatMul`` node (one integer rounding rule in our C; tflite-runtime's
+   builtin int8 kernels round exact requantisation ties differently on x86 and ARM).
+   The default keeps them for XNNPACK, which is several times faster.
 1. ``prepend_projection``: add the STRING input ``text`` and the CUSTOM projection op
    first, writing into the body's three input tensors; add the ``num_tokens`` output.
    (First, because the later passes rewrite the signature it creates.)
@@ -246,6 +251,87 @@ def fuse_fo_pooling(model) -> int:
     return fused
 
 
+def _int_matmul_geometry(model, graph, op):
+    """The :class:`~edge_pqrnn.projection.int_matmul.Geometry` of an int8 FULLY_CONNECTED
+    or CONV_2D the op can run exactly as the builtin would, else None."""
+    from edge_pqrnn.projection.int_matmul import ACTIVATIONS, Geometry
+
+    s = schema()
+    B = s.BuiltinOperator
+    code, options = _builtin(model, op), op.builtinOptions
+    inputs = [int(i) for i in op.inputs]
+    if code not in (B.FULLY_CONNECTED, B.CONV_2D) or options is None or len(inputs) not in (2, 3):
+        return None
+    activation = int(getattr(options, "fusedActivationFunction", 0))
+    if activation not in ACTIVATIONS:
+        return None
+    x, w, out = inputs[0], inputs[1], int(op.outputs[0])
+    if not (_per_tensor_int8(graph, x) and _per_tensor_int8(graph, out)):
+        return None
+    wt = graph.tensors[w]
+    wq = wt.quantization
+    data = model.buffers[wt.buffer].data if wt.buffer else None
+    if (wt.type != s.TensorType.INT8 or data is None or len(data) == 0 or wq is None or wq.scale is None
+            or wq.zeroPoint is None or any(int(z) != 0 for z in wq.zeroPoint)
+            or (len(wq.scale) > 1 and int(wq.quantizedDimension) != 0)):
+        return None
+    if len(inputs) == 3 and inputs[2] >= 0:
+        bt = graph.tensors[inputs[2]]
+        bdata = model.buffers[bt.buffer].data if bt.buffer else None
+        if bt.type != s.TensorType.INT32 or bdata is None or len(bdata) == 0:
+            return None
+    if code == B.FULLY_CONNECTED:
+        if len(wt.shape) != 2 or options.keepNumDims or options.weightsFormat != 0:
+            return None
+        return Geometry.fully_connected(activation)
+    if (len(wt.shape) != 4 or options.padding != s.Padding.VALID or (options.strideH, options.strideW) != (1, 1)
+            or (options.dilationHFactor, options.dilationWFactor) != (1, 1)):
+        return None
+    return Geometry.conv_2d(activation)
+
+
+def use_portable_kernels(model) -> int:
+    """Pass 0c (see the module doc), on every subgraph. Returns how many nodes became
+    ``EdgePqrnnIntMatMul``.
+
+    Raises:
+        ArtifactError: an int8 FULLY_CONNECTED or CONV_2D the op cannot stand in for (the
+            artifact would not be portable).
+    """
+    from edge_pqrnn.projection.int_matmul import INT_MATMUL_OP, options_bytes
+
+    s = schema()
+    B = s.BuiltinOperator
+    replaced = 0
+    code_index = None
+    for graph in model.subgraphs:
+        for i, op in enumerate(graph.operators):
+            if _builtin(model, op) not in (B.FULLY_CONNECTED, B.CONV_2D):
+                continue
+            geometry = _int_matmul_geometry(model, graph, op)
+            if geometry is None:
+                raise ArtifactError(f"operator {i} ({'CONV_2D' if _builtin(model, op) == B.CONV_2D else 'FULLY_CONNECTED'}) "
+                                    "is not an int8 matmul EdgePqrnnIntMatMul can run (per-tensor int8 input and "
+                                    "output, constant symmetric int8 weights, VALID stride-1 convolution): "
+                                    "export without --portable-kernels, or with --scheme int8")
+            if code_index is None:
+                code = s.OperatorCodeT()
+                code.builtinCode = code.deprecatedBuiltinCode = B.CUSTOM
+                code.customCode, code.version = INT_MATMUL_OP, 1
+                model.operatorCodes.append(code)
+                code_index = len(model.operatorCodes) - 1
+            node = s.OperatorT()
+            inputs = [int(t) for t in op.inputs]
+            node.opcodeIndex = code_index
+            node.inputs = inputs if len(inputs) == 3 and inputs[2] >= 0 else inputs[:2]
+            node.outputs = [int(t) for t in op.outputs]
+            node.customOptions = list(options_bytes(geometry))
+            node.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+            graph.operators[i] = node
+            replaced += 1
+    return replaced
+
+
 def _drop_unused_tensors(model, graph) -> None:
     """Remove tensors no operator, input or output refers to, and renumber the rest."""
     used: set[int] = set(int(i) for i in graph.inputs) | set(int(i) for i in graph.outputs)
@@ -470,17 +556,19 @@ def hash_problem(artifact: bytes, metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def _fused_graph(body: bytes, spec: ProjectionSpec, key: str):
+def _fused_graph(body: bytes, spec: ProjectionSpec, key: str, portable_kernels: bool = False):
     model = _load(body)
     add_zero_biases(model)
     fuse_fo_pooling(model)
+    if portable_kernels:
+        use_portable_kernels(model)
     prepend_projection(model, spec)
     write_signature(model, key)
     return model
 
 
 def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names: bool = False,
-         buckets: Mapping[int, bytes] | None = None) -> bytes:
+         buckets: Mapping[int, bytes] | None = None, portable_kernels: bool = False) -> bytes:
     """Run the passes above on a converted body.
 
     Args:
@@ -492,6 +580,9 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
         buckets: length buckets, T -> a body converted at that T (smaller than the
             spec's); each becomes the signature ``tokens_T`` and ``metadata["buckets"]``
             lists their T.
+        portable_kernels: every int8 FULLY_CONNECTED and CONV_2D becomes an
+            ``EdgePqrnnIntMatMul`` (bit-exact on every runtime and ISA, slower than
+            XNNPACK); ``metadata["portable_kernels"]`` records it.
 
     Returns:
         The fused .tflite bytes.
@@ -500,17 +591,18 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
         ArtifactError: the body is not a TFLite model or does not fit the spec, or a
             bucket is not smaller than the spec's T.
     """
-    model = _fused_graph(body, spec, SIGNATURE)
+    model = _fused_graph(body, spec, SIGNATURE, portable_kernels)
     buckets = dict(sorted((buckets or {}).items()))
     for max_tokens, bucket_body in buckets.items():
         if not spec.markers < max_tokens < spec.max_tokens:
             raise ArtifactError(f"length bucket T={max_tokens} must lie between {spec.markers + 1} and "
                                 f"{spec.max_tokens - 1} (the model's T is {spec.max_tokens})")
         bucket_spec = dataclasses.replace(spec, max_tokens=max_tokens)
-        append_signature(model, _fused_graph(bucket_body, bucket_spec, bucket_signature(max_tokens)))
+        append_signature(model, _fused_graph(bucket_body, bucket_spec, bucket_signature(max_tokens), portable_kernels))
     if buckets:
         share_buffers(model)
         metadata = dict(metadata, buckets=list(buckets))
+    metadata = dict(metadata, portable_kernels=bool(portable_kernels))
     if not keep_names:
         strip_names(model)
     attach_metadata(model, metadata)

@@ -14,17 +14,24 @@
  * [B, T, H], output int8 h [B, T, H]; options {"version": 1, "reverse": 0|1}. It replaces
  * the unrolled int8 SUB/MUL/ADD recurrence, whose rounding differs between the x86 and
  * ARM kernels of the runtimes; PQRNN_Register_FO_POOL() is its plain registration.
+ *
+ * And EdgePqrnnIntMatMul nodes (int_matmul.h), which a portable artifact has in place of
+ * every int8 FULLY_CONNECTED and CONV_2D: inputs int8 x, constant int8 weights, constant
+ * int32 bias (or none), output int8; options {"version": 1, "kind": 0 fully connected |
+ * 1 conv 2-D, "activation": 0..3}. PQRNN_Register_INT_MATMUL() is its plain registration.
  */
 #include "fo_pool.h"
+#include "int_matmul.h"
 #include "projection_core.h"
 #include "tflite_abi.h"
 
 #define OP_NAME "EdgePqrnnProjection"
 #define FO_OP_NAME "EdgePqrnnFoPool"
+#define MM_OP_NAME "EdgePqrnnIntMatMul"
 #define NUM_OUTPUTS 4
 #define FO_INPUTS 3
-/* Nodes one delegate may claim in one graph: a projection and a fo-pool per direction
- * and layer (the default model has 1 + 4). */
+/* Nodes one delegate may claim in one graph: a projection, a fo-pool per direction and
+ * layer, and in a portable artifact the matmuls (the default model has 1 + 4 + 8). */
 #define MAX_NODES 64
 
 #if defined(_WIN32)
@@ -38,7 +45,9 @@ void* malloc(size_t size);
 void* calloc(size_t count, size_t size);
 void free(void* ptr);
 
-enum { kProjection = 0, kFoPool = 1 };
+enum { kProjection = 0, kFoPool = 1, kIntMatMul = 2 };
+/* kTfLiteMmapRo: a constant tensor whose data lives in the model file. */
+#define PQRNN_ALLOCATION_MMAP_RO 1
 
 typedef struct {
   int kind;
@@ -48,11 +57,19 @@ typedef struct {
   int reverse; /* fo-pool: its inputs are z, k, o; outputs[0] is h */
   int fo_inputs[FO_INPUTS];
   pqrnn_fo_pool_params fo;
+  /* int-matmul: inputs x, weights, bias (-1: none); outputs[0] is the result */
+  pqrnn_matmul_options mm;
+  int mm_inputs[3];
+  pqrnn_matmul_geometry mm_geometry;
+  pqrnn_matmul_channel* mm_channel; /* mm_channels of them, malloc'd in Prepare */
+  int mm_channels;
+  int32_t mm_out_zero, mm_act_min, mm_act_max;
 } node_info;
 
 typedef struct {
   int count;
   int failed;
+  int failed_kind; /* which op's name prefixes the error */
   char error[PQRNN_ERROR_SIZE];
   node_info nodes[]; /* count of them */
 } kernel_data;
@@ -67,6 +84,10 @@ static void report(TfLiteContext* context, const char* message) {
 
 static void report_fo(TfLiteContext* context, const char* message) {
   context->ReportError(context, "%s: %s", FO_OP_NAME, message);
+}
+
+static void report_mm(TfLiteContext* context, const char* message) {
+  context->ReportError(context, "%s: %s", MM_OP_NAME, message);
 }
 
 static void copy_message(const char* m, char* error) {
@@ -95,6 +116,21 @@ static int read_fo_tensors(const TfLiteNode* node, node_info* info, char* error)
   }
   info->kind = kFoPool;
   for (int k = 0; k < FO_INPUTS; k++) info->fo_inputs[k] = node->inputs->data[k];
+  info->outputs[0] = node->outputs->data[0];
+  return 0;
+}
+
+static int read_mm_tensors(const TfLiteNode* node, node_info* info, char* error) {
+  if (!node->inputs || (node->inputs->size != 2 && node->inputs->size != 3) || !node->outputs ||
+      node->outputs->size != 1) {
+    copy_message("expects 2 or 3 inputs (int8 x, int8 weights, optional int32 bias) and 1 "
+                 "output (int8)",
+                 error);
+    return -1;
+  }
+  info->kind = kIntMatMul;
+  info->mm_inputs[2] = -1;
+  for (int k = 0; k < node->inputs->size; k++) info->mm_inputs[k] = node->inputs->data[k];
   info->outputs[0] = node->outputs->data[0];
   return 0;
 }
@@ -218,6 +254,114 @@ static TfLiteStatus invoke_fo_node(TfLiteContext* context, const node_info* info
   return kTfLiteOk;
 }
 
+static int64_t dims_product(const TfLiteIntArray* d, int from, int to) {
+  int64_t n = 1;
+  for (int i = from; i < to; i++) n *= d->data[i] < 0 ? 0 : d->data[i];
+  return n;
+}
+
+static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
+  for (int k = 0; k < 3; k++)
+    if (info->mm_inputs[k] != -1 && !valid_index(context, info->mm_inputs[k]))
+      return report_mm(context, "bad input tensor index"), kTfLiteError;
+  if (!valid_index(context, info->outputs[0])) return report_mm(context, "bad output tensor index"), kTfLiteError;
+  const TfLiteTensor* x = &context->tensors[info->mm_inputs[0]];
+  const TfLiteTensor* w = &context->tensors[info->mm_inputs[1]];
+  const TfLiteTensor* bias = info->mm_inputs[2] == -1 ? 0 : &context->tensors[info->mm_inputs[2]];
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  float x_scale, out_scale, unused_scale;
+  int32_t x_zero, out_zero, unused_zero;
+  const char* problem = int8_quantization(x, &x_scale, &x_zero);
+  if (!problem) problem = int8_quantization(out, &out_scale, &out_zero);
+  if (problem) return report_mm(context, problem), kTfLiteError;
+  (void)unused_scale, (void)unused_zero;
+  /* The weights: constant int8, symmetric, one scale or one per output channel (axis 0). */
+  if (w->type != kTfLiteInt8) return report_mm(context, "the weights must be an int8 tensor"), kTfLiteError;
+  if (w->allocation_type != PQRNN_ALLOCATION_MMAP_RO || !w->data.raw)
+    return report_mm(context, "the weights must be a constant tensor of the model"), kTfLiteError;
+  const int w_rank = info->mm.kind == PQRNN_MATMUL_CONV_2D ? 4 : 2;
+  if (!w->dims || w->dims->size != w_rank) {
+    context->ReportError(context, "%s: the weights must have rank %d (%s), got rank %d", MM_OP_NAME, w_rank,
+                         w_rank == 4 ? "[out, kernel_h, kernel_w, in]" : "[out, in]", w->dims ? w->dims->size : -1);
+    return kTfLiteError;
+  }
+  const int N = w->dims->data[0];
+  const int64_t per_channel = dims_product(w->dims, 1, w_rank);
+  if (N < 1 || per_channel < 1 || per_channel > PQRNN_MATMUL_MAX_DEPTH || w->bytes < (size_t)N * (size_t)per_channel)
+    return report_mm(context, "the weights must be [out, ...] with 1..65536 values per output channel"), kTfLiteError;
+  if (w->quantization.type != kTfLiteAffineQuantization || !w->quantization.params)
+    return report_mm(context, "the weights need int8 quantization parameters"), kTfLiteError;
+  const TfLiteAffineQuantization* wq = (const TfLiteAffineQuantization*)w->quantization.params;
+  if (!wq->scale || !wq->zero_point || (wq->scale->size != 1 && wq->scale->size != N) ||
+      wq->zero_point->size != wq->scale->size || (wq->scale->size > 1 && wq->quantized_dimension != 0))
+    return report_mm(context, "the weights need one scale, or one per output channel (axis 0)"), kTfLiteError;
+  for (int i = 0; i < wq->zero_point->size; i++)
+    if (wq->zero_point->data[i] != 0)
+      return report_mm(context, "the weights must be symmetric (zero point 0)"), kTfLiteError;
+  if (bias) {
+    if (bias->type != kTfLiteInt32 || !bias->dims || bias->dims->size != 1 || bias->dims->data[0] != N)
+      return report_mm(context, "the bias must be an int32 tensor [out]"), kTfLiteError;
+    if (bias->allocation_type != PQRNN_ALLOCATION_MMAP_RO || !bias->data.raw || bias->bytes < 4 * (size_t)N)
+      return report_mm(context, "the bias must be a constant tensor of the model"), kTfLiteError;
+  }
+  /* The geometry (int_matmul.h) and the output shape. */
+  const TfLiteIntArray* xd = x->dims;
+  pqrnn_matmul_geometry* g = &info->mm_geometry;
+  int shape[4], rank;
+  if (info->mm.kind == PQRNN_MATMUL_CONV_2D) {
+    const int* wd = w->dims->data;
+    if (!xd || xd->size != 4 || xd->data[3] != wd[3] || xd->data[0] < 0 || xd->data[1] < wd[1] ||
+        xd->data[2] < wd[2])
+      return report_mm(context, "conv 2-D needs x [batch, height, width, in] at least as large as the kernel, "
+                                "with the weights' in"),
+             kTfLiteError;
+    g->batch = xd->data[0], g->height = xd->data[1], g->width = xd->data[2], g->depth = xd->data[3];
+    g->kernel_h = wd[1], g->kernel_w = wd[2];
+    rank = 4, shape[0] = g->batch, shape[1] = g->height - g->kernel_h + 1, shape[2] = g->width - g->kernel_w + 1;
+    shape[3] = N;
+  } else {
+    const int64_t numel = xd ? dims_product(xd, 0, xd->size) : -1;
+    if (!xd || xd->size < 1 || numel % per_channel != 0 || numel / per_channel > 0x7fffffff)
+      return report_mm(context, "fully connected needs x whose size is a multiple of the weights' in"),
+             kTfLiteError;
+    /* rows of K values, as TFLite's FULLY_CONNECTED (keep_num_dims false): out [rows, N] */
+    g->batch = 1, g->height = 1, g->width = (int)(numel / per_channel), g->depth = (int)per_channel;
+    g->kernel_h = g->kernel_w = 1;
+    rank = 2, shape[0] = g->width, shape[1] = N;
+  }
+  g->channels = N;
+  if (info->mm_channels != N) {
+    free(info->mm_channel);
+    info->mm_channels = 0;
+    info->mm_channel = (pqrnn_matmul_channel*)malloc(sizeof(pqrnn_matmul_channel) * (size_t)N);
+    if (!info->mm_channel) return report_mm(context, "out of memory"), kTfLiteError;
+    info->mm_channels = N;
+  }
+  char error[PQRNN_ERROR_SIZE];
+  if (pqrnn_matmul_params_init(x_scale, x_zero, wq->scale->data, wq->scale->size, w->data.int8, N, (int)per_channel,
+                               bias ? bias->data.i32 : 0, out_scale, out_zero, info->mm.activation, info->mm_channel,
+                               &info->mm_act_min, &info->mm_act_max, error))
+    return report_mm(context, error), kTfLiteError;
+  info->mm_out_zero = out_zero;
+  return resize(context, out, rank, shape);
+}
+
+static TfLiteStatus invoke_mm_node(TfLiteContext* context, const node_info* info) {
+  const TfLiteTensor* x = &context->tensors[info->mm_inputs[0]];
+  const TfLiteTensor* w = &context->tensors[info->mm_inputs[1]];
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  const pqrnn_matmul_geometry* g = &info->mm_geometry;
+  const size_t in_need = (size_t)g->batch * (size_t)g->height * (size_t)g->width * (size_t)g->depth;
+  const size_t out_need = (size_t)g->batch * (size_t)(g->height - g->kernel_h + 1) *
+                          (size_t)(g->width - g->kernel_w + 1) * (size_t)g->channels;
+  if (out_need == 0) return kTfLiteOk; /* an empty batch: nothing to write */
+  if (!x->data.raw || !w->data.raw || !out->data.raw || x->bytes < in_need || out->bytes < out_need)
+    return report_mm(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+  pqrnn_matmul_run(g, info->mm_channel, x->data.int8, w->data.int8, out->data.int8, info->mm_out_zero,
+                   info->mm_act_min, info->mm_act_max);
+  return kTfLiteOk;
+}
+
 static int32_t read_i32(const char* p) {
   const uint8_t* b = (const uint8_t*)p;
   return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
@@ -259,17 +403,31 @@ static TfLiteStatus invoke_node(TfLiteContext* context, const node_info* info) {
 
 static void kernel_free(TfLiteContext* context, void* buffer) {
   (void)context;
+  kernel_data* data = (kernel_data*)buffer;
+  if (data)
+    for (int i = 0; i < data->count; i++) free(data->nodes[i].mm_channel);
   free(buffer);
+}
+
+static TfLiteStatus prepare_any(TfLiteContext* context, node_info* info) {
+  if (info->kind == kFoPool) return prepare_fo_node(context, info);
+  if (info->kind == kIntMatMul) return prepare_mm_node(context, info);
+  return prepare_node(context, info);
+}
+
+static TfLiteStatus invoke_any(TfLiteContext* context, const node_info* info) {
+  if (info->kind == kFoPool) return invoke_fo_node(context, info);
+  if (info->kind == kIntMatMul) return invoke_mm_node(context, info);
+  return invoke_node(context, info);
 }
 
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (!data) return report(context, "out of memory"), kTfLiteError;
-  if (data->failed) return report(context, data->error), kTfLiteError;
+  if (data->failed)
+    return (data->failed_kind == kIntMatMul ? report_mm : report)(context, data->error), kTfLiteError;
   for (int i = 0; i < data->count; i++) {
-    node_info* info = &data->nodes[i];
-    if ((info->kind == kFoPool ? prepare_fo_node(context, info) : prepare_node(context, info)) != kTfLiteOk)
-      return kTfLiteError;
+    if (prepare_any(context, &data->nodes[i]) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }
@@ -278,9 +436,7 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (!data || data->failed) return kTfLiteError;
   for (int i = 0; i < data->count; i++) {
-    const node_info* info = &data->nodes[i];
-    if ((info->kind == kFoPool ? invoke_fo_node(context, info) : invoke_node(context, info)) != kTfLiteOk)
-      return kTfLiteError;
+    if (invoke_any(context, &data->nodes[i]) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }
@@ -307,6 +463,23 @@ static void* fo_op_init(TfLiteContext* context, const char* buffer, size_t lengt
   return data;
 }
 
+static void* mm_op_init(TfLiteContext* context, const char* buffer, size_t length) {
+  (void)context;
+  kernel_data* data = kernel_data_new(1);
+  if (!data) return 0;
+  data->count = 1;
+  data->nodes[0].kind = kIntMatMul;
+  if (pqrnn_matmul_parse_options((const uint8_t*)buffer, length, &data->nodes[0].mm, data->error)) data->failed = 1;
+  return data;
+}
+
+static TfLiteStatus mm_op_prepare(TfLiteContext* context, TfLiteNode* node) {
+  kernel_data* data = (kernel_data*)node->user_data;
+  if (data && !data->failed && read_mm_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
+  if (data && data->failed) return report_mm(context, data->error), kTfLiteError;
+  return kernel_prepare(context, node);
+}
+
 static TfLiteStatus fo_op_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (data && !data->failed && read_fo_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
@@ -329,6 +502,12 @@ PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_PROJECTION(void) {
 PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_FO_POOL(void) {
   static TfLiteRegistration registration = {
       fo_op_init, kernel_free, fo_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, FO_OP_NAME, 1, 0, 0, 0, {0}};
+  return &registration;
+}
+
+PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_INT_MATMUL(void) {
+  static TfLiteRegistration registration = {
+      mm_op_init, kernel_free, mm_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, MM_OP_NAME, 1, 0, 0, 0, {0}};
   return &registration;
 }
 
@@ -361,6 +540,9 @@ static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, si
       if (read_fo_tensors(node, info, data->error) ||
           pqrnn_fo_pool_parse_options(options, size, &info->reverse, data->error))
         data->failed = 1;
+    } else if (is_custom(reg, MM_OP_NAME)) {
+      if (read_mm_tensors(node, info, data->error) || pqrnn_matmul_parse_options(options, size, &info->mm, data->error))
+        data->failed = 1, data->failed_kind = kIntMatMul;
     } else if (read_tensors(node, info, data->error) ||
                pqrnn_parse_options(options, size, &info->options, data->error)) {
       data->failed = 1;
@@ -379,7 +561,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     TfLiteNode* node;
     TfLiteRegistration* reg;
     if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) != kTfLiteOk) return kTfLiteError;
-    if (!is_custom(reg, OP_NAME) && !is_custom(reg, FO_OP_NAME)) continue;
+    if (!is_custom(reg, OP_NAME) && !is_custom(reg, FO_OP_NAME) && !is_custom(reg, MM_OP_NAME)) continue;
     if (count == MAX_NODES) return report(context, "too many edge-pqrnn ops in one graph (max 64)"), kTfLiteError;
     claimed[count++] = plan->data[i];
   }
