@@ -166,7 +166,10 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
         d = k.get("distillation") or {}
         if d:
             tc = k["train_config"]
-            lines += [f"KD settings: kd_weight {tc.get('kd_weight')}, temperature {tc.get('kd_temperature')}, "
+            slot_weight = tc.get("kd_slot_weight")
+            lines += [f"KD settings: kd_weight {tc.get('kd_weight')}"
+                      + (f" (slot head {slot_weight})" if slot_weight is not None else "")
+                      + f", temperature {tc.get('kd_temperature')}, "
                       f"{d.get('train_texts')} gold texts + {d.get('augmented_texts')} augmented "
                       f"(copies {d.get('augment', {}).get('copies')}) + {d.get('other_locale_texts', 0)} other-locale; "
                       + (f"teacher labelling {_fmt(d.get('label_seconds'), 0)} s for {d.get('labelled_now')} texts."
