@@ -195,10 +195,10 @@ def int_matmul_model(x_shape: Sequence[int], w: np.ndarray, bias: np.ndarray | N
         bias = np.asarray(bias, np.int32)
         inputs.append(tensor("b", [n], s.TensorType.INT32,
                              quant([x_q[0] * ws for ws in w_scales], [0] * len(w_scales)), bias.tobytes()))
-    if geometry.kind == FULLY_CONNECTED:
-        out_shape = [int(np.prod(x_shape)) // int(np.prod(w.shape[1:])), n]
-    else:
+    if geometry.kind == CONV_2D and w.ndim == 4 and len(x_shape) == 4:
         out_shape = [x_shape[0], x_shape[1] - w.shape[1] + 1, x_shape[2] - w.shape[2] + 1, n]
+    else:  # fully connected (or an invalid conv, for Prepare to refuse): Prepare resizes it
+        out_shape = [max(int(np.prod(x_shape)) // int(np.prod(w.shape[1:])), 1), n]
     y = tensor("y", out_shape, s.TensorType.INT8, quant([out_q[0]], [out_q[1]]))
     code = s.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
