@@ -66,9 +66,11 @@ int pqrnn_matmul_params_init(float x_scale, int32_t x_zero, const float* w_scale
                              int32_t out_zero, int activation, pqrnn_matmul_channel* channel, int32_t* act_min,
                              int32_t* act_max, char* error);
 
-/* x, w, out as in the geometry above, row-major. */
+/* x, w, out as in the geometry above, row-major; scratch has room for B H W C int16
+ * (x widened once). */
 void pqrnn_matmul_run(const pqrnn_matmul_geometry* g, const pqrnn_matmul_channel* channel, const int8_t* x,
-                      const int8_t* w, int8_t* out, int32_t out_zero, int32_t act_min, int32_t act_max);
+                      const int8_t* w, int8_t* out, int32_t out_zero, int32_t act_min, int32_t act_max,
+                      int16_t* scratch);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,8 @@ typedef struct {
   pqrnn_matmul_geometry mm_geometry;
   pqrnn_matmul_channel* mm_channel; /* mm_channels of them, malloc'd in Prepare */
   int mm_channels;
+  int16_t* mm_scratch; /* x widened: mm_scratch_size values, malloc'd in Prepare */
+  size_t mm_scratch_size;
   int32_t mm_out_zero, mm_act_min, mm_act_max;
 } node_info;
 
@@ -337,6 +339,14 @@ static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
     if (!info->mm_channel) return report_mm(context, "out of memory"), kTfLiteError;
     info->mm_channels = N;
   }
+  const size_t in_size = (size_t)g->batch * (size_t)g->height * (size_t)g->width * (size_t)g->depth;
+  if (info->mm_scratch_size < in_size) {
+    free(info->mm_scratch);
+    info->mm_scratch_size = 0;
+    info->mm_scratch = (int16_t*)malloc(sizeof(int16_t) * (in_size ? in_size : 1));
+    if (!info->mm_scratch) return report_mm(context, "out of memory"), kTfLiteError;
+    info->mm_scratch_size = in_size;
+  }
   char error[PQRNN_ERROR_SIZE];
   if (pqrnn_matmul_params_init(x_scale, x_zero, wq->scale->data, wq->scale->size, w->data.int8, N, (int)per_channel,
                                bias ? bias->data.i32 : 0, out_scale, out_zero, info->mm.activation, info->mm_channel,
@@ -357,8 +367,9 @@ static TfLiteStatus invoke_mm_node(TfLiteContext* context, const node_info* info
   if (out_need == 0) return kTfLiteOk; /* an empty batch: nothing to write */
   if (!x->data.raw || !w->data.raw || !out->data.raw || x->bytes < in_need || out->bytes < out_need)
     return report_mm(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+  if (info->mm_scratch_size < in_need) return report_mm(context, "input larger than prepared"), kTfLiteError;
   pqrnn_matmul_run(g, info->mm_channel, x->data.int8, w->data.int8, out->data.int8, info->mm_out_zero,
-                   info->mm_act_min, info->mm_act_max);
+                   info->mm_act_min, info->mm_act_max, info->mm_scratch);
   return kTfLiteOk;
 }
 
@@ -405,7 +416,7 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
   (void)context;
   kernel_data* data = (kernel_data*)buffer;
   if (data)
-    for (int i = 0; i < data->count; i++) free(data->nodes[i].mm_channel);
+    for (int i = 0; i < data->count; i++) free(data->nodes[i].mm_channel), free(data->nodes[i].mm_scratch);
   free(buffer);
 }
 
