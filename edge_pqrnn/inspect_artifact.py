@@ -20,6 +20,7 @@ from edge_pqrnn.artifact import (builtin_code, decode_name, find_problems, parse
                                  read_metadata, read_source, tensor_shape)
 from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, METADATA_NAME, hash_problem
 from edge_pqrnn.projection.ops import schema
+from edge_pqrnn.projection.int_matmul import INT_MATMUL_OP
 
 #: Ops whose constant inputs are a layer's weights (the rest are shapes, paddings...).
 WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
@@ -89,6 +90,9 @@ def _byte_blocks(model: Any, data: bytes, op_names: dict[int, str], config: dict
         consts = [i for i in inputs if i >= 0 and size.get(graph.tensors[i].buffer, 0)]
         if not consts:
             continue
+        if name == "CUSTOM" and decode_name(codes[op.opcodeIndex].customCode) == INT_MATMUL_OP:
+            # a portable artifact's stand-in for an int8 FC or CONV_2D: same weights
+            name = "CONV_2D" if len(tensor_shape(graph.tensors[consts[0]])) == 4 else "FULLY_CONNECTED"
         if name in WEIGHTED_OPS:
             layer = _layer_name(name, tensor_shape(graph.tensors[consts[0]]), config, seen)
             produced_by.update({i: layer for i in outputs})

@@ -205,6 +205,8 @@ def test_inspect_shows_portable_kernels(portable, tmp_path):
     assert info["metadata"]["portable_kernels"] is True
     assert info["ops"]["custom"][INT_MATMUL_OP] == 2 * (4 + 2 * artifact_fixtures.MODEL.layers)
     assert "portable kernels (EdgePqrnnIntMatMul)" in render(info)
+    # the matmul weights are counted per layer, as in a default artifact
+    assert {"bottleneck", "qrnn_0", "slot_head"} <= set(info["bytes"]["weights"]), info["bytes"]["weights"]
     assert not info["problems"]
 
 
