@@ -228,6 +228,53 @@ def test_fo_pool_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, run
             np.testing.assert_array_equal(np.load(out), reference(z, k, o, q, reverse), err_msg=f"{q} {reverse}")
 
 
+#: Runs EdgePqrnnIntMatMul models in the emulated Python, one start-up for all cases:
+#: argv = module, library, case folder holding N.tflite and N.x.npy; writes N.y.npy.
+INT_MATMUL_GUEST = """
+import importlib, os, sys
+import numpy as np
+mod = importlib.import_module(sys.argv[1])
+delegate = mod.load_delegate(sys.argv[2])
+folder = sys.argv[3]
+for name in sorted(f[:-7] for f in os.listdir(folder) if f.endswith(".tflite")):
+    interp = mod.Interpreter(model_path=os.path.join(folder, name + ".tflite"), experimental_delegates=[delegate])
+    x = np.load(os.path.join(folder, name + ".x.npy"))
+    np.save(os.path.join(folder, name + ".y.npy"), interp.get_signature_runner()(x=x)["y"])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["litert", "tflite-runtime"])
+def test_int_matmul_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, runtime, tmp_path):
+    import shutil
+    import subprocess
+
+    from edge_pqrnn.projection.int_matmul import int_matmul_model, reference
+    from test_int_matmul import random_case
+
+    if runtime not in matrix.sites:
+        pytest.skip(matrix.errors[runtime])
+    rng = np.random.default_rng(13)
+    cases = [random_case(rng, kind) for kind in ("fc", "conv") for _ in range(5)]
+    # extremes: every product at its bound, and exact .5 ties of both signs (x / 2)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(64, 4)
+    w = np.array([[1, 0, 0, 0], [-128, -128, -128, -128], [127, 127, 127, 127]], np.int8)
+    from edge_pqrnn.projection.int_matmul import Geometry
+
+    cases.append((x, w, np.array([0, 1, -1], np.int32), Geometry.fully_connected(), (0.5, 0), [0.5], (0.5, 0)))
+    cases.append((x, w, None, Geometry.fully_connected(1), (1.0, 127), [1e-3, 1e-2, 1e-4], (1e-2, -128)))
+    for i, (x, w, bias, geometry, x_q, w_scales, out_q) in enumerate(cases):
+        (tmp_path / f"{i:02d}.tflite").write_bytes(int_matmul_model(x.shape, w, bias, geometry, x_q, w_scales, out_q))
+        np.save(tmp_path / f"{i:02d}.x.npy", x)
+    cmd = [shutil.which(arm.QEMU) or arm.QEMU, "-L", str(matrix.rootfs), str(matrix.python), "-c", INT_MATMUL_GUEST,
+           arm.aarch64_runtimes()[runtime].module, str(matrix.library), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=arm._guest_env(matrix.sites[runtime]))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for i, (x, w, bias, geometry, x_q, w_scales, out_q) in enumerate(cases):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{i:02d}.y.npy"),
+                                      reference(x, w, bias, geometry, x_q, w_scales, out_q), err_msg=str(i))
+
+
 @pytest.mark.slow
 def test_int8_artifact_on_aarch64_litert_gives_x86s_answers(matrix, artifact, artifact_texts):
     x86 = run_signature(interpreter(artifact, "litert"), artifact_texts)
@@ -261,3 +308,32 @@ def test_int8_artifact_runs_in_aarch64_tflite_runtime(matrix, artifact, artifact
     for name in ("intent_logits", "slot_logits"):
         assert np.abs(out[name].astype(np.float64) - x86[name]).max() <= 4 * lsb(x86[name]) + 1e-6, name
     assert (out["intent_logits"].argmax(-1) == x86["intent_logits"].argmax(-1)).mean() >= 0.95
+
+
+@pytest.fixture(scope="module")
+def portable_artifact(artifact):
+    # the same run as `artifact`, exported with every int8 FC/CONV_2D as EdgePqrnnIntMatMul
+    return export(artifact.parent / "run", artifact.parent / "portable.tflite", check=False, portable_kernels=True,
+                  log=lambda _: None).path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["litert", "tflite-runtime"])
+def test_portable_artifact_on_aarch64_gives_x86s_answers_in_every_runtime(matrix, portable_artifact, artifact_texts,
+                                                                         runtime):
+    from edge_pqrnn.runtimes import legacy_tflite_runtime_python, run_in_subprocess
+
+    if runtime not in matrix.sites:
+        pytest.skip(matrix.errors[runtime])
+    if runtime == "litert":
+        x86 = run_signature(interpreter(portable_artifact, "litert"), artifact_texts)
+    else:
+        x86 = run_in_subprocess(legacy_tflite_runtime_python(), "tflite_runtime.interpreter", str(portable_artifact),
+                                artifact_texts)
+        x86.pop("__version__")
+    (row,) = arm.matrix_rows(portable_artifact, artifact_texts, {runtime: x86}, runtimes=[runtime])
+    print("\n" + arm.markdown_table([row]))
+    assert row["loaded"], row["error"]
+    # Bit-exact in tflite-runtime 2.14 too (issue 7): its builtin int8 FC/CONV_2D, which
+    # round ties differently on ARM, are our integer op in a portable artifact.
+    assert row["differing_texts"] == 0 and row["bit_exact_vs_x86"] is True, row

@@ -10,7 +10,8 @@ import pytest
 from flatbuffers import flexbuffers
 
 import artifact_fixtures
-from edge_pqrnn.projection.int_matmul import INT_MATMUL_OP, Geometry, int_matmul_model, reference
+from edge_pqrnn.projection.int_matmul import (DEQUANTIZE_OP, INT_MATMUL_OP, Geometry, dequantize_reference,
+                                              int_matmul_model, reference)
 from edge_pqrnn.projection.ops import schema
 from edge_pqrnn.runtimes import interpreter
 from test_fo_pool import op_counts
@@ -93,6 +94,60 @@ def test_extreme_values_and_ties():
     x = np.array([[-3], [3], [-1], [1]], np.int8)
     y = reference(x, np.array([[1]], np.int8), None, Geometry.fully_connected(), (0.5, 0), [1.0], (1.0, 0))
     assert y[:, 0].tolist() == [-2, 2, -1, 1]
+
+
+def dequantize_model(shape: tuple[int, ...], scale: float, zero: int, options: bytes | None = None,
+                     output_type: int | None = None) -> bytes:
+    """A .tflite holding one EdgePqrnnDequantize node: int8 ``x`` -> float32 ``y``."""
+    import flatbuffers
+
+    from edge_pqrnn.projection.int_matmul import dequantize_options_bytes
+
+    s = schema()
+    model, graph = s.ModelT(), s.SubGraphT()
+    model.version, model.buffers = 3, [s.BufferT()]
+    q = s.QuantizationParametersT()
+    q.scale, q.zeroPoint = [scale], [zero]
+    x, y = s.TensorT(), s.TensorT()
+    x.name, x.type, x.shape, x.buffer, x.quantization = "x", s.TensorType.INT8, list(shape), 0, q
+    y.name, y.type, y.shape, y.buffer = "y", s.TensorType.FLOAT32 if output_type is None else output_type, list(shape), 0
+    graph.tensors = [x, y]
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
+    code.customCode, code.version = DEQUANTIZE_OP, 1
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    op.customOptions = list(dequantize_options_bytes() if options is None else options)
+    op.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+    graph.operators, graph.inputs, graph.outputs = [op], [0], [1]
+    model.operatorCodes, model.subgraphs = [code], [graph]
+    sig = s.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = "serving_default", 0
+    sig.inputs, sig.outputs = [s.TensorMapT()], [s.TensorMapT()]
+    sig.inputs[0].name, sig.inputs[0].tensorIndex, sig.outputs[0].name, sig.outputs[0].tensorIndex = "x", 0, "y", 1
+    model.signatureDefs = [sig]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+@pytest.mark.parametrize("runtime", ["litert", "tflite"])
+def test_dequantize_is_bit_exact_with_the_numpy_reference(runtime):
+    rng = np.random.default_rng(17)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(2, 8, 16)
+    for scale, zero in [(0.12731011, -10), (0.10270836, -16), (1e-30, 127), (3e30, -128)] + [
+            (float(np.float32(10 ** rng.uniform(-4, 1))), int(rng.integers(-128, 128))) for _ in range(8)]:
+        scale = float(np.float32(scale))
+        got = run_op(runtime, dequantize_model(x.shape, scale, zero), x)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), dequantize_reference(x, scale, zero).view(np.uint32))
+    s = schema()
+    for model, message in [(dequantize_model((2, 3), 0.1, 0, output_type=s.TensorType.INT8), "float32"),
+                           (dequantize_model((2, 3), 0.1, 0, options=bytes(flexbuffers.Dumps({"version": 2}))),
+                            "unsupported version"),
+                           (dequantize_model((2, 3), 0.0, 0), "finite scale > 0")]:
+        with pytest.raises(RuntimeError, match=f"EdgePqrnnDequantize: .*{message}"):
+            interpreter(model, runtime).allocate_tensors()
 
 
 def test_prepare_refuses_bad_graphs_with_a_message():
@@ -179,7 +234,8 @@ def test_portable_export_has_no_builtin_matmul_in_any_subgraph(built, portable):
     assert len(counts) == 2  # serving_default and the T=8 bucket
     layers = artifact_fixtures.MODEL.layers
     for count in counts:
-        assert count["FULLY_CONNECTED"] == 0 and count["CONV_2D"] == 0, count
+        assert count["FULLY_CONNECTED"] == 0 and count["CONV_2D"] == 0 and count["DEQUANTIZE"] == 0, count
+        assert count[DEQUANTIZE_OP] >= 1, count  # the logits' int8 -> float32
         # bottleneck, attention score, intent head, slot head + two gate convs per layer
         assert count[INT_MATMUL_OP] == 4 + 2 * layers, count
     assert read_metadata(portable.artifact)["portable_kernels"] is True

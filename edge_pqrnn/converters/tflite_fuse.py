@@ -15,7 +15,9 @@ in place):
    ``use_portable_kernels`` (only with ``portable_kernels=True``, ``export
    --portable-kernels``): replace every int8 FULLY_CONNECTED and CONV_2D with an
    ``EdgePqrnnIntMatMul`` node (one integer rounding rule in our C; tflite-runtime's
-   builtin int8 kernels round exact requantisation ties differently on x86 and ARM).
+   builtin int8 kernels round exact requantisation ties differently on x86 and ARM),
+   and every int8 -> float32 DEQUANTIZE with an ``EdgePqrnnDequantize`` (one float
+   multiply; tflite-runtime's ARM path fuses a multiply-add and differs by an ulp).
    The default keeps them for XNNPACK, which is several times faster.
 1. ``prepend_projection``: add the STRING input ``text`` and the CUSTOM projection op
    first, writing into the body's three input tensors; add the ``num_tokens`` output.
@@ -292,20 +294,40 @@ def _int_matmul_geometry(model, graph, op):
 
 def use_portable_kernels(model) -> int:
     """Pass 0c (see the module doc), on every subgraph. Returns how many nodes became
-    ``EdgePqrnnIntMatMul``.
+    ``EdgePqrnnIntMatMul`` or ``EdgePqrnnDequantize``.
 
     Raises:
         ArtifactError: an int8 FULLY_CONNECTED or CONV_2D the op cannot stand in for (the
             artifact would not be portable).
     """
-    from edge_pqrnn.projection.int_matmul import INT_MATMUL_OP, options_bytes
+    from edge_pqrnn.projection.int_matmul import DEQUANTIZE_OP, INT_MATMUL_OP, dequantize_options_bytes, options_bytes
 
     s = schema()
     B = s.BuiltinOperator
     replaced = 0
-    code_index = None
+    codes: dict[str, int] = {}
+
+    def custom_code(name: str) -> int:
+        if name not in codes:
+            code = s.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = B.CUSTOM
+            code.customCode, code.version = name, 1
+            model.operatorCodes.append(code)
+            codes[name] = len(model.operatorCodes) - 1
+        return codes[name]
+
     for graph in model.subgraphs:
         for i, op in enumerate(graph.operators):
+            if (_builtin(model, op) == B.DEQUANTIZE and _per_tensor_int8(graph, int(op.inputs[0]))
+                    and graph.tensors[int(op.outputs[0])].type == s.TensorType.FLOAT32):
+                node = s.OperatorT()
+                node.opcodeIndex = custom_code(DEQUANTIZE_OP)
+                node.inputs, node.outputs = [int(op.inputs[0])], [int(op.outputs[0])]
+                node.customOptions = list(dequantize_options_bytes())
+                node.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
+                graph.operators[i] = node
+                replaced += 1
+                continue
             if _builtin(model, op) not in (B.FULLY_CONNECTED, B.CONV_2D):
                 continue
             geometry = _int_matmul_geometry(model, graph, op)
@@ -314,15 +336,9 @@ def use_portable_kernels(model) -> int:
                                     "is not an int8 matmul EdgePqrnnIntMatMul can run (per-tensor int8 input and "
                                     "output, constant symmetric int8 weights, VALID stride-1 convolution): "
                                     "export without --portable-kernels, or with --scheme int8")
-            if code_index is None:
-                code = s.OperatorCodeT()
-                code.builtinCode = code.deprecatedBuiltinCode = B.CUSTOM
-                code.customCode, code.version = INT_MATMUL_OP, 1
-                model.operatorCodes.append(code)
-                code_index = len(model.operatorCodes) - 1
             node = s.OperatorT()
             inputs = [int(t) for t in op.inputs]
-            node.opcodeIndex = code_index
+            node.opcodeIndex = custom_code(INT_MATMUL_OP)
             node.inputs = inputs if len(inputs) == 3 and inputs[2] >= 0 else inputs[:2]
             node.outputs = [int(t) for t in op.outputs]
             node.customOptions = list(options_bytes(geometry))

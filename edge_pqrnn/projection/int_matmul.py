@@ -29,6 +29,10 @@ import numpy as np
 
 #: The custom op's name in the .tflite.
 INT_MATMUL_OP = "EdgePqrnnIntMatMul"
+#: The portable artifact's int8 -> float32 output step (one float multiply; the runtimes'
+#: ARM paths use a fused multiply-add and differ from x86 by an ulp).
+DEQUANTIZE_OP = "EdgePqrnnDequantize"
+DEQUANTIZE_VERSION = 1
 #: The options version this toolkit writes and its C op accepts.
 INT_MATMUL_VERSION = 1
 FULLY_CONNECTED, CONV_2D = 0, 1
@@ -60,6 +64,18 @@ def options_bytes(geometry: Geometry) -> bytes:
 
     return bytes(flexbuffers.Dumps({"version": INT_MATMUL_VERSION, "kind": int(geometry.kind),
                                     "activation": int(geometry.activation)}))
+
+
+def dequantize_options_bytes() -> bytes:
+    """``EdgePqrnnDequantize``'s custom options: ``{"version": 1}``."""
+    from flatbuffers import flexbuffers
+
+    return bytes(flexbuffers.Dumps({"version": DEQUANTIZE_VERSION}))
+
+
+def dequantize_reference(q: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """``EdgePqrnnDequantize``'s output, bit for bit: ``float32(q - zero) * float32(scale)``."""
+    return (np.asarray(q, np.int32) - np.int32(zero)).astype(np.float32) * np.float32(scale)
 
 
 def _round_away(x: float) -> int:
@@ -226,5 +242,5 @@ def int_matmul_model(x_shape: Sequence[int], w: np.ndarray, bias: np.ndarray | N
     return bytes(builder.Output())
 
 
-__all__ = ["CONV_2D", "FULLY_CONNECTED", "Geometry", "INT_MATMUL_OP", "int_matmul_model", "options_bytes",
-           "reference"]
+__all__ = ["CONV_2D", "DEQUANTIZE_OP", "FULLY_CONNECTED", "Geometry", "INT_MATMUL_OP", "int_matmul_model", "options_bytes",
+           "dequantize_reference", "reference"]

@@ -43,6 +43,24 @@ int pqrnn_matmul_parse_options(const uint8_t* buffer, size_t length, pqrnn_matmu
   return 0;
 }
 
+static const char* const kDequantizeOptionNames[] = {"version"};
+
+int pqrnn_dequantize_parse_options(const uint8_t* buffer, size_t length, char* error) {
+  int64_t version;
+  int pos = 0;
+  if (pqrnn_read_int_map(buffer, length, kDequantizeOptionNames, 1, &version, error)) return -1;
+  if (version != PQRNN_DEQUANTIZE_VERSION) {
+    put(error, &pos, "unsupported version of the dequantize options (this op library implements version 1); "
+                     "use a matching edge-pqrnn op library or re-export the model");
+    return -1;
+  }
+  return 0;
+}
+
+void pqrnn_dequantize_run(const int8_t* q, float* out, size_t count, int32_t zero, float scale) {
+  for (size_t i = 0; i < count; i++) out[i] = (float)((int32_t)q[i] - zero) * scale; /* exact int -> float */
+}
+
 /* TFLite's quantize(f) of an activation bound: zero + round(f / scale), the division in
  * float as TFLite does it, rounded half away from zero; saturated far outside int8. */
 static int32_t quantize_bound(float f, float scale, int32_t zero) {

@@ -72,6 +72,14 @@ void pqrnn_matmul_run(const pqrnn_matmul_geometry* g, const pqrnn_matmul_channel
                       const int8_t* w, int8_t* out, int32_t out_zero, int32_t act_min, int32_t act_max,
                       int16_t* scratch);
 
+/* EdgePqrnnDequantize, the portable artifact's int8 -> float32 output step:
+ * out = (float)(q - zero) * scale, one IEEE float multiply (correctly rounded, the same on
+ * every ISA; the runtimes' NEON paths compute q scale - zero scale with a fused
+ * multiply-add on ARM and differ by an ulp). Options {"version": 1}. */
+#define PQRNN_DEQUANTIZE_VERSION 1
+int pqrnn_dequantize_parse_options(const uint8_t* buffer, size_t length, char* error);
+void pqrnn_dequantize_run(const int8_t* q, float* out, size_t count, int32_t zero, float scale);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,8 @@
  * every int8 FULLY_CONNECTED and CONV_2D: inputs int8 x, constant int8 weights, constant
  * int32 bias (or none), output int8; options {"version": 1, "kind": 0 fully connected |
  * 1 conv 2-D, "activation": 0..3}. PQRNN_Register_INT_MATMUL() is its plain registration.
+ * And EdgePqrnnDequantize (int8 -> float32 outputs of a portable artifact, one float
+ * multiply): PQRNN_Register_DEQUANTIZE(); it uses mm_inputs[0] and outputs[0].
  */
 #include "fo_pool.h"
 #include "int_matmul.h"
@@ -28,6 +30,7 @@
 #define OP_NAME "EdgePqrnnProjection"
 #define FO_OP_NAME "EdgePqrnnFoPool"
 #define MM_OP_NAME "EdgePqrnnIntMatMul"
+#define DQ_OP_NAME "EdgePqrnnDequantize"
 #define NUM_OUTPUTS 4
 #define FO_INPUTS 3
 /* Nodes one delegate may claim in one graph: a projection, a fo-pool per direction and
@@ -45,9 +48,11 @@ void* malloc(size_t size);
 void* calloc(size_t count, size_t size);
 void free(void* ptr);
 
-enum { kProjection = 0, kFoPool = 1, kIntMatMul = 2 };
-/* kTfLiteMmapRo: a constant tensor whose data lives in the model file. */
+enum { kProjection = 0, kFoPool = 1, kIntMatMul = 2, kDequantize = 3 };
+/* kTfLiteMmapRo: a constant tensor whose data lives in the model file; kTfLiteDynamic: a
+ * tensor ResizeTensor (re)allocates on the heap. */
 #define PQRNN_ALLOCATION_MMAP_RO 1
+#define PQRNN_ALLOCATION_DYNAMIC 4
 
 typedef struct {
   int kind;
@@ -66,6 +71,11 @@ typedef struct {
   int16_t* mm_scratch; /* x widened: mm_scratch_size values, malloc'd in Prepare */
   size_t mm_scratch_size;
   int32_t mm_out_zero, mm_act_min, mm_act_max;
+  float dq_scale; /* dequantize: mm_inputs[0] -> outputs[0], zero point in mm_out_zero */
+  /* Delegate kernel: bit k set when outputs[k] feeds only other nodes of this kernel (e.g.
+   * an int-matmul into an EdgePqrnnDequantize). The runtime's arena does not allocate
+   * such a tensor, so Prepare makes it dynamic and sizes it. */
+  int internal_mask;
 } node_info;
 
 typedef struct {
@@ -90,6 +100,10 @@ static void report_fo(TfLiteContext* context, const char* message) {
 
 static void report_mm(TfLiteContext* context, const char* message) {
   context->ReportError(context, "%s: %s", MM_OP_NAME, message);
+}
+
+static void report_dq(TfLiteContext* context, const char* message) {
+  context->ReportError(context, "%s: %s", DQ_OP_NAME, message);
 }
 
 static void copy_message(const char* m, char* error) {
@@ -133,6 +147,17 @@ static int read_mm_tensors(const TfLiteNode* node, node_info* info, char* error)
   info->kind = kIntMatMul;
   info->mm_inputs[2] = -1;
   for (int k = 0; k < node->inputs->size; k++) info->mm_inputs[k] = node->inputs->data[k];
+  info->outputs[0] = node->outputs->data[0];
+  return 0;
+}
+
+static int read_dq_tensors(const TfLiteNode* node, node_info* info, char* error) {
+  if (!node->inputs || node->inputs->size != 1 || !node->outputs || node->outputs->size != 1) {
+    copy_message("expects 1 input (int8) and 1 output (float32)", error);
+    return -1;
+  }
+  info->kind = kDequantize;
+  info->mm_inputs[0] = node->inputs->data[0];
   info->outputs[0] = node->outputs->data[0];
   return 0;
 }
@@ -373,6 +398,35 @@ static TfLiteStatus invoke_mm_node(TfLiteContext* context, const node_info* info
   return kTfLiteOk;
 }
 
+static TfLiteStatus prepare_dq_node(TfLiteContext* context, node_info* info) {
+  if (!valid_index(context, info->mm_inputs[0])) return report_dq(context, "bad input tensor index"), kTfLiteError;
+  if (!valid_index(context, info->outputs[0])) return report_dq(context, "bad output tensor index"), kTfLiteError;
+  const TfLiteTensor* in = &context->tensors[info->mm_inputs[0]];
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  float scale;
+  int32_t zero;
+  const char* problem = int8_quantization(in, &scale, &zero);
+  if (problem) return report_dq(context, problem), kTfLiteError;
+  if (!(scale > 0.0f && scale < 3.0e38f) || zero < -128 || zero > 127)
+    return report_dq(context, "the input needs a finite scale > 0 and a zero point in -128..127"), kTfLiteError;
+  if (out->type != kTfLiteFloat32) return report_dq(context, "the output must be a float32 tensor"), kTfLiteError;
+  if (!in->dims || in->dims->size > 8) return report_dq(context, "the input must have rank 0..8"), kTfLiteError;
+  info->mm_out_zero = zero;
+  info->dq_scale = scale;
+  return resize(context, out, in->dims->size, in->dims->data);
+}
+
+static TfLiteStatus invoke_dq_node(TfLiteContext* context, const node_info* info) {
+  const TfLiteTensor* in = &context->tensors[info->mm_inputs[0]];
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  const size_t count = (size_t)dims_product(in->dims, 0, in->dims->size);
+  if (count == 0) return kTfLiteOk;
+  if (!in->data.raw || !out->data.raw || in->bytes < count || out->bytes < 4 * count)
+    return report_dq(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+  pqrnn_dequantize_run(in->data.int8, out->data.f, count, info->mm_out_zero, info->dq_scale);
+  return kTfLiteOk;
+}
+
 static int32_t read_i32(const char* p) {
   const uint8_t* b = (const uint8_t*)p;
   return (int32_t)((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24);
@@ -423,12 +477,14 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
 static TfLiteStatus prepare_any(TfLiteContext* context, node_info* info) {
   if (info->kind == kFoPool) return prepare_fo_node(context, info);
   if (info->kind == kIntMatMul) return prepare_mm_node(context, info);
+  if (info->kind == kDequantize) return prepare_dq_node(context, info);
   return prepare_node(context, info);
 }
 
 static TfLiteStatus invoke_any(TfLiteContext* context, const node_info* info) {
   if (info->kind == kFoPool) return invoke_fo_node(context, info);
   if (info->kind == kIntMatMul) return invoke_mm_node(context, info);
+  if (info->kind == kDequantize) return invoke_dq_node(context, info);
   return invoke_node(context, info);
 }
 
@@ -436,9 +492,21 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (!data) return report(context, "out of memory"), kTfLiteError;
   if (data->failed)
-    return (data->failed_kind == kIntMatMul ? report_mm : report)(context, data->error), kTfLiteError;
+    return (data->failed_kind == kIntMatMul ? report_mm : data->failed_kind == kDequantize ? report_dq : report)(
+               context, data->error),
+           kTfLiteError;
   for (int i = 0; i < data->count; i++) {
-    if (prepare_any(context, &data->nodes[i]) != kTfLiteOk) return kTfLiteError;
+    node_info* info = &data->nodes[i];
+    if (prepare_any(context, info) != kTfLiteOk) return kTfLiteError;
+    for (int k = 0; k < NUM_OUTPUTS; k++) {
+      if (!(info->internal_mask & (1 << k))) continue;
+      TfLiteTensor* t = &context->tensors[info->outputs[k]];
+      if (!t->dims) return report(context, "an internal tensor has no shape"), kTfLiteError;
+      TfLiteIntArray* dims = int_array(t->dims->size, t->dims->data);
+      if (!dims) return report(context, "out of memory"), kTfLiteError;
+      t->allocation_type = PQRNN_ALLOCATION_DYNAMIC;
+      if (context->ResizeTensor(context, t, dims) != kTfLiteOk) return kTfLiteError;
+    }
   }
   return kTfLiteOk;
 }
@@ -491,6 +559,23 @@ static TfLiteStatus mm_op_prepare(TfLiteContext* context, TfLiteNode* node) {
   return kernel_prepare(context, node);
 }
 
+static void* dq_op_init(TfLiteContext* context, const char* buffer, size_t length) {
+  (void)context;
+  kernel_data* data = kernel_data_new(1);
+  if (!data) return 0;
+  data->count = 1;
+  data->nodes[0].kind = kDequantize;
+  if (pqrnn_dequantize_parse_options((const uint8_t*)buffer, length, data->error)) data->failed = 1;
+  return data;
+}
+
+static TfLiteStatus dq_op_prepare(TfLiteContext* context, TfLiteNode* node) {
+  kernel_data* data = (kernel_data*)node->user_data;
+  if (data && !data->failed && read_dq_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
+  if (data && data->failed) return report_dq(context, data->error), kTfLiteError;
+  return kernel_prepare(context, node);
+}
+
 static TfLiteStatus fo_op_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (data && !data->failed && read_fo_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
@@ -519,6 +604,12 @@ PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_FO_POOL(void) {
 PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_INT_MATMUL(void) {
   static TfLiteRegistration registration = {
       mm_op_init, kernel_free, mm_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, MM_OP_NAME, 1, 0, 0, 0, {0}};
+  return &registration;
+}
+
+PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_DEQUANTIZE(void) {
+  static TfLiteRegistration registration = {
+      dq_op_init, kernel_free, dq_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, DQ_OP_NAME, 1, 0, 0, 0, {0}};
   return &registration;
 }
 
@@ -554,9 +645,19 @@ static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, si
     } else if (is_custom(reg, MM_OP_NAME)) {
       if (read_mm_tensors(node, info, data->error) || pqrnn_matmul_parse_options(options, size, &info->mm, data->error))
         data->failed = 1, data->failed_kind = kIntMatMul;
+    } else if (is_custom(reg, DQ_OP_NAME)) {
+      if (read_dq_tensors(node, info, data->error) || pqrnn_dequantize_parse_options(options, size, data->error))
+        data->failed = 1, data->failed_kind = kDequantize;
     } else if (read_tensors(node, info, data->error) ||
                pqrnn_parse_options(options, size, &info->options, data->error)) {
       data->failed = 1;
+    }
+    const int outputs = info->kind == kProjection ? NUM_OUTPUTS : 1;
+    for (int k = 0; k < outputs && !data->failed; k++) {
+      int external = 0;
+      for (int j = 0; params->output_tensors && j < params->output_tensors->size; j++)
+        external |= params->output_tensors->data[j] == info->outputs[k];
+      if (!external) info->internal_mask |= 1 << k;
     }
     data->count++;
   }
@@ -572,7 +673,9 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     TfLiteNode* node;
     TfLiteRegistration* reg;
     if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) != kTfLiteOk) return kTfLiteError;
-    if (!is_custom(reg, OP_NAME) && !is_custom(reg, FO_OP_NAME) && !is_custom(reg, MM_OP_NAME)) continue;
+    if (!is_custom(reg, OP_NAME) && !is_custom(reg, FO_OP_NAME) && !is_custom(reg, MM_OP_NAME) &&
+        !is_custom(reg, DQ_OP_NAME))
+      continue;
     if (count == MAX_NODES) return report(context, "too many edge-pqrnn ops in one graph (max 64)"), kTfLiteError;
     claimed[count++] = plan->data[i];
   }
