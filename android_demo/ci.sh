@@ -73,7 +73,7 @@ for abi in arm64-v8a x86_64; do
     -e memcpy -e memmove -e __android_log_write | tr '\n' ' ' || true)"
   [ -z "$undefined" ] || problems+=" undefined:[$undefined]"
   for symbol in tflite_plugin_create_delegate tflite_plugin_destroy_delegate PQRNN_Register_PROJECTION PQRNN_Register_FO_POOL PQRNN_Register_INT_MATMUL \
-      PQRNN_Register_DEQUANTIZE \
+      PQRNN_Register_DEQUANTIZE PQRNN_Register_QUANTIZE \
       Java_org_edgepqrnn_demo_PqrnnNative_createDelegate Java_org_edgepqrnn_demo_PqrnnNative_deleteDelegate \
       Java_org_edgepqrnn_demo_PqrnnNative_tokenRows; do
     nm -D --defined-only "$so" | grep -q " T $symbol\$" || problems+=" missing:$symbol"

@@ -32,7 +32,7 @@ from edge_pqrnn.evaluate import Labels, Logits
 from edge_pqrnn.projection.ops import op_library, schema
 from edge_pqrnn.projection.reference import decode, token_rows
 from edge_pqrnn.projection.fo_pool import FO_POOL_OP
-from edge_pqrnn.projection.int_matmul import DEQUANTIZE_OP, INT_MATMUL_OP
+from edge_pqrnn.projection.int_matmul import DEQUANTIZE_OP, INT_MATMUL_OP, QUANTIZE_OP
 from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
 
 #: The metadata ``format`` this module reads.
@@ -293,7 +293,8 @@ def find_problems(model: Any, data: bytes) -> list[str]:
         problems.append(f"has {len(ops)} {OP_NAME} ops where exactly one is expected: {_EXPORT_AGAIN}")
     others = sorted({decode_name(c.customCode) for c in model.operatorCodes or []
                      if builtin_code(c) == s.BuiltinOperator.CUSTOM
-                     and decode_name(c.customCode) not in (OP_NAME, FO_POOL_OP, INT_MATMUL_OP, DEQUANTIZE_OP)})
+                     and decode_name(c.customCode) not in (OP_NAME, FO_POOL_OP, INT_MATMUL_OP, DEQUANTIZE_OP,
+                                                                 QUANTIZE_OP)})
     if others:
         problems.append(f"uses custom ops {others} that edge-pqrnn's op library does not provide: "
                         f"{_EXPORT_AGAIN}")

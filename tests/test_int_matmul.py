@@ -10,8 +10,8 @@ import pytest
 from flatbuffers import flexbuffers
 
 import artifact_fixtures
-from edge_pqrnn.projection.int_matmul import (DEQUANTIZE_OP, INT_MATMUL_OP, Geometry, dequantize_reference,
-                                              int_matmul_model, reference)
+from edge_pqrnn.projection.int_matmul import (DEQUANTIZE_OP, INT_MATMUL_OP, QUANTIZE_OP, Geometry,
+                                              dequantize_reference, int_matmul_model, quantize_reference, reference)
 from edge_pqrnn.projection.ops import schema
 from edge_pqrnn.runtimes import interpreter
 from test_fo_pool import op_counts
@@ -97,8 +97,9 @@ def test_extreme_values_and_ties():
 
 
 def dequantize_model(shape: tuple[int, ...], scale: float, zero: int, options: bytes | None = None,
-                     output_type: int | None = None) -> bytes:
-    """A .tflite holding one EdgePqrnnDequantize node: int8 ``x`` -> float32 ``y``."""
+                     output_type: int | None = None, quantize: bool = False) -> bytes:
+    """A .tflite holding one EdgePqrnnDequantize node: int8 ``x`` -> float32 ``y`` (or with
+    ``quantize`` one EdgePqrnnQuantize: float32 ``x`` -> int8 ``y``)."""
     import flatbuffers
 
     from edge_pqrnn.projection.int_matmul import dequantize_options_bytes
@@ -111,10 +112,13 @@ def dequantize_model(shape: tuple[int, ...], scale: float, zero: int, options: b
     x, y = s.TensorT(), s.TensorT()
     x.name, x.type, x.shape, x.buffer, x.quantization = "x", s.TensorType.INT8, list(shape), 0, q
     y.name, y.type, y.shape, y.buffer = "y", s.TensorType.FLOAT32 if output_type is None else output_type, list(shape), 0
+    if quantize:
+        x.type, x.quantization, y.quantization = s.TensorType.FLOAT32, None, q
+        y.type = s.TensorType.INT8 if output_type is None else output_type
     graph.tensors = [x, y]
     code = s.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-    code.customCode, code.version = DEQUANTIZE_OP, 1
+    code.customCode, code.version = QUANTIZE_OP if quantize else DEQUANTIZE_OP, 1
     op = s.OperatorT()
     op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
     op.customOptions = list(dequantize_options_bytes() if options is None else options)
@@ -148,6 +152,23 @@ def test_dequantize_is_bit_exact_with_the_numpy_reference(runtime):
                            (dequantize_model((2, 3), 0.0, 0), "finite scale > 0")]:
         with pytest.raises(RuntimeError, match=f"EdgePqrnnDequantize: .*{message}"):
             interpreter(model, runtime).allocate_tensors()
+
+
+@pytest.mark.parametrize("runtime", ["litert", "tflite"])
+def test_quantize_is_bit_exact_with_the_numpy_reference(runtime):
+    # pool weights 1/n, ternary features, exact .5 ties of both signs, extremes and NaN
+    rng = np.random.default_rng(19)
+    x = np.concatenate([1.0 / np.arange(1, 65), [-1.0, 0.0, 1.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 1e30, -1e30,
+                                                 np.inf, -np.inf, np.nan], rng.normal(0, 3, 50)]).astype(np.float32)
+    for scale, zero in [(0.0039215689, -128), (1.0, 0), (0.5, 3), (1 / 3, -7)] + [
+            (float(np.float32(10 ** rng.uniform(-4, 0))), int(rng.integers(-128, 128))) for _ in range(6)]:
+        scale = float(np.float32(scale))
+        got = run_op(runtime, dequantize_model(x.shape, scale, zero, quantize=True), x)
+        np.testing.assert_array_equal(got, quantize_reference(x, scale, zero), err_msg=f"{scale} {zero}")
+    assert quantize_reference(np.array([0.5, -0.5, 1.5, -1.5], np.float32), 1.0, 0).tolist() == [1, -1, 2, -2]
+    with pytest.raises(RuntimeError, match="EdgePqrnnQuantize: .*int8"):
+        interpreter(dequantize_model((2,), 0.1, 0, quantize=True, output_type=schema().TensorType.FLOAT32),
+                    runtime).allocate_tensors()
 
 
 def test_prepare_refuses_bad_graphs_with_a_message():
@@ -236,6 +257,7 @@ def test_portable_export_has_no_builtin_matmul_in_any_subgraph(built, portable):
     for count in counts:
         assert count["FULLY_CONNECTED"] == 0 and count["CONV_2D"] == 0 and count["DEQUANTIZE"] == 0, count
         assert count[DEQUANTIZE_OP] >= 1, count  # the logits' int8 -> float32
+        assert count["QUANTIZE"] == 0 and count[QUANTIZE_OP] == 3, count  # features, mask, pool weights
         # bottleneck, attention score, intent head, slot head + two gate convs per layer
         assert count[INT_MATMUL_OP] == 4 + 2 * layers, count
     assert read_metadata(portable.artifact)["portable_kernels"] is True

@@ -17,7 +17,9 @@ in place):
    ``EdgePqrnnIntMatMul`` node (one integer rounding rule in our C; tflite-runtime's
    builtin int8 kernels round exact requantisation ties differently on x86 and ARM),
    and every int8 -> float32 DEQUANTIZE with an ``EdgePqrnnDequantize`` (one float
-   multiply; tflite-runtime's ARM path fuses a multiply-add and differs by an ulp).
+   multiply; tflite-runtime's ARM path fuses a multiply-add and differs by an ulp), and
+   every float32 -> int8 QUANTIZE with an ``EdgePqrnnQuantize`` (one division, round half
+   away; the ARM path multiplies by 1 / scale and rounds exact ties elsewhere).
    The default keeps them for XNNPACK, which is several times faster.
 1. ``prepend_projection``: add the STRING input ``text`` and the CUSTOM projection op
    first, writing into the body's three input tensors; add the ``num_tokens`` output.
@@ -294,13 +296,14 @@ def _int_matmul_geometry(model, graph, op):
 
 def use_portable_kernels(model) -> int:
     """Pass 0c (see the module doc), on every subgraph. Returns how many nodes became
-    ``EdgePqrnnIntMatMul`` or ``EdgePqrnnDequantize``.
+    ``EdgePqrnnIntMatMul``, ``EdgePqrnnDequantize`` or ``EdgePqrnnQuantize``.
 
     Raises:
         ArtifactError: an int8 FULLY_CONNECTED or CONV_2D the op cannot stand in for (the
             artifact would not be portable).
     """
-    from edge_pqrnn.projection.int_matmul import DEQUANTIZE_OP, INT_MATMUL_OP, dequantize_options_bytes, options_bytes
+    from edge_pqrnn.projection.int_matmul import (DEQUANTIZE_OP, INT_MATMUL_OP, QUANTIZE_OP, dequantize_options_bytes,
+                                                  options_bytes)
 
     s = schema()
     B = s.BuiltinOperator
@@ -318,10 +321,13 @@ def use_portable_kernels(model) -> int:
 
     for graph in model.subgraphs:
         for i, op in enumerate(graph.operators):
-            if (_builtin(model, op) == B.DEQUANTIZE and _per_tensor_int8(graph, int(op.inputs[0]))
-                    and graph.tensors[int(op.outputs[0])].type == s.TensorType.FLOAT32):
+            dequantize = (_builtin(model, op) == B.DEQUANTIZE and _per_tensor_int8(graph, int(op.inputs[0]))
+                          and graph.tensors[int(op.outputs[0])].type == s.TensorType.FLOAT32)
+            quantize = (_builtin(model, op) == B.QUANTIZE and _per_tensor_int8(graph, int(op.outputs[0]))
+                        and graph.tensors[int(op.inputs[0])].type == s.TensorType.FLOAT32)
+            if dequantize or quantize:
                 node = s.OperatorT()
-                node.opcodeIndex = custom_code(DEQUANTIZE_OP)
+                node.opcodeIndex = custom_code(DEQUANTIZE_OP if dequantize else QUANTIZE_OP)
                 node.inputs, node.outputs = [int(op.inputs[0])], [int(op.outputs[0])]
                 node.customOptions = list(dequantize_options_bytes())
                 node.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS

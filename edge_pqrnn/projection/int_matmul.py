@@ -33,6 +33,9 @@ INT_MATMUL_OP = "EdgePqrnnIntMatMul"
 #: ARM paths use a fused multiply-add and differ from x86 by an ulp).
 DEQUANTIZE_OP = "EdgePqrnnDequantize"
 DEQUANTIZE_VERSION = 1
+#: ... and its float32 -> int8 inputs (one division, round half away from zero; the ARM
+#: path multiplies by 1 / scale and lands exact ties such as pool weights 1/n elsewhere).
+QUANTIZE_OP = "EdgePqrnnQuantize"
 #: The options version this toolkit writes and its C op accepts.
 INT_MATMUL_VERSION = 1
 FULLY_CONNECTED, CONV_2D = 0, 1
@@ -76,6 +79,16 @@ def dequantize_options_bytes() -> bytes:
 def dequantize_reference(q: np.ndarray, scale: float, zero: int) -> np.ndarray:
     """``EdgePqrnnDequantize``'s output, bit for bit: ``float32(q - zero) * float32(scale)``."""
     return (np.asarray(q, np.int32) - np.int32(zero)).astype(np.float32) * np.float32(scale)
+
+
+def quantize_reference(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
+    """``EdgePqrnnQuantize``'s output, bit for bit: ``clamp(round(float32(x) / float32(scale))
+    + zero)``, the division in float32, half away from zero, NaN -> the zero point."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d = (np.asarray(x, np.float32) / np.float32(scale)).astype(np.float64)
+        d = np.where(np.isnan(d), 0.0, np.clip(d, -1e6, 1e6))
+        q = np.sign(d) * np.floor(np.abs(d) + 0.5)
+    return np.clip(q.astype(np.int64) + int(zero), -128, 127).astype(np.int8)
 
 
 def _round_away(x: float) -> int:
@@ -242,5 +255,5 @@ def int_matmul_model(x_shape: Sequence[int], w: np.ndarray, bias: np.ndarray | N
     return bytes(builder.Output())
 
 
-__all__ = ["CONV_2D", "DEQUANTIZE_OP", "FULLY_CONNECTED", "Geometry", "INT_MATMUL_OP", "int_matmul_model", "options_bytes",
+__all__ = ["CONV_2D", "DEQUANTIZE_OP", "FULLY_CONNECTED", "QUANTIZE_OP", "quantize_reference", "Geometry", "INT_MATMUL_OP", "int_matmul_model", "options_bytes",
            "dequantize_reference", "reference"]

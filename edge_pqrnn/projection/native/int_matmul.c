@@ -57,6 +57,24 @@ int pqrnn_dequantize_parse_options(const uint8_t* buffer, size_t length, char* e
   return 0;
 }
 
+int pqrnn_quantize_parse_options(const uint8_t* buffer, size_t length, char* error) {
+  return pqrnn_dequantize_parse_options(buffer, length, error); /* the same {"version": 1} */
+}
+
+void pqrnn_quantize_run(const float* x, int8_t* out, size_t count, float scale, int32_t zero) {
+  for (size_t i = 0; i < count; i++) {
+    const float r = x[i] / scale; /* one correctly rounded float division */
+    const double d = (double)r;   /* exact */
+    int64_t q;
+    if (!(d == d)) q = 0;
+    else if (d > 1e6) q = 1000000;
+    else if (d < -1e6) q = -1000000;
+    else q = round_away(d);
+    q += zero;
+    out[i] = (int8_t)(q > 127 ? 127 : q < -128 ? -128 : q);
+  }
+}
+
 void pqrnn_dequantize_run(const int8_t* q, float* out, size_t count, int32_t zero, float scale) {
   for (size_t i = 0; i < count; i++) out[i] = (float)((int32_t)q[i] - zero) * scale; /* exact int -> float */
 }

@@ -80,6 +80,14 @@ void pqrnn_matmul_run(const pqrnn_matmul_geometry* g, const pqrnn_matmul_channel
 int pqrnn_dequantize_parse_options(const uint8_t* buffer, size_t length, char* error);
 void pqrnn_dequantize_run(const int8_t* q, float* out, size_t count, int32_t zero, float scale);
 
+/* EdgePqrnnQuantize, the portable artifact's float32 -> int8 inputs:
+ * out = clamp(round(x / scale) + zero), one IEEE float division and round half away from
+ * zero (tflite-runtime's ARM path multiplies by 1 / scale and rounds otherwise: exact
+ * ties such as pool weights 1/n land on other codes). NaN gives the zero point. Options
+ * {"version": 1}. */
+int pqrnn_quantize_parse_options(const uint8_t* buffer, size_t length, char* error);
+void pqrnn_quantize_run(const float* x, int8_t* out, size_t count, float scale, int32_t zero);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,7 +20,9 @@
  * int32 bias (or none), output int8; options {"version": 1, "kind": 0 fully connected |
  * 1 conv 2-D, "activation": 0..3}. PQRNN_Register_INT_MATMUL() is its plain registration.
  * And EdgePqrnnDequantize (int8 -> float32 outputs of a portable artifact, one float
- * multiply): PQRNN_Register_DEQUANTIZE(); it uses mm_inputs[0] and outputs[0].
+ * multiply): PQRNN_Register_DEQUANTIZE(); and EdgePqrnnQuantize (float32 -> int8 inputs,
+ * one division, round half away): PQRNN_Register_QUANTIZE(). Both use mm_inputs[0] and
+ * outputs[0].
  */
 #include "fo_pool.h"
 #include "int_matmul.h"
@@ -31,6 +33,7 @@
 #define FO_OP_NAME "EdgePqrnnFoPool"
 #define MM_OP_NAME "EdgePqrnnIntMatMul"
 #define DQ_OP_NAME "EdgePqrnnDequantize"
+#define Q_OP_NAME "EdgePqrnnQuantize"
 #define NUM_OUTPUTS 4
 #define FO_INPUTS 3
 /* Nodes one delegate may claim in one graph: a projection, a fo-pool per direction and
@@ -48,7 +51,7 @@ void* malloc(size_t size);
 void* calloc(size_t count, size_t size);
 void free(void* ptr);
 
-enum { kProjection = 0, kFoPool = 1, kIntMatMul = 2, kDequantize = 3 };
+enum { kProjection = 0, kFoPool = 1, kIntMatMul = 2, kDequantize = 3, kQuantize = 4 };
 /* kTfLiteMmapRo: a constant tensor whose data lives in the model file; kTfLiteDynamic: a
  * tensor ResizeTensor (re)allocates on the heap. */
 #define PQRNN_ALLOCATION_MMAP_RO 1
@@ -106,6 +109,10 @@ static void report_dq(TfLiteContext* context, const char* message) {
   context->ReportError(context, "%s: %s", DQ_OP_NAME, message);
 }
 
+static void report_q(TfLiteContext* context, const char* message) {
+  context->ReportError(context, "%s: %s", Q_OP_NAME, message);
+}
+
 static void copy_message(const char* m, char* error) {
   int i = 0;
   while (m[i] && i < PQRNN_ERROR_SIZE - 1) error[i] = m[i], i++;
@@ -153,10 +160,10 @@ static int read_mm_tensors(const TfLiteNode* node, node_info* info, char* error)
 
 static int read_dq_tensors(const TfLiteNode* node, node_info* info, char* error) {
   if (!node->inputs || node->inputs->size != 1 || !node->outputs || node->outputs->size != 1) {
-    copy_message("expects 1 input (int8) and 1 output (float32)", error);
+    copy_message("expects 1 input and 1 output", error);
     return -1;
   }
-  info->kind = kDequantize;
+  info->kind = info->kind == kQuantize ? kQuantize : kDequantize;
   info->mm_inputs[0] = node->inputs->data[0];
   info->outputs[0] = node->outputs->data[0];
   return 0;
@@ -416,6 +423,35 @@ static TfLiteStatus prepare_dq_node(TfLiteContext* context, node_info* info) {
   return resize(context, out, in->dims->size, in->dims->data);
 }
 
+static TfLiteStatus prepare_q_node(TfLiteContext* context, node_info* info) {
+  if (!valid_index(context, info->mm_inputs[0])) return report_q(context, "bad input tensor index"), kTfLiteError;
+  if (!valid_index(context, info->outputs[0])) return report_q(context, "bad output tensor index"), kTfLiteError;
+  const TfLiteTensor* in = &context->tensors[info->mm_inputs[0]];
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  float scale;
+  int32_t zero;
+  if (in->type != kTfLiteFloat32) return report_q(context, "the input must be a float32 tensor"), kTfLiteError;
+  const char* problem = int8_quantization(out, &scale, &zero);
+  if (problem) return report_q(context, problem), kTfLiteError;
+  if (!(scale > 0.0f && scale < 3.0e38f) || zero < -128 || zero > 127)
+    return report_q(context, "the output needs a finite scale > 0 and a zero point in -128..127"), kTfLiteError;
+  if (!in->dims || in->dims->size > 8) return report_q(context, "the input must have rank 0..8"), kTfLiteError;
+  info->mm_out_zero = zero;
+  info->dq_scale = scale;
+  return resize(context, out, in->dims->size, in->dims->data);
+}
+
+static TfLiteStatus invoke_q_node(TfLiteContext* context, const node_info* info) {
+  const TfLiteTensor* in = &context->tensors[info->mm_inputs[0]];
+  TfLiteTensor* out = &context->tensors[info->outputs[0]];
+  const size_t count = (size_t)dims_product(in->dims, 0, in->dims->size);
+  if (count == 0) return kTfLiteOk;
+  if (!in->data.raw || !out->data.raw || in->bytes < 4 * count || out->bytes < count)
+    return report_q(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+  pqrnn_quantize_run(in->data.f, out->data.int8, count, info->dq_scale, info->mm_out_zero);
+  return kTfLiteOk;
+}
+
 static TfLiteStatus invoke_dq_node(TfLiteContext* context, const node_info* info) {
   const TfLiteTensor* in = &context->tensors[info->mm_inputs[0]];
   TfLiteTensor* out = &context->tensors[info->outputs[0]];
@@ -478,6 +514,7 @@ static TfLiteStatus prepare_any(TfLiteContext* context, node_info* info) {
   if (info->kind == kFoPool) return prepare_fo_node(context, info);
   if (info->kind == kIntMatMul) return prepare_mm_node(context, info);
   if (info->kind == kDequantize) return prepare_dq_node(context, info);
+  if (info->kind == kQuantize) return prepare_q_node(context, info);
   return prepare_node(context, info);
 }
 
@@ -485,6 +522,7 @@ static TfLiteStatus invoke_any(TfLiteContext* context, const node_info* info) {
   if (info->kind == kFoPool) return invoke_fo_node(context, info);
   if (info->kind == kIntMatMul) return invoke_mm_node(context, info);
   if (info->kind == kDequantize) return invoke_dq_node(context, info);
+  if (info->kind == kQuantize) return invoke_q_node(context, info);
   return invoke_node(context, info);
 }
 
@@ -492,8 +530,10 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (!data) return report(context, "out of memory"), kTfLiteError;
   if (data->failed)
-    return (data->failed_kind == kIntMatMul ? report_mm : data->failed_kind == kDequantize ? report_dq : report)(
-               context, data->error),
+    return (data->failed_kind == kIntMatMul    ? report_mm
+            : data->failed_kind == kDequantize ? report_dq
+            : data->failed_kind == kQuantize   ? report_q
+                                               : report)(context, data->error),
            kTfLiteError;
   for (int i = 0; i < data->count; i++) {
     node_info* info = &data->nodes[i];
@@ -576,6 +616,23 @@ static TfLiteStatus dq_op_prepare(TfLiteContext* context, TfLiteNode* node) {
   return kernel_prepare(context, node);
 }
 
+static void* q_op_init(TfLiteContext* context, const char* buffer, size_t length) {
+  (void)context;
+  kernel_data* data = kernel_data_new(1);
+  if (!data) return 0;
+  data->count = 1;
+  data->nodes[0].kind = kQuantize;
+  if (pqrnn_quantize_parse_options((const uint8_t*)buffer, length, data->error)) data->failed = 1;
+  return data;
+}
+
+static TfLiteStatus q_op_prepare(TfLiteContext* context, TfLiteNode* node) {
+  kernel_data* data = (kernel_data*)node->user_data;
+  if (data && !data->failed && read_dq_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
+  if (data && data->failed) return report_q(context, data->error), kTfLiteError;
+  return kernel_prepare(context, node);
+}
+
 static TfLiteStatus fo_op_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (data && !data->failed && read_fo_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
@@ -613,6 +670,12 @@ PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_DEQUANTIZE(void) {
   return &registration;
 }
 
+PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_QUANTIZE(void) {
+  static TfLiteRegistration registration = {
+      q_op_init, kernel_free, q_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, Q_OP_NAME, 1, 0, 0, 0, {0}};
+  return &registration;
+}
+
 /* ------------------------------------------------------------ op-provider delegate */
 
 static int is_custom(const TfLiteRegistration* reg, const char* name) {
@@ -645,6 +708,10 @@ static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, si
     } else if (is_custom(reg, MM_OP_NAME)) {
       if (read_mm_tensors(node, info, data->error) || pqrnn_matmul_parse_options(options, size, &info->mm, data->error))
         data->failed = 1, data->failed_kind = kIntMatMul;
+    } else if (is_custom(reg, Q_OP_NAME)) {
+      info->kind = kQuantize;
+      if (read_dq_tensors(node, info, data->error) || pqrnn_quantize_parse_options(options, size, data->error))
+        data->failed = 1, data->failed_kind = kQuantize;
     } else if (is_custom(reg, DQ_OP_NAME)) {
       if (read_dq_tensors(node, info, data->error) || pqrnn_dequantize_parse_options(options, size, data->error))
         data->failed = 1, data->failed_kind = kDequantize;
@@ -674,7 +741,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     TfLiteRegistration* reg;
     if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) != kTfLiteOk) return kTfLiteError;
     if (!is_custom(reg, OP_NAME) && !is_custom(reg, FO_OP_NAME) && !is_custom(reg, MM_OP_NAME) &&
-        !is_custom(reg, DQ_OP_NAME))
+        !is_custom(reg, DQ_OP_NAME) && !is_custom(reg, Q_OP_NAME))
       continue;
     if (count == MAX_NODES) return report(context, "too many edge-pqrnn ops in one graph (max 64)"), kTfLiteError;
     claimed[count++] = plan->data[i];
