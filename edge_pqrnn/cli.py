@@ -246,9 +246,10 @@ def eval_command(run_dir: str, data: str | None, split: str, as_json: bool) -> N
               help="Length buckets: extra signatures at these T (below the model's), sharing its weights; "
                    "a short text then runs only the steps it needs, e.g. --buckets 16,32.")
 @click.option("--portable-kernels", is_flag=True,
-              help="Run every int8 FULLY_CONNECTED and CONV_2D in the op library's integer C "
-                   "(EdgePqrnnIntMatMul): bit-exact across x86 and ARM in every runtime, tflite-runtime "
-                   "included, but slower than XNNPACK (docs/matrix.md).")
+              help="Run every int8 FULLY_CONNECTED and CONV_2D (and the body's QUANTIZE/DEQUANTIZE) in "
+                   "the op library's portable C: the same bits on x86 and ARM in every runtime, "
+                   "tflite-runtime 2.14 included, at ~5x the latency of the default XNNPACK kernels "
+                   "(docs/matrix.md).")
 def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibration_samples: int,
                    no_validate: bool, keep_names: bool, fmt: str, int8: bool, buckets: str,
                    portable_kernels: bool) -> None:

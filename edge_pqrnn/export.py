@@ -142,9 +142,11 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         buckets: length buckets (T values below the run's T, e.g. ``(16, 32)``): extra
             signatures sharing the weights; a text runs in the smallest that holds it.
         portable_kernels: replace every int8 FULLY_CONNECTED and CONV_2D with the op
-            library's ``EdgePqrnnIntMatMul`` (one integer rounding rule): bit-exact across
-            ISAs in every runtime, tflite-runtime 2.14 included, at the speed of portable C
-            instead of XNNPACK's kernels (docs/matrix.md). Recorded in the metadata.
+            library's ``EdgePqrnnIntMatMul`` (one integer rounding rule), and the body's
+            QUANTIZE / DEQUANTIZE with ``EdgePqrnnQuantize`` / ``EdgePqrnnDequantize``:
+            bit-exact across ISAs in every runtime, tflite-runtime 2.14 included, at ~5x
+            the default's latency (portable C instead of XNNPACK; docs/matrix.md).
+            Recorded in the metadata.
 
     Returns:
         An :class:`ExportResult` (an ``OnnxExportResult`` for ONNX).

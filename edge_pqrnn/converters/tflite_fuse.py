@@ -603,8 +603,9 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
             spec's); each becomes the signature ``tokens_T`` and ``metadata["buckets"]``
             lists their T.
         portable_kernels: every int8 FULLY_CONNECTED and CONV_2D becomes an
-            ``EdgePqrnnIntMatMul`` (bit-exact on every runtime and ISA, slower than
-            XNNPACK); ``metadata["portable_kernels"]`` records it.
+            ``EdgePqrnnIntMatMul``, every QUANTIZE / DEQUANTIZE at the body's edges an
+            ``EdgePqrnnQuantize`` / ``EdgePqrnnDequantize`` (bit-exact on every runtime
+            and ISA, slower than XNNPACK); ``metadata["portable_kernels"]`` records it.
 
     Returns:
         The fused .tflite bytes.
