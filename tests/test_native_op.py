@@ -163,7 +163,8 @@ def test_library_exports_and_builds_from_pip_install():
     assert lib.name == "libpqrnn_projection.so"
     symbols = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
     for name in ("tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate", "PQRNN_Register_PROJECTION",
-                 "PQRNN_Register_FO_POOL"):
+                 "PQRNN_Register_FO_POOL", "PQRNN_Register_INT_MATMUL", "PQRNN_Register_DEQUANTIZE",
+                 "PQRNN_Register_QUANTIZE"):
         assert name in symbols
     # Freestanding core: the only undefined symbols are a few libc allocation calls.
     undefined = subprocess.run(["nm", "-D", "--undefined-only", str(lib)], capture_output=True, text=True).stdout

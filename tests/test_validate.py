@@ -299,3 +299,23 @@ def test_matrix_table_command_prints_every_row(built, matrix):
     assert isas == [("litert", "x86_64"), ("tflite", "x86_64"), ("tflite-runtime", "x86_64"),
                     ("litert", "aarch64"), ("tflite-runtime", "aarch64")]
     assert "· litert@aarch64 vs litert x86_64: " in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LEGACY_VENV_READY,
+                    reason="no tflite-runtime 2.14 venv (edge_pqrnn.runtimes.legacy_tflite_runtime_python builds it)")
+def test_portable_artifact_is_bit_exact_on_every_aarch64_row(built, matrix, tmp_path):
+    # export --portable-kernels: every int8 FC/CONV_2D runs in our integer C, so
+    # tflite-runtime 2.14 on aarch64 gives x86's bits too, not only litert (issue 7).
+    from edge_pqrnn.export import export
+
+    if "tflite-runtime" not in matrix.sites:
+        pytest.skip(f"tflite-runtime is not prepared for aarch64: {matrix.errors.get('tflite-runtime')}")
+    path = export(built.run_dir, tmp_path / "portable.tflite", check=False, portable_kernels=True,
+                  calibration_samples=120, log=lambda _: None).path
+    report = validate(path, built.run_dir, examples=built.dataset.test[:40], runtimes=ALL_RUNTIMES)
+    print("\n" + report.markdown_table())
+    assert report.passed, [c.line for c in report.failures]
+    for name in AARCH64_RUNTIMES:
+        row = report.runtimes[name]
+        assert row.loaded and row.differing_texts == 0 and row.bit_exact_vs_x86 is True, (name, row.error)
