@@ -46,14 +46,29 @@ def options_bytes(reverse: bool) -> bytes:
     return bytes(flexbuffers.Dumps({"version": FO_POOL_VERSION, "reverse": int(bool(reverse))}))
 
 
-def _round_away(x: float) -> int:
+def round_half_away(x: float) -> int:
     # C: x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5), on the same doubles.
     return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
 
 
-def _f32(value: float) -> float:
+def as_float32(value: float) -> float:
     # The op reads float32 scales from the tensor; widen exactly as C's (double) does.
     return float(np.float32(value))
+
+
+def fixed_point_multiplier(m: float, bits: int) -> tuple[int, int]:
+    """(mq, n) with mq in [2^(bits-1), 2^bits) and mq 2^-n = m, rounded half away from
+    zero, by the doubling loop of the C ops (so twin and op agree bit for bit)."""
+    low, high = float(1 << (bits - 1)), float(1 << bits)
+    n = 0
+    while m < low and n < 200:
+        m, n = m * 2.0, n + 1
+    while m >= high and n > -200:
+        m, n = m * 0.5, n - 1
+    mq = round_half_away(m)
+    if mq == 1 << bits:
+        mq, n = 1 << (bits - 1), n - 1
+    return mq, n
 
 
 def integer_params(q: Quantization) -> tuple[np.ndarray, int, int]:
@@ -64,19 +79,11 @@ def integer_params(q: Quantization) -> tuple[np.ndarray, int, int]:
         ValueError: the output scale is too small for the inputs' scales (the op's Prepare
             fails the same way).
     """
-    k_scale, k_zero = _f32(q.k[0]), int(q.k[1])
+    k_scale, k_zero = as_float32(q.k[0]), int(q.k[1])
     limit = 1 << GATE_BITS
-    gate = np.array([min(max(_round_away(k_scale * float(code - k_zero) * float(limit)), 0), limit)
+    gate = np.array([min(max(round_half_away(k_scale * float(code - k_zero) * float(limit)), 0), limit)
                      for code in range(-128, 128)], np.int64)
-    m = (_f32(q.o[0]) * _f32(q.z[0])) / (_f32(q.out[0]) * float(1 << STATE_BITS))
-    n = 0
-    while m < 8388608.0 and n < 200:
-        m, n = m * 2.0, n + 1
-    while m >= 16777216.0 and n > -200:
-        m, n = m * 0.5, n - 1
-    mq = _round_away(m)
-    if mq == 16777216:
-        mq, n = 8388608, n - 1
+    mq, n = fixed_point_multiplier((as_float32(q.o[0]) * as_float32(q.z[0])) / (as_float32(q.out[0]) * float(1 << STATE_BITS)), 24)
     if n < 1:
         raise ValueError("the output scale is too small for the inputs' scales")
     return gate, (0 if n > 62 else mq), min(n, 63)

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edge_pqrnn.projection.fo_pool import as_float32, round_half_away, fixed_point_multiplier
+
 #: The custom op's name in the .tflite.
 INT_MATMUL_OP = "EdgePqrnnIntMatMul"
 #: The portable artifact's int8 -> float32 output step (one float multiply; the runtimes'
@@ -91,14 +93,6 @@ def quantize_reference(x: np.ndarray, scale: float, zero: int) -> np.ndarray:
     return np.clip(q.astype(np.int64) + int(zero), -128, 127).astype(np.int8)
 
 
-def _round_away(x: float) -> int:
-    # C: x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5), on the same doubles.
-    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
-
-
-def _f32(value: float) -> float:
-    return float(np.float32(value))  # the op reads float32 scales; (double) widens exactly
-
 
 def _quantize_bound(f: float, scale: float, zero: int) -> int:
     q = float(np.float32(f) / np.float32(scale))  # float division, as TFLite's quantize()
@@ -106,12 +100,12 @@ def _quantize_bound(f: float, scale: float, zero: int) -> int:
         return 1024
     if q < -1024.0:
         return -1024
-    return int(zero) + _round_away(q)
+    return int(zero) + round_half_away(q)
 
 
 def activation_range(activation: int, out_q: tuple[float, int]) -> tuple[int, int]:
     """The int8 clamp of a fused activation, as TFLite computes it."""
-    scale, zero = _f32(out_q[0]), int(out_q[1])
+    scale, zero = as_float32(out_q[0]), int(out_q[1])
     lo, hi = -128, 127
     if activation in (1, 3):
         lo = max(lo, _quantize_bound(0.0, scale, zero))
@@ -132,15 +126,8 @@ def multipliers(x_scale: float, w_scales: Sequence[float], out_scale: float,
     ms, ss = np.zeros(channels, np.int64), np.zeros(channels, np.int64)
     scales = list(w_scales)
     for n in range(channels):
-        m = _f32(x_scale) * _f32(scales[0 if len(scales) == 1 else n]) / _f32(out_scale)
-        s = 0
-        while m < 1073741824.0 and s < 200:
-            m, s = m * 2.0, s + 1
-        while m >= 2147483648.0 and s > -200:
-            m, s = m * 0.5, s - 1
-        mq = _round_away(m)
-        if mq == 2147483648:
-            mq, s = 1073741824, s - 1
+        mq, s = fixed_point_multiplier(as_float32(x_scale) * as_float32(scales[0 if len(scales) == 1 else n]) / as_float32(out_scale),
+                                       31)
         if s < 1:
             raise ValueError("the output scale is too small for the input and weight scales")
         ms[n], ss[n] = (0, 62) if s > 62 else (mq, s)
