@@ -69,10 +69,28 @@ def _load(flatbuffer: bytes):
         raise ArtifactError(f"corrupt TFLite flatbuffer: {type(exc).__name__}: {exc}") from exc
 
 
-def _save(model) -> bytes:
+def model_bytes(model) -> bytes:
+    """The serialised .tflite of a ``ModelT``."""
     builder = flatbuffers.Builder(1 << 20)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def signature_def(inputs: Sequence[tuple[str, int]], outputs: Sequence[tuple[str, int]],
+                  key: str = SIGNATURE, subgraph: int = 0) -> Any:
+    """A ``SignatureDefT`` mapping names to tensor indices of ``subgraph``."""
+    s = schema()
+
+    def tensor_map(name: str, index: int) -> Any:
+        m = s.TensorMapT()
+        m.name, m.tensorIndex = name, index
+        return m
+
+    sig = s.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = key, subgraph
+    sig.inputs = [tensor_map(n, i) for n, i in inputs]
+    sig.outputs = [tensor_map(n, i) for n, i in outputs]
+    return sig
 
 
 def _name(value) -> str:
@@ -435,14 +453,7 @@ def signature_for(num_tokens: int, buckets: Sequence[int]) -> str:
 def write_signature(model, key: str = SIGNATURE) -> None:
     """One signature (``serving_default``): ``text`` in; logits named by rank (the
     converter's names are ``Identity*``): rank 2 is intents, rank 3 per-token slots."""
-    s = schema()
     graph = model.subgraphs[0]
-
-    def tensor_map(name: str, index: int):
-        m = s.TensorMapT()
-        m.name, m.tensorIndex = name, index
-        return m
-
     outputs = []
     for index in graph.outputs:
         rank = len(graph.tensors[index].shape)
@@ -455,12 +466,8 @@ def write_signature(model, key: str = SIGNATURE) -> None:
         else:
             raise ArtifactError(f"unexpected body output of rank {rank}")
         graph.tensors[index].name = name
-        outputs.append(tensor_map(name, index))
-    sig = s.SignatureDefT()
-    sig.signatureKey, sig.subgraphIndex = key, 0
-    sig.inputs = [tensor_map("text", graph.inputs[0])]
-    sig.outputs = sorted(outputs, key=lambda m: _name(m.name))
-    model.signatureDefs = [sig]
+        outputs.append((name, index))
+    model.signatureDefs = [signature_def([("text", graph.inputs[0])], sorted(outputs), key)]
 
 
 def append_signature(model, other) -> None:
@@ -629,7 +636,7 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
     if not keep_names:
         strip_names(model)
     attach_metadata(model, metadata)
-    return seal(_save(model))
+    return seal(model_bytes(model))
 
 
 def read_metadata(artifact: bytes) -> dict[str, Any]:

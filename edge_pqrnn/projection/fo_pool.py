@@ -124,7 +124,7 @@ def fo_pool_model(shape: tuple[int, int, int], q: Quantization, reverse: bool = 
         input_type: a TensorType for the inputs other than INT8 (for testing Prepare).
         quantize_output: False leaves the output without quantization (for testing Prepare).
     """
-    import flatbuffers
+    from edge_pqrnn.converters.tflite_fuse import model_bytes, signature_def
 
     from edge_pqrnn.projection.ops import schema
 
@@ -155,19 +155,8 @@ def fo_pool_model(shape: tuple[int, int, int], q: Quantization, reverse: bool = 
     graph.operators, graph.inputs, graph.outputs = [op], inputs, [output]
     model.operatorCodes, model.subgraphs = [code], [graph]
 
-    def tensor_map(name: str, index: int):
-        m = s.TensorMapT()
-        m.name, m.tensorIndex = name, index
-        return m
-
-    sig = s.SignatureDefT()
-    sig.signatureKey, sig.subgraphIndex = "serving_default", 0
-    sig.inputs = [tensor_map(n, i) for n, i in zip(("z", "k", "o"), inputs)]
-    sig.outputs = [tensor_map("h", output)]
-    model.signatureDefs = [sig]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    model.signatureDefs = [signature_def(list(zip(("z", "k", "o"), inputs)), [("h", output)])]
+    return model_bytes(model)
 
 
 __all__ = ["FO_POOL_OP", "Quantization", "fo_pool_model", "options_bytes", "reference"]

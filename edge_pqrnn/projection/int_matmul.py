@@ -175,7 +175,7 @@ def int_matmul_model(x_shape: Sequence[int], w: np.ndarray, bias: np.ndarray | N
     bias, output ``y`` (signature ``serving_default``). ``custom_options``, ``w_zero``,
     ``x_type`` and ``constant_weights=False`` (weights as a second input) write invalid
     models for testing the op's Prepare."""
-    import flatbuffers
+    from edge_pqrnn.converters.tflite_fuse import model_bytes, signature_def
 
     from edge_pqrnn.projection.ops import schema
 
@@ -227,19 +227,8 @@ def int_matmul_model(x_shape: Sequence[int], w: np.ndarray, bias: np.ndarray | N
     graph.operators, graph.inputs, graph.outputs = [op], graph_inputs, [y]
     model.operatorCodes, model.subgraphs = [code], [graph]
 
-    def tensor_map(name: str, index: int):
-        m = s.TensorMapT()
-        m.name, m.tensorIndex = name, index
-        return m
-
-    sig = s.SignatureDefT()
-    sig.signatureKey, sig.subgraphIndex = "serving_default", 0
-    sig.inputs = [tensor_map(graph.tensors[i].name, i) for i in graph_inputs]
-    sig.outputs = [tensor_map("y", y)]
-    model.signatureDefs = [sig]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    model.signatureDefs = [signature_def([(graph.tensors[i].name, i) for i in graph_inputs], [("y", y)])]
+    return model_bytes(model)
 
 
 __all__ = ["CONV_2D", "DEQUANTIZE_OP", "FULLY_CONNECTED", "QUANTIZE_OP", "quantize_reference", "Geometry", "INT_MATMUL_OP", "int_matmul_model", "options_bytes",
