@@ -32,8 +32,26 @@ ARTIFACT_NAME = "int8.tflite"
 
 
 def _metrics(m: dict[str, Any]) -> dict[str, Any]:
-    return {"intent_accuracy": m["intent_accuracy"], "slot_f1": m.get("slot_f1"),
-            "exact_match": m.get("exact_match"), "n_test": m.get("num_examples")}
+    out = {"intent_accuracy": m["intent_accuracy"], "slot_f1": m.get("slot_f1"),
+           "exact_match": m.get("exact_match"), "n_test": m.get("num_examples")}
+    if m.get("per_language"):
+        out["per_language"] = m["per_language"]
+    return out
+
+
+def _per_language_ratios(teacher: dict[str, Any], student: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Student / teacher intent accuracy and slot F1 in each language both were scored on."""
+    t_langs, s_langs = teacher.get("per_language") or {}, student.get("per_language") or {}
+    out = {}
+    for language in sorted(set(t_langs) & set(s_langs)):
+        t, s = t_langs[language], s_langs[language]
+        out[language] = {"intent": _ratio(s["accuracy"], t["accuracy"]),
+                         "slot_f1": _ratio(s.get("slot_f1"), t.get("slot_f1"))}
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a is not None and b else None
 
 
 def _student(run_dir: Path, dataset: Any, log: Callable[[str], None]) -> dict[str, Any]:
@@ -122,9 +140,7 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path, kd
         "student_int8_bytes": kd["int8_bytes"],
     }
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 4) if a is not None and b else None
-
+    ratio = _ratio
     entry["ratios"] = {
         "kd_intent_of_teacher": ratio(kd["int8"]["intent_accuracy"], t["intent_accuracy"]),
         "kd_slot_f1_of_teacher": ratio(kd["int8"]["slot_f1"], t.get("slot_f1")),
@@ -132,6 +148,13 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path, kd
         "hard_slot_f1_of_teacher": ratio(hard["int8"]["slot_f1"], t.get("slot_f1")),
         "teacher_fp32_over_student_int8_bytes": ratio(teacher["fp32_bytes"], kd["int8_bytes"]),
     }
+    per_language = _per_language_ratios(t, kd["int8"])
+    if per_language:  # multilingual: the paper's figure is the average over languages
+        entry["ratios"]["kd_per_language_of_teacher"] = per_language
+        entry["ratios"]["kd_intent_of_teacher_language_mean"] = round(
+            sum(r["intent"] for r in per_language.values()) / len(per_language), 4)
+        slot = [r["slot_f1"] for r in per_language.values() if r["slot_f1"] is not None]
+        entry["ratios"]["kd_slot_f1_of_teacher_language_mean"] = round(sum(slot) / len(slot), 4) if slot else None
     return entry
 
 
@@ -163,6 +186,7 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
                   f"{_fmt(r['hard_intent_of_teacher'])}, slot F1 {_fmt(r['hard_slot_f1_of_teacher'])}; "
                   f"teacher fp32 bytes / student int8 bytes: **{r['teacher_fp32_over_student_int8_bytes']:.0f}x**.",
                   ""]
+        lines += _per_language_lines(t, h["int8"], k["int8"], r)
         d = k.get("distillation") or {}
         if d:
             tc = k["train_config"]
@@ -179,6 +203,25 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
             lines += [str(e["notes"]), ""]
     lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
+
+
+def _per_language_lines(teacher: dict[str, Any], hard: dict[str, Any], kd: dict[str, Any],
+                        ratios: dict[str, Any]) -> list[str]:
+    per_language = ratios.get("kd_per_language_of_teacher")
+    if not per_language:
+        return []
+    lines = [f"Per language (int8 students; mean of student_kd / teacher over {len(per_language)} languages: intent "
+             f"**{_fmt(ratios.get('kd_intent_of_teacher_language_mean'))}**, slot F1 "
+             f"{_fmt(ratios.get('kd_slot_f1_of_teacher_language_mean'))}):", "",
+             "| lang | n | teacher acc | hard acc | kd acc | kd / teacher acc | teacher slot F1 | kd slot F1 "
+             "| kd / teacher slot F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for language, r in per_language.items():
+        t, h, k = ((m.get("per_language") or {}).get(language, {}) for m in (teacher, hard, kd))
+        lines.append(f"| {language} | {k['n']} | {_fmt(t['accuracy'])} | {_fmt(h.get('accuracy'))} | "
+                     f"{_fmt(k['accuracy'])} | {_fmt(r['intent'])} | {_fmt(t.get('slot_f1'))} | "
+                     f"{_fmt(k.get('slot_f1'))} | {_fmt(r['slot_f1'])} |")
+    return lines + [""]
 
 
 def merge_results(docs_dir: str | Path, dataset: str, key: str, entry: dict[str, Any],

@@ -252,6 +252,21 @@ def test_multilingual_templates_are_held_out():
     assert 0.12 < share["test"] / sum(share.values()) < 0.28
 
 
+def test_multilingual_split_is_stratified_per_intent():
+    rows = multilingual.generate_language("en", per_template=1)
+    templates: dict[str, dict[str, str]] = {}
+    for row in rows:
+        templates.setdefault(row["intent"], {})[row["template"]] = row["split"]
+    for intent, splits in templates.items():
+        kinds = Counter(splits.values())
+        assert kinds["train"] >= 1, intent
+        assert kinds["test"] >= (1 if len(splits) >= 2 else 0), intent
+        assert kinds["dev"] >= (1 if len(splits) >= 3 else 0), intent
+    assert multilingual._template_splits("en", "X", ["only"]) == {"only": "train"}
+    many = [f"t{i}" for i in range(20)]
+    assert Counter(multilingual._template_splits("en", "X", many).values()) == {"train": 14, "test": 4, "dev": 2}
+
+
 def test_multilingual_is_deterministic_and_seeded():
     a = load_dataset("multilingual", languages=["th"], max_per_intent=20)
     b = load_dataset("multilingual", languages=["th"], max_per_intent=20)

@@ -159,6 +159,26 @@ def test_write_results_keeps_other_content_and_replaces_its_section(tmp_path):
     assert "| student_kd (teacher + gold), int8 | 0.9500 | 0.9300 |" in md
 
 
+def test_multilingual_entry_has_per_language_ratios_and_table(tmp_path):
+    from edge_pqrnn.distill_results import _per_language_ratios, write_results
+
+    teacher = {"per_language": {"de": {"n": 10, "accuracy": 0.9, "macro_f1": 0.8, "slot_f1": 0.8},
+                                "th": {"n": 20, "accuracy": 1.0, "macro_f1": 1.0, "slot_f1": 0.5}}}
+    kd = {"per_language": {"de": {"n": 10, "accuracy": 0.9, "macro_f1": 0.8, "slot_f1": 0.4},
+                           "th": {"n": 20, "accuracy": 0.8, "macro_f1": 0.7, "slot_f1": 0.5}}}
+    ratios = _per_language_ratios(teacher, kd)
+    assert ratios == {"de": {"intent": 1.0, "slot_f1": 0.5}, "th": {"intent": 0.8, "slot_f1": 1.0}}
+    entry = fake_entry("multilingual")
+    entry["teacher"].update(teacher)
+    entry["student_kd"] = dict(entry["student_kd"], int8=dict(entry["student_kd"]["int8"], **kd))
+    entry["ratios"].update(kd_per_language_of_teacher=ratios, kd_intent_of_teacher_language_mean=0.9,
+                           kd_slot_f1_of_teacher_language_mean=0.75)
+    write_results(entry, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "mean of student_kd / teacher over 2 languages: intent **0.9000**, slot F1 0.7500" in md
+    assert "| th | 20 | 1.0000 | — | 0.8000 | 0.8000 | 0.5000 | 0.5000 | 1.0000 |" in md
+
+
 def test_ablation_sweep_resumes_and_writes_table_json_and_plot(tmp_path):
     pytest.importorskip("torch", reason='teacher extra not installed: pip install -e ".[teacher]"')
     pytest.importorskip("matplotlib", reason='report extra not installed: pip install -e ".[report]"')
