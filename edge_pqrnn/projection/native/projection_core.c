@@ -449,13 +449,19 @@ static void project_token(const pqrnn_options* o, const uint8_t* text, size_t st
 
 /* ---------------------------------------------------------------- tokens */
 
-int pqrnn_project_text(const pqrnn_options* o, const uint8_t* text, size_t length, float* features,
-                       float* mask, float* pool_weights) {
-  const int F = o->feature_size, T = o->max_tokens;
-  const int limit = T - o->add_bos - o->add_eos; /* word tokens that fit */
+int pqrnn_token_rows(const pqrnn_options* o, const uint8_t* text, size_t length, int32_t* spans, int max_rows) {
+  const int limit = o->max_tokens - o->add_bos - o->add_eos; /* word tokens that fit */
   int rows = 0;
-  for (long long i = 0; i < (long long)T * F; i++) features[i] = 0.0f;
-  if (o->add_bos) project_literal("<BOS>", F, features + (size_t)(rows++) * F);
+#define ROW(s, e, kind)                   \
+  do {                                    \
+    if (rows < max_rows) {                \
+      spans[3 * rows] = (int32_t)(s);     \
+      spans[3 * rows + 1] = (int32_t)(e); \
+      spans[3 * rows + 2] = (kind);       \
+    }                                     \
+    rows++;                               \
+  } while (0)
+  if (o->add_bos) ROW(0, 0, PQRNN_ROW_BOS);
 
   /* The open token [tok_start, tok_end); `word_open`: WORD characters may extend it;
    * `open`: JOIN characters may extend it. Mirrors reference.tokenize(). */
@@ -493,7 +499,7 @@ int pqrnn_project_text(const pqrnn_options* o, const uint8_t* text, size_t lengt
       continue;
     }
     if (have_token) { /* the previous token is complete */
-      project_token(o, text, tok_start, tok_end, features + (size_t)(rows++) * F);
+      ROW(tok_start, tok_end, PQRNN_ROW_TEXT);
       words++;
       have_token = 0;
     }
@@ -502,9 +508,29 @@ int pqrnn_project_text(const pqrnn_options* o, const uint8_t* text, size_t lengt
     tok_end = i;
     have_token = 1;
   }
-  if (have_token) project_token(o, text, tok_start, tok_end, features + (size_t)(rows++) * F);
-  if (o->add_eos) project_literal("<EOS>", F, features + (size_t)(rows++) * F);
-  if (rows == 0) project_literal("<null>", F, features + (size_t)(rows++) * F);
+  if (have_token) ROW(tok_start, tok_end, PQRNN_ROW_TEXT);
+  if (o->add_eos) ROW(length, length, PQRNN_ROW_EOS);
+  if (rows == 0) ROW(0, 0, PQRNN_ROW_NULL);
+#undef ROW
+  return rows;
+}
+
+int pqrnn_project_text(const pqrnn_options* o, const uint8_t* text, size_t length, float* features,
+                       float* mask, float* pool_weights) {
+  const int F = o->feature_size, T = o->max_tokens;
+  static const char* const kMarkers[] = {"", "<BOS>", "<EOS>", "<null>"}; /* by PQRNN_ROW_* */
+  int32_t spans[3 * PQRNN_MAX_TOKENS];
+  const int rows = pqrnn_token_rows(o, text, length, spans, T); /* the options keep rows <= T */
+  for (long long i = 0; i < (long long)T * F; i++) features[i] = 0.0f;
+  for (int r = 0; r < rows; r++) {
+    float* row = features + (size_t)r * F;
+    const int kind = spans[3 * r + 2];
+    if (kind == PQRNN_ROW_TEXT) {
+      project_token(o, text, (size_t)spans[3 * r], (size_t)spans[3 * r + 1], row);
+    } else {
+      project_literal(kMarkers[kind], F, row);
+    }
+  }
 
   const float weight = 1.0f / (float)rows;
   for (int t = 0; t < T; t++) {

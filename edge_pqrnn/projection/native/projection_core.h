@@ -40,6 +40,19 @@ int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* opt
 int pqrnn_read_int_map(const uint8_t* buffer, size_t length, const char* const* names, int count,
                        int64_t* values, char* error);
 
+/* The kind of a token row (third value of each row of pqrnn_token_rows). */
+#define PQRNN_ROW_TEXT 0 /* a token of the text */
+#define PQRNN_ROW_BOS 1
+#define PQRNN_ROW_EOS 2
+#define PQRNN_ROW_NULL 3 /* the one row of a text without tokens */
+
+/* The token rows pqrnn_project_text() makes, without hashing: for row r, spans[3r] and
+ * spans[3r+1] are its byte offsets [start, end) in text (start = end for markers) and
+ * spans[3r+2] its PQRNN_ROW_* kind. Writes at most max_rows rows; returns the row count
+ * (exact either way; at most options->max_tokens). The one tokenizer of the C side. */
+int pqrnn_token_rows(const pqrnn_options* options, const uint8_t* text, size_t length, int32_t* spans,
+                     int max_rows);
+
 /* Projects one UTF-8 text (invalid bytes are dropped) into T rows:
  * features[T*F], mask[T], pool_weights[T] (all fully written, zero past the tokens).
  * Returns the number of token rows (>= 1). */
