@@ -185,94 +185,80 @@ def test_projection_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, 
     assert arm.differing_texts(out, {name: getattr(ref, name) for name in OUTPUT_NAMES}) == 0
 
 
-#: Runs one EdgePqrnnFoPool model on int8 inputs in the emulated Python (the runtime
-#: worker takes text only): argv = module, model, library, inputs .npz, output .npy.
-FO_POOL_GUEST = """
-import importlib, sys
+#: Runs every N.tflite of a folder in the emulated Python (the runtime worker takes text
+#: only), one start-up for all: argv = module, library, folder, output name; reads the
+#: signature's inputs from N.in.npz and writes that output to N.out.npy.
+OP_MODELS_GUEST = """
+import importlib, os, sys
 import numpy as np
 mod = importlib.import_module(sys.argv[1])
-interp = mod.Interpreter(model_path=sys.argv[2], experimental_delegates=[mod.load_delegate(sys.argv[3])])
-with np.load(sys.argv[4]) as data:
-    np.save(sys.argv[5], interp.get_signature_runner()(**{k: data[k] for k in ("z", "k", "o")})["h"])
+delegate = mod.load_delegate(sys.argv[2])
+folder, output = sys.argv[3], sys.argv[4]
+for name in sorted(f[:-7] for f in os.listdir(folder) if f.endswith(".tflite")):
+    interp = mod.Interpreter(model_path=os.path.join(folder, name + ".tflite"), experimental_delegates=[delegate])
+    with np.load(os.path.join(folder, name + ".in.npz")) as data:
+        result = interp.get_signature_runner()(**dict(data))
+    np.save(os.path.join(folder, name + ".out.npy"), result[output])
 """
+
+
+def run_op_models_on_aarch64(matrix, runtime: str, cases: list[tuple[bytes, dict]], output: str,
+                             folder) -> list[np.ndarray]:
+    """The ``output`` of each (model bytes, inputs) case, run by ``runtime`` under qemu."""
+    import shutil
+    import subprocess
+
+    if runtime not in matrix.sites:
+        pytest.skip(matrix.errors[runtime])
+    for i, (model, inputs) in enumerate(cases):
+        (folder / f"{i:03d}.tflite").write_bytes(model)
+        np.savez(folder / f"{i:03d}.in.npz", **inputs)
+    cmd = [shutil.which(arm.QEMU) or arm.QEMU, "-L", str(matrix.rootfs), str(matrix.python), "-c", OP_MODELS_GUEST,
+           arm.aarch64_runtimes()[runtime].module, str(matrix.library), str(folder), output]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=arm._guest_env(matrix.sites[runtime]))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [np.load(folder / f"{i:03d}.out.npy") for i in range(len(cases))]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["litert", "tflite-runtime"])
 def test_fo_pool_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, runtime, tmp_path):
-    import shutil
-    import subprocess
-
     from edge_pqrnn.projection.fo_pool import Quantization, fo_pool_model, reference
 
-    if runtime not in matrix.sites:
-        pytest.skip(matrix.errors[runtime])
     rng = np.random.default_rng(11)
-    cases = [Quantization(z=(0.0078125, 0), k=(0.003882353, -128), o=(0.00390625, -128), out=(0.007843138, -1)),
-             Quantization(z=(1.0, -128), k=(1 / 64, -128), o=(1.0, 127), out=(1e-3, 127))]
-    cases += [Quantization(*[(float(np.float32(10 ** rng.uniform(-3, 0))), int(rng.integers(-128, 128)))
-                             for _ in range(4)]) for _ in range(4)]
-    for i, q in enumerate(cases):
+    quantizations = [Quantization(z=(0.0078125, 0), k=(0.003882353, -128), o=(0.00390625, -128),
+                                  out=(0.007843138, -1)),
+                     Quantization(z=(1.0, -128), k=(1 / 64, -128), o=(1.0, 127), out=(1e-3, 127))]
+    quantizations += [Quantization(*[(float(np.float32(10 ** rng.uniform(-3, 0))), int(rng.integers(-128, 128)))
+                                     for _ in range(4)]) for _ in range(4)]
+    cases, expected = [], []
+    for q in quantizations:
         for reverse in (False, True):
             z, k, o = (rng.integers(-128, 128, (2, 33, 7)).astype(np.int8) for _ in range(3))
             z[0, :5], k[0, :5], o[0, :5] = -128, 127, 127  # the extreme codes
-            model, inputs, out = (tmp_path / f"fo{i}{reverse}.{ext}" for ext in ("tflite", "npz", "npy"))
-            model.write_bytes(fo_pool_model(z.shape, q, reverse))
-            np.savez(inputs, z=z, k=k, o=o)
-            cmd = [shutil.which(arm.QEMU) or arm.QEMU, "-L", str(matrix.rootfs), str(matrix.python), "-c",
-                   FO_POOL_GUEST, arm.aarch64_runtimes()[runtime].module, str(model), str(matrix.library),
-                   str(inputs), str(out)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                                  env=arm._guest_env(matrix.sites[runtime]))
-            assert proc.returncode == 0, proc.stderr[-2000:]
-            np.testing.assert_array_equal(np.load(out), reference(z, k, o, q, reverse), err_msg=f"{q} {reverse}")
-
-
-#: Runs EdgePqrnnIntMatMul models in the emulated Python, one start-up for all cases:
-#: argv = module, library, case folder holding N.tflite and N.x.npy; writes N.y.npy.
-INT_MATMUL_GUEST = """
-import importlib, os, sys
-import numpy as np
-mod = importlib.import_module(sys.argv[1])
-delegate = mod.load_delegate(sys.argv[2])
-folder = sys.argv[3]
-for name in sorted(f[:-7] for f in os.listdir(folder) if f.endswith(".tflite")):
-    interp = mod.Interpreter(model_path=os.path.join(folder, name + ".tflite"), experimental_delegates=[delegate])
-    x = np.load(os.path.join(folder, name + ".x.npy"))
-    np.save(os.path.join(folder, name + ".y.npy"), interp.get_signature_runner()(x=x)["y"])
-"""
+            cases.append((fo_pool_model(z.shape, q, reverse), {"z": z, "k": k, "o": o}))
+            expected.append(reference(z, k, o, q, reverse))
+    for i, out in enumerate(run_op_models_on_aarch64(matrix, runtime, cases, "h", tmp_path)):
+        np.testing.assert_array_equal(out, expected[i], err_msg=str(i))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["litert", "tflite-runtime"])
 def test_int_matmul_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, runtime, tmp_path):
-    import shutil
-    import subprocess
-
-    from edge_pqrnn.projection.int_matmul import int_matmul_model, reference
+    from edge_pqrnn.projection.int_matmul import Geometry, int_matmul_model, reference
     from test_int_matmul import random_case
 
-    if runtime not in matrix.sites:
-        pytest.skip(matrix.errors[runtime])
     rng = np.random.default_rng(13)
-    cases = [random_case(rng, kind) for kind in ("fc", "conv") for _ in range(5)]
+    params = [random_case(rng, kind) for kind in ("fc", "conv") for _ in range(5)]
     # extremes: every product at its bound, and exact .5 ties of both signs (x / 2)
     x = np.arange(-128, 128, dtype=np.int8).reshape(64, 4)
     w = np.array([[1, 0, 0, 0], [-128, -128, -128, -128], [127, 127, 127, 127]], np.int8)
-    from edge_pqrnn.projection.int_matmul import Geometry
-
-    cases.append((x, w, np.array([0, 1, -1], np.int32), Geometry.fully_connected(), (0.5, 0), [0.5], (0.5, 0)))
-    cases.append((x, w, None, Geometry.fully_connected(1), (1.0, 127), [1e-3, 1e-2, 1e-4], (1e-2, -128)))
-    for i, (x, w, bias, geometry, x_q, w_scales, out_q) in enumerate(cases):
-        (tmp_path / f"{i:02d}.tflite").write_bytes(int_matmul_model(x.shape, w, bias, geometry, x_q, w_scales, out_q))
-        np.save(tmp_path / f"{i:02d}.x.npy", x)
-    cmd = [shutil.which(arm.QEMU) or arm.QEMU, "-L", str(matrix.rootfs), str(matrix.python), "-c", INT_MATMUL_GUEST,
-           arm.aarch64_runtimes()[runtime].module, str(matrix.library), str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=arm._guest_env(matrix.sites[runtime]))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for i, (x, w, bias, geometry, x_q, w_scales, out_q) in enumerate(cases):
-        np.testing.assert_array_equal(np.load(tmp_path / f"{i:02d}.y.npy"),
-                                      reference(x, w, bias, geometry, x_q, w_scales, out_q), err_msg=str(i))
+    params.append((x, w, np.array([0, 1, -1], np.int32), Geometry.fully_connected(), (0.5, 0), [0.5], (0.5, 0)))
+    params.append((x, w, None, Geometry.fully_connected(1), (1.0, 127), [1e-3, 1e-2, 1e-4], (1e-2, -128)))
+    cases = [(int_matmul_model(x.shape, w, bias, geometry, x_q, w_scales, out_q), {"x": x})
+             for x, w, bias, geometry, x_q, w_scales, out_q in params]
+    for i, out in enumerate(run_op_models_on_aarch64(matrix, runtime, cases, "y", tmp_path)):
+        np.testing.assert_array_equal(out, reference(*params[i]), err_msg=str(i))
 
 
 @pytest.mark.slow
