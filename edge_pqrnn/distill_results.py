@@ -175,11 +175,11 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
                   "|---|---:|---:|---:|---:|---:|",
                   f"| teacher (fp32, {t['params'] / 1e6:.1f}M params) | {_fmt(t['intent_accuracy'])} | "
                   f"{_fmt(t['slot_f1'])} | {_fmt(t['exact_match'])} | {t['fp32_bytes']:,} B | "
-                  f"{t['finetune_seconds'] / 60:.1f} min ({t['epochs_run']} epochs) |"]
+                  f"{t['finetune_seconds'] / 60:.1f} min ({_epochs(t['epochs_run'])}) |"]
         for label, s in (("student_hard (gold labels)", h), ("student_kd (teacher + gold)", k)):
             lines.append(f"| {label}, int8 | {_fmt(s['int8']['intent_accuracy'])} | {_fmt(s['int8']['slot_f1'])} | "
                          f"{_fmt(s['int8']['exact_match'])} | {s['int8_bytes']:,} B | "
-                         f"{s['train_seconds'] / 60:.1f} min ({s['epochs_run']} epochs) |")
+                         f"{s['train_seconds'] / 60:.1f} min ({_epochs(s['epochs_run'])}) |")
         lines += ["",
                   f"student_kd / teacher: intent {_fmt(r['kd_intent_of_teacher'])}, slot F1 "
                   f"{_fmt(r['kd_slot_f1_of_teacher'])}; student_hard / teacher: intent "
@@ -203,6 +203,10 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
             lines += [str(e["notes"]), ""]
     lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 def _per_language_lines(teacher: dict[str, Any], hard: dict[str, Any], kd: dict[str, Any],
