@@ -140,13 +140,12 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path, kd
         "student_int8_bytes": kd["int8_bytes"],
     }
 
-    ratio = _ratio
     entry["ratios"] = {
-        "kd_intent_of_teacher": ratio(kd["int8"]["intent_accuracy"], t["intent_accuracy"]),
-        "kd_slot_f1_of_teacher": ratio(kd["int8"]["slot_f1"], t.get("slot_f1")),
-        "hard_intent_of_teacher": ratio(hard["int8"]["intent_accuracy"], t["intent_accuracy"]),
-        "hard_slot_f1_of_teacher": ratio(hard["int8"]["slot_f1"], t.get("slot_f1")),
-        "teacher_fp32_over_student_int8_bytes": ratio(teacher["fp32_bytes"], kd["int8_bytes"]),
+        "kd_intent_of_teacher": _ratio(kd["int8"]["intent_accuracy"], t["intent_accuracy"]),
+        "kd_slot_f1_of_teacher": _ratio(kd["int8"]["slot_f1"], t.get("slot_f1")),
+        "hard_intent_of_teacher": _ratio(hard["int8"]["intent_accuracy"], t["intent_accuracy"]),
+        "hard_slot_f1_of_teacher": _ratio(hard["int8"]["slot_f1"], t.get("slot_f1")),
+        "teacher_fp32_over_student_int8_bytes": _ratio(teacher["fp32_bytes"], kd["int8_bytes"]),
     }
     per_language = _per_language_ratios(t, kd["int8"])
     if per_language:  # multilingual: the paper's figure is the average over languages
