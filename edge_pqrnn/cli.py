@@ -461,15 +461,17 @@ def teacher_label_command(data: str, languages: str | None, feature_size: int, m
 @click.option("--data", default="atis", show_default=True, help="Dataset whose test split is scored.")
 @click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="The fine-tuned teacher directory.")
-@click.option("--student-hard", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Student run trained on gold labels only.")
-@click.option("--student-kd", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Student run trained with --teacher.")
+@click.option("--student-hard", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Student run trained on gold labels only (repeat for runs of other seeds: the first is the "
+                   "headline, the means are reported too).")
+@click.option("--student-kd", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Student run trained with --teacher (repeatable, like --student-hard).")
 @click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Where results.json / results.md are (other entries and sections are kept).")
 @click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
-def teacher_results_command(data: str, teacher_dir: str, student_hard: str, student_kd: str, docs_dir: str,
+def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str, ...], student_kd: tuple[str, ...],
+                            docs_dir: str,
                             notes: str | None, as_json: bool) -> None:
     """Score teacher, student_hard and student_kd (int8 artifacts, exported into each run if
     missing) on the test split; merge the entry into docs/results.json and docs/results.md."""
@@ -485,6 +487,11 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: str, stud
                f"{entry['student_hard']['int8']['slot_f1'] or 0:.4f}; student_kd int8 "
                f"{entry['student_kd']['int8']['intent_accuracy']:.4f} / {entry['student_kd']['int8']['slot_f1'] or 0:.4f}; "
                f"size ratio {r['teacher_fp32_over_student_int8_bytes']:.0f}x")
+    if "seeds" in entry:
+        s = entry["seeds"]
+        click.echo(f"seed means (int8 intent): student_hard {s['student_hard']['intent_accuracy_mean']:.4f} "
+                   f"over {len(s['student_hard']['runs'])}, student_kd {s['student_kd']['intent_accuracy_mean']:.4f} "
+                   f"over {len(s['student_kd']['runs'])}")
     click.echo(f"wrote {paths[0]} and {paths[1]}")
 
 

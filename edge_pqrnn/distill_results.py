@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +90,17 @@ def _student(run_dir: Path, dataset: Any, log: Callable[[str], None]) -> dict[st
     return entry
 
 
-def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path, kd_run: str | Path,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path | Sequence[str | Path],
+                    kd_run: str | Path | Sequence[str | Path], log: Callable[[str], None] = print) -> dict[str, Any]:
     """Score teacher, hard-label student and KD student on ``data``'s test split.
 
     Args:
         data: the dataset spec (``atis``...).
         teacher_dir: the fine-tuned teacher (its test metrics are re-read from
             ``metrics.json``, computed by :func:`edge_pqrnn.teacher.finetune.finetune`).
-        hard_run: a student run trained without a teacher.
-        kd_run: a student run trained with ``--teacher``.
+        hard_run: a student run trained without a teacher, or several (same settings,
+            other seeds): the first is the headline row, all of them enter ``seeds``.
+        kd_run: a student run trained with ``--teacher``, or several, likewise.
         log: progress lines.
 
     Returns:
@@ -110,14 +111,16 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path, kd
     """
     from edge_pqrnn.data import load_dataset
 
-    teacher_dir, hard_run, kd_run = Path(teacher_dir), Path(hard_run), Path(kd_run)
-    for path in (teacher_dir, hard_run, kd_run):
+    teacher_dir = Path(teacher_dir)
+    hard_runs, kd_runs = _run_list(hard_run, "hard_run"), _run_list(kd_run, "kd_run")
+    for path in (teacher_dir, *hard_runs, *kd_runs):
         if not (path / "metrics.json").is_file():
             raise ArtifactError(f"{path} is not a finished teacher/run directory (no metrics.json)")
     dataset = load_dataset(data)
     teacher = json.loads((teacher_dir / "metrics.json").read_text(encoding="utf-8"))
-    hard = _student(hard_run, dataset, log)
-    kd = _student(kd_run, dataset, log)
+    hards = [_student(path, dataset, log) for path in hard_runs]
+    kds = [_student(path, dataset, log) for path in kd_runs]
+    hard, kd = hards[0], kds[0]
     t = teacher["test"]
     entry: dict[str, Any] = {
         "dataset": data,
@@ -147,6 +150,10 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path, kd
         "hard_slot_f1_of_teacher": _ratio(hard["int8"]["slot_f1"], t.get("slot_f1")),
         "teacher_fp32_over_student_int8_bytes": _ratio(teacher["fp32_bytes"], kd["int8_bytes"]),
     }
+    if len(hards) > 1 or len(kds) > 1:  # one seed decides little when the two differ by a few texts
+        entry["seeds"] = {"student_hard": _seed_summary(hards), "student_kd": _seed_summary(kds)}
+        entry["ratios"]["kd_minus_hard_intent_seed_mean"] = round(
+            entry["seeds"]["student_kd"]["intent_accuracy_mean"] - entry["seeds"]["student_hard"]["intent_accuracy_mean"], 4)
     per_language = _per_language_ratios(t, kd["int8"])
     if per_language:  # multilingual: the paper's figure is the average over languages
         entry["ratios"]["kd_per_language_of_teacher"] = per_language
@@ -155,6 +162,32 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path, kd
         slot = [r["slot_f1"] for r in per_language.values() if r["slot_f1"] is not None]
         entry["ratios"]["kd_slot_f1_of_teacher_language_mean"] = round(sum(slot) / len(slot), 4) if slot else None
     return entry
+
+
+def _run_list(runs: str | Path | Sequence[str | Path], name: str) -> list[Path]:
+    paths = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
+    if not paths:
+        raise ArtifactError(f"distill_results() needs at least one {name} directory")
+    return paths
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 4) if present else None
+
+
+def _seed_summary(students: list[dict[str, Any]]) -> dict[str, Any]:
+    """int8 scores of runs that differ only in their seed, and their mean."""
+    first = {k: v for k, v in students[0]["train_config"].items() if k != "seed"}
+    for s in students[1:]:
+        if {k: v for k, v in s["train_config"].items() if k != "seed"} != first:
+            raise ArtifactError(f"{s['run']} was not trained like {students[0]['run']} (train configs differ in more "
+                                "than the seed); seed runs must share every other setting")
+    intent = [s["int8"]["intent_accuracy"] for s in students]
+    slot = [s["int8"]["slot_f1"] for s in students]
+    return {"runs": [s["run"] for s in students], "seeds": [s["train_config"].get("seed") for s in students],
+            "intent_accuracy": [round(v, 4) for v in intent], "intent_accuracy_mean": _mean(intent),
+            "slot_f1": [None if v is None else round(v, 4) for v in slot], "slot_f1_mean": _mean(slot)}
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -185,6 +218,8 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
                   f"{_fmt(r['hard_intent_of_teacher'])}, slot F1 {_fmt(r['hard_slot_f1_of_teacher'])}; "
                   f"teacher fp32 bytes / student int8 bytes: **{r['teacher_fp32_over_student_int8_bytes']:.0f}x**.",
                   ""]
+        if e.get("seeds"):
+            lines += [_seed_line(e["seeds"]), ""]
         lines += _per_language_lines(t, h["int8"], k["int8"], r)
         d = k.get("distillation") or {}
         if d:
@@ -202,6 +237,16 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
             lines += [str(e["notes"]), ""]
     lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
+
+
+def _seed_line(seeds: dict[str, Any]) -> str:
+    parts = []
+    for name in ("student_hard", "student_kd"):
+        s = seeds[name]
+        values = ", ".join(f"{v:.4f}" for v in s["intent_accuracy"])
+        slot = f", slot F1 mean {_fmt(s['slot_f1_mean'])}" if s.get("slot_f1_mean") is not None else ""
+        parts.append(f"{name} intent mean **{_fmt(s['intent_accuracy_mean'])}** (seeds {s['seeds']}: {values}{slot})")
+    return "Over seeds (int8, settings otherwise equal): " + "; ".join(parts) + "."
 
 
 def _epochs(n: int) -> str:

@@ -12,7 +12,7 @@ import pytest
 from test_train import TINY_MODEL, TINY_TRAIN, tiny_dataset
 
 from edge_pqrnn.data.records import Example
-from edge_pqrnn.errors import ConfigError, DataError
+from edge_pqrnn.errors import ArtifactError, ConfigError, DataError
 from edge_pqrnn.evaluate import evaluate
 from edge_pqrnn.projection.reference import token_rows
 from edge_pqrnn.train import Distillation, TrainConfig, load_run, train
@@ -157,6 +157,26 @@ def test_write_results_keeps_other_content_and_replaces_its_section(tmp_path):
     assert md.startswith("# Results\n\nstudent table here\n") and md.count(SECTION_BEGIN) == 1
     assert "dequantised 4-bit weights" in md and "**374x**" in md
     assert "| student_kd (teacher + gold), int8 | 0.9500 | 0.9300 |" in md
+
+
+def test_seed_runs_are_summarised_and_must_share_their_settings(tmp_path):
+    from edge_pqrnn.distill_results import _seed_summary, write_results
+
+    def run(seed: int, accuracy: float, kd_weight: float = 0.5) -> dict:
+        return dict(fake_entry()["student_hard"], run=f"runs/s{seed}", int8={"intent_accuracy": accuracy, "slot_f1": None},
+                    train_config={"kd_weight": kd_weight, "seed": seed})
+
+    summary = _seed_summary([run(0, 0.97), run(1, 0.98), run(2, 0.99)])
+    assert summary["seeds"] == [0, 1, 2] and summary["intent_accuracy_mean"] == 0.98
+    assert summary["slot_f1_mean"] is None
+    with pytest.raises(ArtifactError, match="runs/s1 was not trained like runs/s0"):
+        _seed_summary([run(0, 0.97), run(1, 0.98, kd_weight=0.8)])
+    entry = fake_entry("snips")
+    entry["seeds"] = {"student_hard": summary, "student_kd": _seed_summary([run(0, 0.99), run(1, 0.99)])}
+    write_results(entry, tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert ("student_hard intent mean **0.9800** (seeds [0, 1, 2]: 0.9700, 0.9800, 0.9900); "
+            "student_kd intent mean **0.9900** (seeds [0, 1]: 0.9900, 0.9900).") in md
 
 
 def test_multilingual_entry_has_per_language_ratios_and_table(tmp_path):
