@@ -105,7 +105,7 @@ def test_distill_pipeline_and_cli_with_a_tiny_teacher(tmp_path):
     assert result.exit_code == 0, result.output
     args = ["train", "--data", "fixture:atis", "--teacher", str(teacher), "--epochs", "1", "--bottleneck", "16",
             "--state", "16", "--layers", "1", "--feature-size", "64", "--max-tokens", "32",
-            "--augment-copies", "1", "--kd-weight", "0.7"]
+            "--augment-copies", "1", "--kd-weight", "0.7", "--dropout", "0.25"]
     result = runner.invoke(main, [*args, "--out", str(tmp_path / "kd")])
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "kd" / "distill.json").read_text())
@@ -113,6 +113,7 @@ def test_distill_pipeline_and_cli_with_a_tiny_teacher(tmp_path):
     assert info["labelled_now"] == info["train_texts"] + info["augmented_texts"] - 1  # one duplicate text
     metrics = json.loads((tmp_path / "kd" / "metrics.json").read_text())
     assert metrics["train_config"]["kd_weight"] == 0.7
+    assert json.loads((tmp_path / "kd" / "config.json").read_text())["dropout"] == 0.25
     assert metrics["distillation"]["extra_texts"] == info["augmented_texts"]
     # a second student reuses every cached teacher label
     result = runner.invoke(main, [*args, "--out", str(tmp_path / "kd2")])
