@@ -16,6 +16,10 @@ Operations (DESIGN.md §12; the paper's augmentation needs no other model):
   the training data (``"from boston"`` -> ``"from san diego"``): the span moves with it.
 * ``char_noise``: delete, duplicate, move or insert a character inside a word, like the
   projection's training-time distortion.
+* ``reorder``: move whole units (a slot's words, or one word outside slots) to other
+  positions: templates of one intent often differ only in word order (verb first or
+  last), which a sequence model otherwise learns as a cue. Weight 0 by default, so the
+  variants (and teacher label caches) of the other operations stay as they were.
 * other locales (multilingual data): :func:`other_locale_examples` adds sentences of
   languages the student is not trained on.
 
@@ -42,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from edge_pqrnn.data.records import Example, stable_seed
 from edge_pqrnn.errors import ConfigError
 
-OPERATIONS = ("mask", "drop", "swap", "substitute", "char_noise")
+OPERATIONS = ("mask", "drop", "swap", "substitute", "char_noise", "reorder")
 MASK_TOKEN = "<mask>"
 
 _DEFAULT_WEIGHTS = {"mask": 1.0, "drop": 1.0, "swap": 1.0, "substitute": 2.0, "char_noise": 1.0}
@@ -245,6 +249,23 @@ def char_noise(example: Example, rng: random.Random, rate: float = 0.15) -> Exam
     return _rebuild(example, words)
 
 
+def reorder_units(example: Example, rng: random.Random, rate: float = 0.15) -> Example:
+    """Move about ``rate`` of the units (at least one) to random new positions; a unit is
+    a slot's run of words or one word outside slots, so spans stay whole."""
+    units: list[list[_Word]] = []
+    for word in _words(example):
+        if units and word[1] >= 0 and units[-1][0][1] == word[1]:
+            units[-1].append(word)
+        else:
+            units.append([word])
+    if len(units) < 2:
+        return example
+    for _ in _pick(rng, len(units), rate):
+        unit = units.pop(rng.randrange(len(units)))
+        units.insert(rng.randrange(len(units) + 1), unit)
+    return _rebuild(example, [w for unit in units for w in unit])
+
+
 def augment_one(example: Example, operation: str, rng: random.Random, config: AugmentConfig,
                 values: Mapping | None = None) -> Example:
     """Apply one named operation (``OPERATIONS``) to ``example``."""
@@ -258,6 +279,8 @@ def augment_one(example: Example, operation: str, rng: random.Random, config: Au
         return substitute_slots(example, rng, values or {}, config.rate)
     if operation == "char_noise":
         return char_noise(example, rng, config.rate)
+    if operation == "reorder":
+        return reorder_units(example, rng, config.rate)
     raise ConfigError(f"unknown augmentation {operation!r}; choose from {', '.join(OPERATIONS)}")
 
 

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
 warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
 
-from edge_pqrnn.errors import EdgePqrnnError
+from edge_pqrnn.errors import ConfigError, EdgePqrnnError
 from edge_pqrnn.projection import ProjectionSpec, project
 from edge_pqrnn.projection.spec import MODES
 
@@ -120,13 +120,39 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
         click.echo(f"native op: {'bit-exact with the reference' if bit_exact else 'DIFFERS from the reference'}")
 
 
+def augment_config(copies: int | None, seed: int, ops: str | None, default_copies: int):
+    """The AugmentConfig of the --augment-* options (``copies`` None: ``default_copies``)."""
+    from edge_pqrnn.augment import AugmentConfig
+
+    options: dict = {"copies": default_copies if copies is None else copies, "seed": seed}
+    if ops:
+        weights = {}
+        for item in ops.split(","):
+            name, _, weight = item.strip().partition("=")
+            try:
+                weights[name.strip()] = float(weight) if weight else 1.0
+            except ValueError:
+                raise click.BadParameter(f"weight of {name!r} must be a number, got {weight!r}",
+                                         param_hint="--augment-ops") from None
+        options["weights"] = weights
+    try:
+        return AugmentConfig(**options)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--augment-ops/--augment-copies") from None
+
+
 def label_options(func):
     """Teacher-labelling options of `train` (active with --teacher) and `teacher label`."""
     options = [
         click.option("--teacher", default=None, type=click.Path(exists=True, file_okay=False),
                      help="Distil from this fine-tuned teacher directory (edge-pqrnn teacher finetune)."),
-        click.option("--augment-copies", default=2, show_default=True,
-                     help="Augmented variants per training text, labelled by the teacher (0: none)."),
+        click.option("--augment-copies", default=None, type=click.IntRange(min=0),
+                     help="Augmented variants per training text. With --teacher (default 2) the teacher labels "
+                          "them; without (default 0) they keep their gold labels."),
+        click.option("--augment-ops", default=None, metavar="OP[=WEIGHT],...",
+                     help="Augmentation operations and their relative weights, e.g. 'reorder=2,drop,swap' "
+                          "(mask, drop, swap, substitute, char_noise, reorder; default: all but reorder, "
+                          "substitute at 2)."),
         click.option("--augment-seed", default=0, show_default=True),
         click.option("--other-locales", default=None,
                      help="Comma-separated multilingual locales added as unlabelled texts."),
@@ -174,19 +200,21 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
                   learning_rate: float, patience: int, max_minutes: float | None, seed: int, bottleneck: int,
                   state: int, layers: int, dropout: float, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
                   lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
-                  kd_slot_weight: float | None = None, kd_temperature: float = 2.0, augment_copies: int = 2,
-                  augment_seed: int = 0, other_locales: str | None = None, label_cache: str | None = None) -> None:
+                  kd_slot_weight: float | None = None, kd_temperature: float = 2.0, augment_copies: int | None = None,
+                  augment_ops: str | None = None, augment_seed: int = 0, other_locales: str | None = None,
+                  label_cache: str | None = None) -> None:
     """Train a float pQRNN on a dataset; writes config, labels, weights and metrics to --out.
 
     With --teacher, distil: the teacher's logits on the training set and augmented
-    variants (cached) are mixed with the gold labels in the loss.
+    variants (cached) are mixed with the gold labels in the loss. Without, --augment-copies
+    adds variants that keep their gold labels (e.g. --augment-ops reorder for data whose
+    test sentences come from unseen templates).
     """
     from edge_pqrnn.pipeline import train_run
 
     spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
                           lowercase=lowercase)
     if teacher is not None:
-        from edge_pqrnn.augment import AugmentConfig
         from edge_pqrnn.distill import distill_train
 
         result = distill_train(
@@ -196,7 +224,7 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
                            "patience": patience, "max_minutes": max_minutes, "seed": seed,
                            "kd_weight": kd_weight, "kd_slot_weight": kd_slot_weight,
                            "kd_temperature": kd_temperature},
-            augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
+            augment_config=augment_config(augment_copies, augment_seed, augment_ops, default_copies=2),
             other_locales=other_locales.split(",") if other_locales else (), cache_dir=label_cache,
             overwrite=overwrite, log=click.echo)
         click.echo(f"run written to {result.run_dir}")
@@ -205,6 +233,7 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
                        model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
                        train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                                       "patience": patience, "max_minutes": max_minutes, "seed": seed},
+                       augment_config=augment_config(augment_copies, augment_seed, augment_ops, default_copies=0),
                        overwrite=overwrite)
     click.echo(f"run written to {result.run_dir}")
 
@@ -429,31 +458,31 @@ def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epo
 @click.option("--pipeline-option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
               help="Beam pipeline option passed through (repeatable), e.g. project=my-project.")
 def teacher_label_command(data: str, languages: str | None, feature_size: int, max_tokens: int, mode: str,
-                          bos: bool, eos: bool, lowercase: bool, teacher: str | None, augment_copies: int, augment_seed: int,
-                          other_locales: str | None, label_cache: str | None, runner: str | None = None,
+                          bos: bool, eos: bool, lowercase: bool, teacher: str | None, augment_copies: int | None,
+                          augment_ops: str | None, augment_seed: int, other_locales: str | None, label_cache: str | None, runner: str | None = None,
                           num_workers: int = 2, pipeline_options: tuple[str, ...] = ()) -> None:
     """Teacher logits (intent, per-token slots on the projection's rows) for the training
     set and its augmented variants, into the Parquet cache; resumable. Use the same
     projection and augmentation options as the later `train --teacher`. With --runner, on
     Apache Beam (same cache; exits non-zero if any text failed)."""
-    from edge_pqrnn.augment import AugmentConfig
     from edge_pqrnn.distill import label_dataset
 
     if teacher is None:
         raise click.UsageError("--teacher TEACHER_DIR is required (a directory from `edge-pqrnn teacher finetune`)")
+    labelling = augment_config(augment_copies, augment_seed, augment_ops, default_copies=2)
     spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
                           lowercase=lowercase)
     if runner is not None:
         from edge_pqrnn.teacher.beam_label import beam_label
 
-        result = beam_label(data, teacher, spec, augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
+        result = beam_label(data, teacher, spec, augment_config=labelling,
                             other_locales=other_locales.split(",") if other_locales else (),
                             languages=languages.split(",") if languages else None, cache_dir=label_cache,
                             runner=runner, num_workers=num_workers, pipeline_options=pipeline_options,
                             log=click.echo)
         result.raise_for_failures()
         return
-    labelled = label_dataset(data, teacher, spec, augment_config=AugmentConfig(copies=augment_copies, seed=augment_seed),
+    labelled = label_dataset(data, teacher, spec, augment_config=labelling,
                              other_locales=other_locales.split(",") if other_locales else (),
                              languages=languages.split(",") if languages else None, cache_dir=label_cache,
                              log=click.echo)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edge_pqrnn.projection import ProjectionSpec
+
+if TYPE_CHECKING:
+    from edge_pqrnn.augment import AugmentConfig
 
 
 def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = None,
               languages: list[str] | None = None, model_options: dict[str, Any] | None = None,
-              train_options: dict[str, Any] | None = None, overwrite: bool = False, progress: bool = True):
+              train_options: dict[str, Any] | None = None, augment_config: AugmentConfig | None = None,
+              overwrite: bool = False, progress: bool = True):
     """Load ``data`` and train a run into ``out_dir``.
 
     Args:
@@ -21,19 +26,28 @@ def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = N
         languages: languages of a multilingual dataset.
         model_options: :class:`edge_pqrnn.model.ModelConfig` fields.
         train_options: :class:`edge_pqrnn.train.TrainConfig` fields.
+        augment_config: with ``copies`` > 0, augmented variants of the training texts are
+            added with their gold labels (the intent, and slot spans mapped through the
+            edits); recorded under ``augment`` in the run's metrics.
 
     Returns:
         The :class:`edge_pqrnn.train.TrainResult`.
     """
+    from edge_pqrnn.augment import augment
     from edge_pqrnn.data import load_dataset
     from edge_pqrnn.model import ModelConfig
     from edge_pqrnn.train import TrainConfig, train
 
+    train_config = TrainConfig(**(train_options or {}))  # fail fast on bad options, before loading data
     dataset = load_dataset(data, languages=languages)
+    if augment_config is not None and augment_config.copies:
+        variants = augment(dataset.train, augment_config)
+        notes = dict(dataset.notes, augment={"gold_texts": len(dataset.train), "variants": len(variants),
+                                             "config": augment_config.to_dict()})
+        dataset = dataclasses.replace(dataset, train=[*dataset.train, *variants], notes=notes)
     model_config = ModelConfig(num_intents=max(1, len(dataset.intents)), num_tags=1,
                                projection=spec or ProjectionSpec(), **(model_options or {}))
-    return train(dataset, model_config, TrainConfig(**(train_options or {})), out_dir, progress=progress,
-                 overwrite=overwrite)
+    return train(dataset, model_config, train_config, out_dir, progress=progress, overwrite=overwrite)
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "test") -> dict[str, Any]:

@@ -506,6 +506,8 @@ def _fit(
         metrics["distillation"] = {"gold_texts": len(dataset.train), "extra_texts": len(distillation.extra),
                                    "kd_weight": tc.kd_weight, "kd_temperature": tc.kd_temperature,
                                    **({"kd_slot_weight": tc.kd_slot_weight} if tc.kd_slot_weight is not None else {})}
+    if "augment" in dataset.notes:  # gold-labelled variants among the training texts
+        metrics["augment"] = dataset.notes["augment"]
     if dataset.test:
         test_split = _Split(dataset.test, spec)
         metrics["test"] = score(dataset.test, predict_split(test_split), test_split.tokens, labels)

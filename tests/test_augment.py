@@ -13,6 +13,7 @@ from edge_pqrnn.augment import (
     drop_words,
     mask_words,
     other_locale_examples,
+    reorder_units,
     slot_values,
     substitute_slots,
     swap_words,
@@ -52,6 +53,23 @@ def test_swap_keeps_slots_contiguous():
         assert sorted(out.text.split()) == sorted(EX.text.split())
         assert len(out.slots) == 3  # no slot split in two
         assert {v for v, _ in spans(out)} <= {"new york", "york new", "denver", "monday"}
+
+
+def test_reorder_moves_whole_slots_and_keeps_every_word():
+    orders = set()
+    for seed in range(40):
+        out = reorder_units(EX, random.Random(seed), rate=0.3)
+        assert sorted(out.text.split()) == sorted(EX.text.split())
+        assert sorted(spans(out)) == sorted(spans(EX))  # "new york" moves as one unit
+        orders.add(out.text)
+    assert len(orders) > 10 and EX.text.split()[0] in {t.split()[-1] for t in orders}  # moved to the end too
+    assert reorder_units(Example("hello", "greet"), random.Random(0)) == Example("hello", "greet")
+
+
+def test_reorder_is_off_by_default_so_earlier_variants_stay_the_same():
+    assert AugmentConfig().weights.get("reorder", 0) == 0
+    out = augment([EX], AugmentConfig(copies=2, weights={"reorder": 1.0}))
+    assert len(out) == 2 and all(sorted(e.text.split()) == sorted(EX.text.split()) for e in out)
 
 
 def test_substitute_uses_values_of_the_same_type():
@@ -94,7 +112,7 @@ def test_augment_falls_back_when_an_operation_cannot_apply():
 
 
 def test_config_errors_name_the_choices():
-    with pytest.raises(ConfigError, match="choose from mask, drop, swap, substitute, char_noise"):
+    with pytest.raises(ConfigError, match="choose from mask, drop, swap, substitute, char_noise, reorder"):
         AugmentConfig(weights={"shuffle": 1.0})
     with pytest.raises(ConfigError, match="not all zero"):
         AugmentConfig(weights={"mask": 0.0})

@@ -91,6 +91,28 @@ def test_train_without_teacher_is_unchanged(dataset, tmp_path):
     assert "distillation" not in a.metrics
 
 
+def test_train_cli_adds_gold_labelled_variants_without_a_teacher(tmp_path):
+    from click.testing import CliRunner
+
+    from edge_pqrnn.cli import main
+
+    args = ["train", "--data", "fixture:atis", "--epochs", "1", "--bottleneck", "16", "--state", "16", "--layers", "1",
+            "--feature-size", "64", "--max-tokens", "32"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "plain")])
+    assert result.exit_code == 0, result.output
+    assert "augment" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())  # default: none
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "aug"), "--augment-copies", "2",
+                                       "--augment-ops", "reorder=2,drop"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "aug" / "metrics.json").read_text())["augment"]
+    assert info["gold_texts"] == 53 and 53 < info["variants"] <= 106
+    assert info["config"]["weights"] == {"reorder": 2.0, "drop": 1.0} and info["config"]["copies"] == 2
+    assert f"({53 + info['variants']} train" in result.output  # the parameter line counts them
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "bad"), "--augment-ops", "shuffle"])
+    assert result.exit_code == 2 and "unknown augmentation ['shuffle']; choose from" in result.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_distill_pipeline_and_cli_with_a_tiny_teacher(tmp_path):
     pytest.importorskip("torch", reason='teacher extra not installed: pip install -e ".[teacher]"')
     pytest.importorskip("pyarrow", reason='teacher extra not installed: pip install -e ".[teacher]"')
