@@ -514,10 +514,12 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str
     if as_json:
         click.echo(json.dumps(entry, indent=2))
     r = entry["ratios"]
-    click.echo(f"teacher {entry['teacher']['intent_accuracy']:.4f} / {entry['teacher']['slot_f1'] or 0:.4f}; "
-               f"student_hard int8 {entry['student_hard']['int8']['intent_accuracy']:.4f} / "
-               f"{entry['student_hard']['int8']['slot_f1'] or 0:.4f}; student_kd int8 "
-               f"{entry['student_kd']['int8']['intent_accuracy']:.4f} / {entry['student_kd']['int8']['slot_f1'] or 0:.4f}; "
+
+    def scores(m: dict) -> str:  # intent / slot F1 ("—" for data without slots)
+        return f"{m['intent_accuracy']:.4f} / " + ("—" if m.get("slot_f1") is None else f"{m['slot_f1']:.4f}")
+
+    click.echo(f"teacher {scores(entry['teacher'])}; student_hard int8 {scores(entry['student_hard']['int8'])}; "
+               f"student_kd int8 {scores(entry['student_kd']['int8'])}; "
                f"size ratio {r['teacher_fp32_over_student_int8_bytes']:.0f}x")
     if "seeds" in entry:
         s = entry["seeds"]
