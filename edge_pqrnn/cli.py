@@ -198,8 +198,8 @@ def distill_options(func):
 @distill_options
 def train_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
                   learning_rate: float, patience: int, max_minutes: float | None, seed: int, bottleneck: int,
-                  state: int, layers: int, dropout: float, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
-                  lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
+                  state: int, layers: int, dropout: float, feature_size: int, max_tokens: int, mode: str, bos: bool,
+                  eos: bool, lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
                   kd_slot_weight: float | None = None, kd_temperature: float = 2.0, augment_copies: int | None = None,
                   augment_ops: str | None = None, augment_seed: int = 0, other_locales: str | None = None,
                   label_cache: str | None = None) -> None:
@@ -459,8 +459,9 @@ def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epo
               help="Beam pipeline option passed through (repeatable), e.g. project=my-project.")
 def teacher_label_command(data: str, languages: str | None, feature_size: int, max_tokens: int, mode: str,
                           bos: bool, eos: bool, lowercase: bool, teacher: str | None, augment_copies: int | None,
-                          augment_ops: str | None, augment_seed: int, other_locales: str | None, label_cache: str | None, runner: str | None = None,
-                          num_workers: int = 2, pipeline_options: tuple[str, ...] = ()) -> None:
+                          augment_ops: str | None, augment_seed: int, other_locales: str | None,
+                          label_cache: str | None, runner: str | None = None, num_workers: int = 2,
+                          pipeline_options: tuple[str, ...] = ()) -> None:
     """Teacher logits (intent, per-token slots on the projection's rows) for the training
     set and its augmented variants, into the Parquet cache; resumable. Use the same
     projection and augmentation options as the later `train --teacher`. With --runner, on
@@ -503,11 +504,10 @@ def teacher_label_command(data: str, languages: str | None, feature_size: int, m
 @click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
 @click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
 def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str, ...], student_kd: tuple[str, ...],
-                            docs_dir: str,
-                            notes: str | None, as_json: bool) -> None:
+                            docs_dir: str, notes: str | None, as_json: bool) -> None:
     """Score teacher, student_hard and student_kd (int8 artifacts, exported into each run if
     missing) on the test split; merge the entry into docs/results.json and docs/results.md."""
-    from edge_pqrnn.distill_results import distill_results, write_results
+    from edge_pqrnn.distill_results import _fmt, distill_results, write_results
 
     entry = distill_results(data, teacher_dir, student_hard, student_kd, log=click.echo)
     paths = write_results(entry, docs_dir, notes=notes)
@@ -516,7 +516,7 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str
     r = entry["ratios"]
 
     def scores(m: dict) -> str:  # intent / slot F1 ("—" for data without slots)
-        return f"{m['intent_accuracy']:.4f} / " + ("—" if m.get("slot_f1") is None else f"{m['slot_f1']:.4f}")
+        return f"{_fmt(m['intent_accuracy'])} / {_fmt(m.get('slot_f1'))}"
 
     click.echo(f"teacher {scores(entry['teacher'])}; student_hard int8 {scores(entry['student_hard']['int8'])}; "
                f"student_kd int8 {scores(entry['student_kd']['int8'])}; "

@@ -59,7 +59,7 @@ def _student(run_dir: Path, dataset: Any, log: Callable[[str], None]) -> dict[st
     from edge_pqrnn.evaluate import evaluate
     from edge_pqrnn.export import export
 
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = _read_metrics(run_dir)
     artifact_path = run_dir / ARTIFACT_NAME
     export_seconds = None
     if not artifact_path.is_file():
@@ -116,8 +116,10 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path | S
     for path in (teacher_dir, *hard_runs, *kd_runs):
         if not (path / "metrics.json").is_file():
             raise ArtifactError(f"{path} is not a finished teacher/run directory (no metrics.json)")
+    for runs in (hard_runs, kd_runs):  # before any export: a mismatch must not cost minutes first
+        _check_seed_runs([(str(path), _read_metrics(path)["train_config"]) for path in runs])
     dataset = load_dataset(data)
-    teacher = json.loads((teacher_dir / "metrics.json").read_text(encoding="utf-8"))
+    teacher = _read_metrics(teacher_dir)
     hards = [_student(path, dataset, log) for path in hard_runs]
     kds = [_student(path, dataset, log) for path in kd_runs]
     hard, kd = hards[0], kds[0]
@@ -176,13 +178,22 @@ def _mean(values: list[float | None]) -> float | None:
     return round(sum(present) / len(present), 4) if present else None
 
 
-def _seed_summary(students: list[dict[str, Any]]) -> dict[str, Any]:
-    """int8 scores of runs that differ only in their seed, and their mean."""
-    first = {k: v for k, v in students[0]["train_config"].items() if k != "seed"}
-    for s in students[1:]:
-        if {k: v for k, v in s["train_config"].items() if k != "seed"} != first:
-            raise ArtifactError(f"{s['run']} was not trained like {students[0]['run']} (train configs differ in more "
+def _read_metrics(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _check_seed_runs(runs: list[tuple[str, dict[str, Any]]]) -> None:
+    """Refuse seed runs (run name, train config) that differ in more than the seed."""
+    first_run, first_config = runs[0]
+    first = {k: v for k, v in first_config.items() if k != "seed"}
+    for run, config in runs[1:]:
+        if {k: v for k, v in config.items() if k != "seed"} != first:
+            raise ArtifactError(f"{run} was not trained like {first_run} (train configs differ in more "
                                 "than the seed); seed runs must share every other setting")
+
+
+def _seed_summary(students: list[dict[str, Any]]) -> dict[str, Any]:
+    """int8 scores of runs that differ only in their seed (see :func:`_check_seed_runs`), and their mean."""
     intent = [s["int8"]["intent_accuracy"] for s in students]
     slot = [s["int8"]["slot_f1"] for s in students]
     return {"runs": [s["run"] for s in students], "seeds": [s["train_config"].get("seed") for s in students],

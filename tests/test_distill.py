@@ -183,7 +183,7 @@ def test_write_results_keeps_other_content_and_replaces_its_section(tmp_path):
 
 
 def test_seed_runs_are_summarised_and_must_share_their_settings(tmp_path):
-    from edge_pqrnn.distill_results import _seed_summary, write_results
+    from edge_pqrnn.distill_results import _check_seed_runs, _seed_summary, write_results
 
     def run(seed: int, accuracy: float, kd_weight: float = 0.5) -> dict:
         return dict(fake_entry()["student_hard"], run=f"runs/s{seed}", int8={"intent_accuracy": accuracy, "slot_f1": None},
@@ -192,8 +192,9 @@ def test_seed_runs_are_summarised_and_must_share_their_settings(tmp_path):
     summary = _seed_summary([run(0, 0.97), run(1, 0.98), run(2, 0.99)])
     assert summary["seeds"] == [0, 1, 2] and summary["intent_accuracy_mean"] == 0.98
     assert summary["slot_f1_mean"] is None
+    _check_seed_runs([(r["run"], r["train_config"]) for r in (run(0, 0.97), run(1, 0.98), run(2, 0.99))])
     with pytest.raises(ArtifactError, match="runs/s1 was not trained like runs/s0"):
-        _seed_summary([run(0, 0.97), run(1, 0.98, kd_weight=0.8)])
+        _check_seed_runs([(r["run"], r["train_config"]) for r in (run(0, 0.97), run(1, 0.98, kd_weight=0.8))])
     entry = fake_entry("snips")
     entry["seeds"] = {"student_hard": summary, "student_kd": _seed_summary([run(0, 0.99), run(1, 0.99)])}
     write_results(entry, tmp_path)
