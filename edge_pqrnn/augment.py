@@ -18,8 +18,11 @@ Operations (DESIGN.md §12; the paper's augmentation needs no other model):
   projection's training-time distortion.
 * ``reorder``: move whole units (a slot's words, or one word outside slots) to other
   positions: templates of one intent often differ only in word order (verb first or
-  last), which a sequence model otherwise learns as a cue. Weight 0 by default, so the
-  variants (and teacher label caches) of the other operations stay as they were.
+  last), which a sequence model otherwise learns as a cue. In scripts without spaces
+  (Chinese, Thai, ...) a word is first cut where a slot begins or ends, so the slot
+  values and the text between them move, and the pieces join without spaces. Weight 0
+  by default, so the variants (and teacher label caches) of the other operations stay
+  as they were.
 * other locales (multilingual data): :func:`other_locale_examples` adds sentences of
   languages the student is not trained on.
 
@@ -45,6 +48,7 @@ from collections.abc import Mapping, Sequence
 
 from edge_pqrnn.data.records import Example, stable_seed
 from edge_pqrnn.errors import ConfigError
+from edge_pqrnn.projection.reference import SPLIT, char_class
 
 OPERATIONS = ("mask", "drop", "swap", "substitute", "char_noise", "reorder")
 MASK_TOKEN = "<mask>"
@@ -109,17 +113,40 @@ def _words(example: Example) -> list[_Word]:
         start = text.index(part, i)
         end = start + len(part)
         i = end
-        slot, best = -1, 0
-        for k, (s, e, _) in enumerate(example.slots):
-            overlap = min(e, end) - max(s, start)
-            if overlap > best:
-                slot, best = k, overlap
-        words.append((part, slot))
+        words.append((part, _slot_of(example, start, end)))
     return words
 
 
-def _rebuild(example: Example, words: list[_Word], slot_types: Mapping[int, str] | None = None) -> Example:
-    """Text with single spaces; spans are the runs of words of one slot."""
+def _slot_of(example: Example, start: int, end: int) -> int:
+    """The index of the slot overlapping ``text[start:end]`` most (-1: none)."""
+    slot, best = -1, 0
+    for k, (s, e, _) in enumerate(example.slots):
+        overlap = min(e, end) - max(s, start)
+        if overlap > best:
+            slot, best = k, overlap
+    return slot
+
+
+def _split_at_slots(example: Example, words: list[_Word]) -> list[_Word]:
+    """``words`` with each word cut where a slot begins or ends inside it, when both
+    characters at the cut are of a script without spaces (a Latin word with a slot on
+    part of it, like Hungarian ``konyhában``, stays whole)."""
+    text = example.text
+    cuts = {i for s, e, _ in example.slots for i in (s, e)
+            if 0 < i < len(text) and char_class(ord(text[i - 1])) == SPLIT == char_class(ord(text[i]))}
+    out: list[_Word] = []
+    position = 0
+    for word, _ in words:
+        start = text.index(word, position)
+        position = start + len(word)
+        bounds = [start] + sorted(i for i in cuts if start < i < position) + [position]
+        out += [(text[a:b], _slot_of(example, a, b)) for a, b in zip(bounds, bounds[1:])]
+    return out
+
+
+def _rebuild(example: Example, words: list[_Word], slot_types: Mapping[int, str] | None = None,
+             sep: str = " ") -> Example:
+    """Text of the words joined by ``sep``; spans are the runs of words of one slot."""
     types = dict(enumerate(span[2] for span in example.slots))
     types.update(slot_types or {})
     parts: list[str] = []
@@ -128,7 +155,7 @@ def _rebuild(example: Example, words: list[_Word], slot_types: Mapping[int, str]
     previous = -1
     for word, slot in words:
         if parts:
-            position += 1
+            position += len(sep)
         start, end = position, position + len(word)
         parts.append(word)
         position = end
@@ -137,7 +164,7 @@ def _rebuild(example: Example, words: list[_Word], slot_types: Mapping[int, str]
         elif slot >= 0:
             spans.append((start, end, types[slot]))
         previous = slot
-    return dataclasses.replace(example, text=" ".join(parts), slots=tuple(spans))
+    return dataclasses.replace(example, text=sep.join(parts), slots=tuple(spans))
 
 
 def _pick(rng: random.Random, n: int, rate: float) -> list[int]:
@@ -251,9 +278,11 @@ def char_noise(example: Example, rng: random.Random, rate: float = 0.15) -> Exam
 
 def reorder_units(example: Example, rng: random.Random, rate: float = 0.15) -> Example:
     """Move about ``rate`` of the units (at least one) to random new positions; a unit is
-    a slot's run of words or one word outside slots, so spans stay whole."""
+    a slot's run of words or one word outside slots, so spans stay whole. In scripts
+    without spaces words are cut at slot boundaries first, and a text without any
+    whitespace is joined back without spaces (``"打开客厅的灯"`` -> ``"客厅的灯打开"``)."""
     units: list[list[_Word]] = []
-    for word in _words(example):
+    for word in _split_at_slots(example, _words(example)):
         if units and word[1] >= 0 and units[-1][0][1] == word[1]:
             units[-1].append(word)
         else:
@@ -263,7 +292,8 @@ def reorder_units(example: Example, rng: random.Random, rate: float = 0.15) -> E
     for _ in _pick(rng, len(units), rate):
         unit = units.pop(rng.randrange(len(units)))
         units.insert(rng.randrange(len(units) + 1), unit)
-    return _rebuild(example, [w for unit in units for w in unit])
+    sep = " " if any(c.isspace() for c in example.text) else ""
+    return _rebuild(example, [w for unit in units for w in unit], sep=sep)
 
 
 def augment_one(example: Example, operation: str, rng: random.Random, config: AugmentConfig,

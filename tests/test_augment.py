@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -64,6 +65,24 @@ def test_reorder_moves_whole_slots_and_keeps_every_word():
         orders.add(out.text)
     assert len(orders) > 10 and EX.text.split()[0] in {t.split()[-1] for t in orders}  # moved to the end too
     assert reorder_units(Example("hello", "greet"), random.Random(0)) == Example("hello", "greet")
+
+
+def test_reorder_cuts_scripts_without_spaces_at_slot_boundaries():
+    zh = Example("让厨房音箱取消静音", "unmute", ((1, 3, "area"), (3, 5, "name")), language="zh-CN")
+    pieces = ("让", "厨房", "音箱", "取消静音")
+    joined = {"".join(order) for order in itertools.permutations(pieces)}
+    orders = set()
+    for seed in range(30):
+        out = reorder_units(zh, random.Random(seed), rate=0.5)
+        assert out.text in joined  # the pieces move whole and join without spaces
+        assert sorted(spans(out)) == [("厨房", "area"), ("音箱", "name")]
+        orders.add(out.text)
+    assert len(orders) > 5
+    # a slot on part of a Latin word does not cut it: the word moves whole
+    hu = Example("konyhában kapcsold fel", "turn_on", ((0, 6, "area"),), language="hu")
+    for seed in range(10):
+        out = reorder_units(hu, random.Random(seed), rate=1.0)
+        assert sorted(out.text.split()) == sorted(hu.text.split()) and spans(out) == [("konyhában", "area")]
 
 
 def test_reorder_is_off_by_default_so_earlier_variants_stay_the_same():
