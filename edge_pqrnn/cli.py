@@ -507,7 +507,7 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str
                             docs_dir: str, notes: str | None, as_json: bool) -> None:
     """Score teacher, student_hard and student_kd (int8 artifacts, exported into each run if
     missing) on the test split; merge the entry into docs/results.json and docs/results.md."""
-    from edge_pqrnn.distill_results import _fmt, distill_results, write_results
+    from edge_pqrnn.distill_results import distill_results, format_score, write_results
 
     entry = distill_results(data, teacher_dir, student_hard, student_kd, log=click.echo)
     paths = write_results(entry, docs_dir, notes=notes)
@@ -516,7 +516,7 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str
     r = entry["ratios"]
 
     def scores(m: dict) -> str:  # intent / slot F1 ("—" for data without slots)
-        return f"{_fmt(m['intent_accuracy'])} / {_fmt(m.get('slot_f1'))}"
+        return f"{format_score(m['intent_accuracy'])} / {format_score(m.get('slot_f1'))}"
 
     click.echo(f"teacher {scores(entry['teacher'])}; student_hard int8 {scores(entry['student_hard']['int8'])}; "
                f"student_kd int8 {scores(entry['student_kd']['int8'])}; "

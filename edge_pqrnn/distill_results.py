@@ -201,7 +201,8 @@ def _seed_summary(students: list[dict[str, Any]]) -> dict[str, Any]:
             "slot_f1": [None if v is None else round(v, 4) for v in slot], "slot_f1_mean": _mean(slot)}
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def format_score(value: float | None, digits: int = 4) -> str:
+    """A score with `digits` decimals, or "—" when there is none (SNIPS has no slots)."""
     return "—" if value is None else f"{value:.{digits}f}"
 
 
@@ -216,17 +217,18 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
         lines += [f"### {name}", "",
                   "| model | intent acc | slot F1 | exact match | size | train time |",
                   "|---|---:|---:|---:|---:|---:|",
-                  f"| teacher (fp32, {t['params'] / 1e6:.1f}M params) | {_fmt(t['intent_accuracy'])} | "
-                  f"{_fmt(t['slot_f1'])} | {_fmt(t['exact_match'])} | {t['fp32_bytes']:,} B | "
+                  f"| teacher (fp32, {t['params'] / 1e6:.1f}M params) | {format_score(t['intent_accuracy'])} | "
+                  f"{format_score(t['slot_f1'])} | {format_score(t['exact_match'])} | {t['fp32_bytes']:,} B | "
                   f"{t['finetune_seconds'] / 60:.1f} min ({_epochs(t['epochs_run'])}) |"]
         for label, s in (("student_hard (gold labels)", h), ("student_kd (teacher + gold)", k)):
-            lines.append(f"| {label}, int8 | {_fmt(s['int8']['intent_accuracy'])} | {_fmt(s['int8']['slot_f1'])} | "
-                         f"{_fmt(s['int8']['exact_match'])} | {s['int8_bytes']:,} B | "
+            lines.append(f"| {label}, int8 | {format_score(s['int8']['intent_accuracy'])} | "
+                         f"{format_score(s['int8']['slot_f1'])} | "
+                         f"{format_score(s['int8']['exact_match'])} | {s['int8_bytes']:,} B | "
                          f"{s['train_seconds'] / 60:.1f} min ({_epochs(s['epochs_run'])}) |")
         lines += ["",
-                  f"student_kd / teacher: intent {_fmt(r['kd_intent_of_teacher'])}, slot F1 "
-                  f"{_fmt(r['kd_slot_f1_of_teacher'])}; student_hard / teacher: intent "
-                  f"{_fmt(r['hard_intent_of_teacher'])}, slot F1 {_fmt(r['hard_slot_f1_of_teacher'])}; "
+                  f"student_kd / teacher: intent {format_score(r['kd_intent_of_teacher'])}, slot F1 "
+                  f"{format_score(r['kd_slot_f1_of_teacher'])}; student_hard / teacher: intent "
+                  f"{format_score(r['hard_intent_of_teacher'])}, slot F1 {format_score(r['hard_slot_f1_of_teacher'])}; "
                   f"teacher fp32 bytes / student int8 bytes: **{r['teacher_fp32_over_student_int8_bytes']:.0f}x**.",
                   ""]
         if e.get("seeds"):
@@ -241,7 +243,7 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
                       + f", temperature {tc.get('kd_temperature')}, "
                       f"{d.get('train_texts')} gold texts + {d.get('augmented_texts')} augmented "
                       f"(copies {d.get('augment', {}).get('copies')}) + {d.get('other_locale_texts', 0)} other-locale; "
-                      + (f"teacher labelling {_fmt(d.get('label_seconds'), 0)} s for {d.get('labelled_now')} texts."
+                      + (f"teacher labelling {format_score(d.get('label_seconds'), 0)} s for {d.get('labelled_now')} texts."
                          if d.get("labelled_now") else "teacher labels all from the cache (`edge-pqrnn teacher label`)."),
                       ""]
         if e.get("notes"):
@@ -255,8 +257,8 @@ def _seed_line(seeds: dict[str, Any]) -> str:
     for name in ("student_hard", "student_kd"):
         s = seeds[name]
         values = ", ".join(f"{v:.4f}" for v in s["intent_accuracy"])
-        slot = f", slot F1 mean {_fmt(s['slot_f1_mean'])}" if s.get("slot_f1_mean") is not None else ""
-        parts.append(f"{name} intent mean **{_fmt(s['intent_accuracy_mean'])}** (seeds {s['seeds']}: {values}{slot})")
+        slot = f", slot F1 mean {format_score(s['slot_f1_mean'])}" if s.get("slot_f1_mean") is not None else ""
+        parts.append(f"{name} intent mean **{format_score(s['intent_accuracy_mean'])}** (seeds {s['seeds']}: {values}{slot})")
     return "Over seeds (int8, settings otherwise equal): " + "; ".join(parts) + "."
 
 
@@ -270,16 +272,16 @@ def _per_language_lines(teacher: dict[str, Any], hard: dict[str, Any], kd: dict[
     if not per_language:
         return []
     lines = [f"Per language (int8 students; mean of student_kd / teacher over {len(per_language)} languages: intent "
-             f"**{_fmt(ratios.get('kd_intent_of_teacher_language_mean'))}**, slot F1 "
-             f"{_fmt(ratios.get('kd_slot_f1_of_teacher_language_mean'))}):", "",
+             f"**{format_score(ratios.get('kd_intent_of_teacher_language_mean'))}**, slot F1 "
+             f"{format_score(ratios.get('kd_slot_f1_of_teacher_language_mean'))}):", "",
              "| lang | n | teacher acc | hard acc | kd acc | kd / teacher acc | teacher slot F1 | kd slot F1 "
              "| kd / teacher slot F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for language, r in per_language.items():
         t, h, k = ((m.get("per_language") or {}).get(language, {}) for m in (teacher, hard, kd))
-        lines.append(f"| {language} | {k['n']} | {_fmt(t['accuracy'])} | {_fmt(h.get('accuracy'))} | "
-                     f"{_fmt(k['accuracy'])} | {_fmt(r['intent'])} | {_fmt(t.get('slot_f1'))} | "
-                     f"{_fmt(k.get('slot_f1'))} | {_fmt(r['slot_f1'])} |")
+        lines.append(f"| {language} | {k['n']} | {format_score(t['accuracy'])} | {format_score(h.get('accuracy'))} | "
+                     f"{format_score(k['accuracy'])} | {format_score(r['intent'])} | {format_score(t.get('slot_f1'))} | "
+                     f"{format_score(k.get('slot_f1'))} | {format_score(r['slot_f1'])} |")
     return lines + [""]
 
 
@@ -323,4 +325,4 @@ def write_results(entry: dict[str, Any], docs_dir: str | Path = "docs", notes: s
                          SECTION_BEGIN, SECTION_END)
 
 
-__all__ = ["distill_results", "markdown_section", "merge_results", "write_results"]
+__all__ = ["distill_results", "format_score", "markdown_section", "merge_results", "write_results"]

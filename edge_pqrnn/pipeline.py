@@ -40,14 +40,15 @@ def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = N
 
     train_config = TrainConfig(**(train_options or {}))  # fail fast on bad options, before loading data
     dataset = load_dataset(data, languages=languages)
+    augmented = None
     if augment_config is not None and augment_config.copies:
         variants = augment(dataset.train, augment_config)
-        notes = dict(dataset.notes, augment={"gold_texts": len(dataset.train), "variants": len(variants),
-                                             "config": augment_config.to_dict()})
-        dataset = dataclasses.replace(dataset, train=[*dataset.train, *variants], notes=notes)
+        augmented = {"gold_texts": len(dataset.train), "variants": len(variants), "config": augment_config.to_dict()}
+        dataset = dataclasses.replace(dataset, train=[*dataset.train, *variants])
     model_config = ModelConfig(num_intents=max(1, len(dataset.intents)), num_tags=1,
                                projection=spec or ProjectionSpec(), **(model_options or {}))
-    return train(dataset, model_config, train_config, out_dir, progress=progress, overwrite=overwrite)
+    return train(dataset, model_config, train_config, out_dir, progress=progress, overwrite=overwrite,
+                 augmented=augmented)
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "test") -> dict[str, Any]:

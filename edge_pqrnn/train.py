@@ -327,6 +327,7 @@ def train(
     progress: bool = True,
     overwrite: bool = False,
     distillation: Distillation | None = None,
+    augmented: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a pQRNN on ``dataset`` and write a finished run directory.
 
@@ -341,6 +342,8 @@ def train(
         overwrite: replace an existing run directory.
         distillation: teacher logits; the loss then mixes KL to the teacher with
             cross-entropy to gold (``train_config.kd_weight``/``kd_temperature``).
+        augmented: how the train split was augmented with gold-labelled variants
+            (counts and settings), stored under ``augment`` in ``metrics.json``.
 
     Returns:
         A :class:`TrainResult` with the model (best dev weights) and its metrics.
@@ -506,8 +509,8 @@ def _fit(
         metrics["distillation"] = {"gold_texts": len(dataset.train), "extra_texts": len(distillation.extra),
                                    "kd_weight": tc.kd_weight, "kd_temperature": tc.kd_temperature,
                                    **({"kd_slot_weight": tc.kd_slot_weight} if tc.kd_slot_weight is not None else {})}
-    if "augment" in dataset.notes:  # gold-labelled variants among the training texts
-        metrics["augment"] = dataset.notes["augment"]
+    if augmented is not None:
+        metrics["augment"] = augmented
     if dataset.test:
         test_split = _Split(dataset.test, spec)
         metrics["test"] = score(dataset.test, predict_split(test_split), test_split.tokens, labels)
