@@ -449,17 +449,18 @@ static void project_token(const pqrnn_options* o, const uint8_t* text, size_t st
 
 /* ---------------------------------------------------------------- tokens */
 
-int pqrnn_token_rows(const pqrnn_options* o, const uint8_t* text, size_t length, int32_t* spans, int max_rows) {
+/* Called once per token row, in order: row index, byte span [start, end), PQRNN_ROW_* kind. */
+typedef void (*row_fn)(void* ctx, int row, size_t start, size_t end, int kind);
+
+/* The one tokenizer of the C side: hands each row to `emit` as soon as it is complete, so
+ * callers need no buffer of spans (a 4096-row one was 48 KB of stack per text). */
+static int scan_rows(const pqrnn_options* o, const uint8_t* text, size_t length, row_fn emit, void* ctx) {
   const int limit = o->max_tokens - o->add_bos - o->add_eos; /* word tokens that fit */
   int rows = 0;
-#define ROW(s, e, kind)                   \
-  do {                                    \
-    if (rows < max_rows) {                \
-      spans[3 * rows] = (int32_t)(s);     \
-      spans[3 * rows + 1] = (int32_t)(e); \
-      spans[3 * rows + 2] = (kind);       \
-    }                                     \
-    rows++;                               \
+#define ROW(s, e, kind)                  \
+  do {                                   \
+    emit(ctx, rows, (s), (e), (kind));   \
+    rows++;                              \
   } while (0)
   if (o->add_bos) ROW(0, 0, PQRNN_ROW_BOS);
 
@@ -515,22 +516,48 @@ int pqrnn_token_rows(const pqrnn_options* o, const uint8_t* text, size_t length,
   return rows;
 }
 
+typedef struct {
+  int32_t* spans;
+  int max_rows;
+} span_sink;
+
+static void store_span(void* ctx, int row, size_t start, size_t end, int kind) {
+  span_sink* sink = (span_sink*)ctx;
+  if (row >= sink->max_rows) return;
+  sink->spans[3 * row] = (int32_t)start;
+  sink->spans[3 * row + 1] = (int32_t)end;
+  sink->spans[3 * row + 2] = kind;
+}
+
+int pqrnn_token_rows(const pqrnn_options* o, const uint8_t* text, size_t length, int32_t* spans, int max_rows) {
+  span_sink sink = {spans, max_rows};
+  return scan_rows(o, text, length, store_span, &sink);
+}
+
+typedef struct {
+  const pqrnn_options* options;
+  const uint8_t* text;
+  float* features;
+} feature_sink;
+
+static void project_row(void* ctx, int row, size_t start, size_t end, int kind) {
+  static const char* const kMarkers[] = {"", "<BOS>", "<EOS>", "<null>"}; /* by PQRNN_ROW_* */
+  const feature_sink* sink = (const feature_sink*)ctx;
+  const int F = sink->options->feature_size;
+  float* out = sink->features + (size_t)row * F; /* the options keep rows <= T */
+  if (kind == PQRNN_ROW_TEXT) {
+    project_token(sink->options, sink->text, start, end, out);
+  } else {
+    project_literal(kMarkers[kind], F, out);
+  }
+}
+
 int pqrnn_project_text(const pqrnn_options* o, const uint8_t* text, size_t length, float* features,
                        float* mask, float* pool_weights) {
   const int F = o->feature_size, T = o->max_tokens;
-  static const char* const kMarkers[] = {"", "<BOS>", "<EOS>", "<null>"}; /* by PQRNN_ROW_* */
-  int32_t spans[3 * PQRNN_MAX_TOKENS];
-  const int rows = pqrnn_token_rows(o, text, length, spans, T); /* the options keep rows <= T */
   for (long long i = 0; i < (long long)T * F; i++) features[i] = 0.0f;
-  for (int r = 0; r < rows; r++) {
-    float* row = features + (size_t)r * F;
-    const int kind = spans[3 * r + 2];
-    if (kind == PQRNN_ROW_TEXT) {
-      project_token(o, text, (size_t)spans[3 * r], (size_t)spans[3 * r + 1], row);
-    } else {
-      project_literal(kMarkers[kind], F, row);
-    }
-  }
+  feature_sink sink = {o, text, features};
+  const int rows = scan_rows(o, text, length, project_row, &sink);
 
   const float weight = 1.0f / (float)rows;
   for (int t = 0; t < T; t++) {
