@@ -379,7 +379,7 @@ def train(
         keras.utils.set_random_seed(train_config.seed)
         _write_json(tmp_dir / CONFIG_FILE, config.to_dict())
         _write_json(tmp_dir / LABELS_FILE, labels.to_dict())
-        result = _fit(dataset, config, labels, train_config, tmp_dir, progress, distillation)
+        result = _fit(dataset, config, labels, train_config, tmp_dir, progress, distillation, augmented)
         _publish(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -396,6 +396,7 @@ def _fit(
     run_dir: Path,
     progress: bool,
     distillation: Distillation | None = None,
+    augmented: dict[str, Any] | None = None,
 ) -> TrainResult:
     """The training loop proper; writes weights, history and (last) metrics into run_dir."""
     started = time.monotonic()
