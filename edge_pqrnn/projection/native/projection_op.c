@@ -93,26 +93,6 @@ static kernel_data* kernel_data_new(int count) {
   return (kernel_data*)calloc(1, sizeof(kernel_data) + sizeof(node_info) * (size_t)count);
 }
 
-static void report(TfLiteContext* context, const char* message) {
-  context->ReportError(context, "%s: %s", OP_NAME, message);
-}
-
-static void report_fo(TfLiteContext* context, const char* message) {
-  context->ReportError(context, "%s: %s", FO_OP_NAME, message);
-}
-
-static void report_mm(TfLiteContext* context, const char* message) {
-  context->ReportError(context, "%s: %s", MM_OP_NAME, message);
-}
-
-static void report_dq(TfLiteContext* context, const char* message) {
-  context->ReportError(context, "%s: %s", DQ_OP_NAME, message);
-}
-
-static void report_q(TfLiteContext* context, const char* message) {
-  context->ReportError(context, "%s: %s", Q_OP_NAME, message);
-}
-
 static void copy_message(const char* m, char* error) {
   int i = 0;
   while (m[i] && i < PQRNN_ERROR_SIZE - 1) error[i] = m[i], i++;
@@ -125,7 +105,6 @@ static int read_tensors(const TfLiteNode* node, node_info* info, char* error) {
     copy_message("expects 1 input (STRING text) and 4 outputs (features, mask, pool_weights, num_tokens)", error);
     return -1;
   }
-  info->kind = kProjection;
   info->input = node->inputs->data[0];
   for (int k = 0; k < NUM_OUTPUTS; k++) info->outputs[k] = node->outputs->data[k];
   return 0;
@@ -133,11 +112,10 @@ static int read_tensors(const TfLiteNode* node, node_info* info, char* error) {
 
 static int read_fo_tensors(const TfLiteNode* node, node_info* info, char* error) {
   if (!node->inputs || node->inputs->size != FO_INPUTS || !node->outputs || node->outputs->size != 1) {
-    copy_message("EdgePqrnnFoPool expects 3 inputs (int8 z, k, o [B, T, H]) and 1 output (int8 h [B, T, H])",
+    copy_message("expects 3 inputs (int8 z, k, o [B, T, H]) and 1 output (int8 h [B, T, H])",
                  error);
     return -1;
   }
-  info->kind = kFoPool;
   for (int k = 0; k < FO_INPUTS; k++) info->fo_inputs[k] = node->inputs->data[k];
   info->outputs[0] = node->outputs->data[0];
   return 0;
@@ -151,7 +129,6 @@ static int read_mm_tensors(const TfLiteNode* node, node_info* info, char* error)
                  error);
     return -1;
   }
-  info->kind = kIntMatMul;
   info->mm_inputs[2] = -1;
   for (int k = 0; k < node->inputs->size; k++) info->mm_inputs[k] = node->inputs->data[k];
   info->outputs[0] = node->outputs->data[0];
@@ -163,10 +140,53 @@ static int read_dq_tensors(const TfLiteNode* node, node_info* info, char* error)
     copy_message("expects 1 input and 1 output", error);
     return -1;
   }
-  info->kind = info->kind == kQuantize ? kQuantize : kDequantize;
   info->mm_inputs[0] = node->inputs->data[0];
   info->outputs[0] = node->outputs->data[0];
   return 0;
+}
+
+/* Each op's options parser, in one signature for the table below. */
+static int parse_projection(const uint8_t* buffer, size_t length, node_info* info, char* error) {
+  return pqrnn_parse_options(buffer, length, &info->options, error);
+}
+
+static int parse_fo(const uint8_t* buffer, size_t length, node_info* info, char* error) {
+  return pqrnn_fo_pool_parse_options(buffer, length, &info->reverse, error);
+}
+
+static int parse_mm(const uint8_t* buffer, size_t length, node_info* info, char* error) {
+  return pqrnn_matmul_parse_options(buffer, length, &info->mm, error);
+}
+
+static int parse_dq(const uint8_t* buffer, size_t length, node_info* info, char* error) {
+  (void)info;
+  return pqrnn_dequantize_parse_options(buffer, length, error);
+}
+
+static int parse_q(const uint8_t* buffer, size_t length, node_info* info, char* error) {
+  (void)info;
+  return pqrnn_quantize_parse_options(buffer, length, error);
+}
+
+/* The ops, by kind: the custom name in the graph, how a node's tensors are read and its
+ * options parsed. The plain registrations and the delegate set nodes up through it. */
+static const struct {
+  const char* name;
+  int (*read_tensors)(const TfLiteNode* node, node_info* info, char* error);
+  int (*parse_options)(const uint8_t* buffer, size_t length, node_info* info, char* error);
+} kOps[] = {
+    [kProjection] = {OP_NAME, read_tensors, parse_projection},
+    [kFoPool] = {FO_OP_NAME, read_fo_tensors, parse_fo},
+    [kIntMatMul] = {MM_OP_NAME, read_mm_tensors, parse_mm},
+    [kDequantize] = {DQ_OP_NAME, read_dq_tensors, parse_dq},
+    [kQuantize] = {Q_OP_NAME, read_dq_tensors, parse_q},
+};
+#define NUM_KINDS ((int)(sizeof(kOps) / sizeof(kOps[0])))
+
+/* Reports an error, prefixed with the name of the op it comes from; returns kTfLiteError. */
+static TfLiteStatus report_op(TfLiteContext* context, int kind, const char* message) {
+  context->ReportError(context, "%s: %s", kOps[kind].name, message);
+  return kTfLiteError;
 }
 
 /* ------------------------------------------------------------ shared kernel */
@@ -198,7 +218,7 @@ static int valid_index(const TfLiteContext* context, int index) {
 static TfLiteStatus prepare_node(TfLiteContext* context, const node_info* info) {
   static const TfLiteType kOutputTypes[NUM_OUTPUTS] = {kTfLiteFloat32, kTfLiteFloat32, kTfLiteFloat32,
                                                        kTfLiteInt32};
-  if (!valid_index(context, info->input)) return report(context, "bad input tensor index"), kTfLiteError;
+  if (!valid_index(context, info->input)) return report_op(context, kProjection, "bad input tensor index");
   const TfLiteTensor* input = &context->tensors[info->input];
   if (input->type != kTfLiteString) {
     context->ReportError(context, "%s: input must be a STRING tensor of UTF-8 text, got TfLiteType %d", OP_NAME,
@@ -214,7 +234,7 @@ static TfLiteStatus prepare_node(TfLiteContext* context, const node_info* info) 
   const int shapes[NUM_OUTPUTS][3] = {{B, T, F}, {B, T, 0}, {B, T, 0}, {B, 0, 0}};
   const int ranks[NUM_OUTPUTS] = {3, 2, 2, 1};
   for (int k = 0; k < NUM_OUTPUTS; k++) {
-    if (!valid_index(context, info->outputs[k])) return report(context, "bad output tensor index"), kTfLiteError;
+    if (!valid_index(context, info->outputs[k])) return report_op(context, kProjection, "bad output tensor index");
     TfLiteTensor* out = &context->tensors[info->outputs[k]];
     if (out->type != kOutputTypes[k]) {
       context->ReportError(context, "%s: output %d must have TfLiteType %d, got %d", OP_NAME, k,
@@ -244,14 +264,14 @@ static TfLiteStatus prepare_fo_node(TfLiteContext* context, node_info* info) {
   float scales[FO_INPUTS + 1];
   int32_t zeros[FO_INPUTS + 1];
   for (int k = 0; k < FO_INPUTS; k++) {
-    if (!valid_index(context, info->fo_inputs[k])) return report_fo(context, "bad input tensor index"), kTfLiteError;
+    if (!valid_index(context, info->fo_inputs[k])) return report_op(context, kFoPool, "bad input tensor index");
     in[k] = &context->tensors[info->fo_inputs[k]];
   }
-  if (!valid_index(context, info->outputs[0])) return report_fo(context, "bad output tensor index"), kTfLiteError;
+  if (!valid_index(context, info->outputs[0])) return report_op(context, kFoPool, "bad output tensor index");
   TfLiteTensor* out = &context->tensors[info->outputs[0]];
   for (int k = 0; k <= FO_INPUTS; k++) {
     const char* problem = int8_quantization(k < FO_INPUTS ? in[k] : out, &scales[k], &zeros[k]);
-    if (problem) return report_fo(context, problem), kTfLiteError;
+    if (problem) return report_op(context, kFoPool, problem);
   }
   const TfLiteIntArray* dims = in[0]->dims;
   if (!dims || dims->size != 3) {
@@ -263,12 +283,12 @@ static TfLiteStatus prepare_fo_node(TfLiteContext* context, node_info* info) {
     const TfLiteIntArray* d = in[k]->dims;
     if (!d || d->size != 3 || d->data[0] != dims->data[0] || d->data[1] != dims->data[1] ||
         d->data[2] != dims->data[2])
-      return report_fo(context, "z, k and o must have the same shape [batch, steps, units]"), kTfLiteError;
+      return report_op(context, kFoPool, "z, k and o must have the same shape [batch, steps, units]");
   }
   char error[PQRNN_ERROR_SIZE];
   if (pqrnn_fo_pool_params_init(scales[0], zeros[0], scales[1], zeros[1], scales[2], zeros[2], scales[3], zeros[3],
                                 info->reverse, &info->fo, error))
-    return report_fo(context, error), kTfLiteError;
+    return report_op(context, kFoPool, error);
   return resize(context, out, 3, dims->data);
 }
 
@@ -278,12 +298,12 @@ static TfLiteStatus invoke_fo_node(TfLiteContext* context, const node_info* info
   const TfLiteTensor* o = &context->tensors[info->fo_inputs[2]];
   TfLiteTensor* out = &context->tensors[info->outputs[0]];
   const int B = z->dims->data[0], T = z->dims->data[1], H = z->dims->data[2];
-  if (B < 0 || T < 0 || H < 0) return report_fo(context, "negative dimension"), kTfLiteError;
+  if (B < 0 || T < 0 || H < 0) return report_op(context, kFoPool, "negative dimension");
   const size_t need = (size_t)B * (size_t)T * (size_t)H;
   if (need == 0) return kTfLiteOk; /* an empty batch: nothing to write */
   if (!z->data.raw || !k->data.raw || !o->data.raw || !out->data.raw || z->bytes < need || k->bytes < need ||
       o->bytes < need || out->bytes < need)
-    return report_fo(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+    return report_op(context, kFoPool, "tensor buffers are missing or smaller than their shape");
   pqrnn_fo_pool_run(&info->fo, z->data.int8, k->data.int8, o->data.int8, out->data.int8, B, T, H);
   return kTfLiteOk;
 }
@@ -297,8 +317,8 @@ static int64_t dims_product(const TfLiteIntArray* d, int from, int to) {
 static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
   for (int k = 0; k < 3; k++)
     if (info->mm_inputs[k] != -1 && !valid_index(context, info->mm_inputs[k]))
-      return report_mm(context, "bad input tensor index"), kTfLiteError;
-  if (!valid_index(context, info->outputs[0])) return report_mm(context, "bad output tensor index"), kTfLiteError;
+      return report_op(context, kIntMatMul, "bad input tensor index");
+  if (!valid_index(context, info->outputs[0])) return report_op(context, kIntMatMul, "bad output tensor index");
   const TfLiteTensor* x = &context->tensors[info->mm_inputs[0]];
   const TfLiteTensor* w = &context->tensors[info->mm_inputs[1]];
   const TfLiteTensor* bias = info->mm_inputs[2] == -1 ? 0 : &context->tensors[info->mm_inputs[2]];
@@ -307,12 +327,12 @@ static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
   int32_t x_zero, out_zero, unused_zero;
   const char* problem = int8_quantization(x, &x_scale, &x_zero);
   if (!problem) problem = int8_quantization(out, &out_scale, &out_zero);
-  if (problem) return report_mm(context, problem), kTfLiteError;
+  if (problem) return report_op(context, kIntMatMul, problem);
   (void)unused_scale, (void)unused_zero;
   /* The weights: constant int8, symmetric, one scale or one per output channel (axis 0). */
-  if (w->type != kTfLiteInt8) return report_mm(context, "the weights must be an int8 tensor"), kTfLiteError;
+  if (w->type != kTfLiteInt8) return report_op(context, kIntMatMul, "the weights must be an int8 tensor");
   if (w->allocation_type != PQRNN_ALLOCATION_MMAP_RO || !w->data.raw)
-    return report_mm(context, "the weights must be a constant tensor of the model"), kTfLiteError;
+    return report_op(context, kIntMatMul, "the weights must be a constant tensor of the model");
   const int w_rank = info->mm.kind == PQRNN_MATMUL_CONV_2D ? 4 : 2;
   if (!w->dims || w->dims->size != w_rank) {
     context->ReportError(context, "%s: the weights must have rank %d (%s), got rank %d", MM_OP_NAME, w_rank,
@@ -322,21 +342,21 @@ static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
   const int N = w->dims->data[0];
   const int64_t per_channel = dims_product(w->dims, 1, w_rank);
   if (N < 1 || per_channel < 1 || per_channel > PQRNN_MATMUL_MAX_DEPTH || w->bytes < (size_t)N * (size_t)per_channel)
-    return report_mm(context, "the weights must be [out, ...] with 1..65536 values per output channel"), kTfLiteError;
+    return report_op(context, kIntMatMul, "the weights must be [out, ...] with 1..65536 values per output channel");
   if (w->quantization.type != kTfLiteAffineQuantization || !w->quantization.params)
-    return report_mm(context, "the weights need int8 quantization parameters"), kTfLiteError;
+    return report_op(context, kIntMatMul, "the weights need int8 quantization parameters");
   const TfLiteAffineQuantization* wq = (const TfLiteAffineQuantization*)w->quantization.params;
   if (!wq->scale || !wq->zero_point || (wq->scale->size != 1 && wq->scale->size != N) ||
       wq->zero_point->size != wq->scale->size || (wq->scale->size > 1 && wq->quantized_dimension != 0))
-    return report_mm(context, "the weights need one scale, or one per output channel (axis 0)"), kTfLiteError;
+    return report_op(context, kIntMatMul, "the weights need one scale, or one per output channel (axis 0)");
   for (int i = 0; i < wq->zero_point->size; i++)
     if (wq->zero_point->data[i] != 0)
-      return report_mm(context, "the weights must be symmetric (zero point 0)"), kTfLiteError;
+      return report_op(context, kIntMatMul, "the weights must be symmetric (zero point 0)");
   if (bias) {
     if (bias->type != kTfLiteInt32 || !bias->dims || bias->dims->size != 1 || bias->dims->data[0] != N)
-      return report_mm(context, "the bias must be an int32 tensor [out]"), kTfLiteError;
+      return report_op(context, kIntMatMul, "the bias must be an int32 tensor [out]");
     if (bias->allocation_type != PQRNN_ALLOCATION_MMAP_RO || !bias->data.raw || bias->bytes < 4 * (size_t)N)
-      return report_mm(context, "the bias must be a constant tensor of the model"), kTfLiteError;
+      return report_op(context, kIntMatMul, "the bias must be a constant tensor of the model");
   }
   /* The geometry (int_matmul.h) and the output shape. */
   const TfLiteIntArray* xd = x->dims;
@@ -346,9 +366,9 @@ static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
     const int* wd = w->dims->data;
     if (!xd || xd->size != 4 || xd->data[3] != wd[3] || xd->data[0] < 0 || xd->data[1] < wd[1] ||
         xd->data[2] < wd[2])
-      return report_mm(context, "conv 2-D needs x [batch, height, width, in] at least as large as the kernel, "
-                                "with the weights' in"),
-             kTfLiteError;
+      return report_op(context, kIntMatMul,
+                       "conv 2-D needs x [batch, height, width, in] at least as large as the kernel, with the "
+                       "weights' in");
     g->batch = xd->data[0], g->height = xd->data[1], g->width = xd->data[2], g->depth = xd->data[3];
     g->kernel_h = wd[1], g->kernel_w = wd[2];
     rank = 4, shape[0] = g->batch, shape[1] = g->height - g->kernel_h + 1, shape[2] = g->width - g->kernel_w + 1;
@@ -356,8 +376,7 @@ static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
   } else {
     const int64_t numel = xd ? dims_product(xd, 0, xd->size) : -1;
     if (!xd || xd->size < 1 || numel % per_channel != 0 || numel / per_channel > 0x7fffffff)
-      return report_mm(context, "fully connected needs x whose size is a multiple of the weights' in"),
-             kTfLiteError;
+      return report_op(context, kIntMatMul, "fully connected needs x whose size is a multiple of the weights' in");
     /* rows of K values, as TFLite's FULLY_CONNECTED (keep_num_dims false): out [rows, N] */
     g->batch = 1, g->height = 1, g->width = (int)(numel / per_channel), g->depth = (int)per_channel;
     g->kernel_h = g->kernel_w = 1;
@@ -368,7 +387,7 @@ static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
     free(info->mm_channel);
     info->mm_channels = 0;
     info->mm_channel = (pqrnn_matmul_channel*)malloc(sizeof(pqrnn_matmul_channel) * (size_t)N);
-    if (!info->mm_channel) return report_mm(context, "out of memory"), kTfLiteError;
+    if (!info->mm_channel) return report_op(context, kIntMatMul, "out of memory");
     info->mm_channels = N;
   }
   const size_t in_size = (size_t)g->batch * (size_t)g->height * (size_t)g->width * (size_t)g->depth;
@@ -376,14 +395,14 @@ static TfLiteStatus prepare_mm_node(TfLiteContext* context, node_info* info) {
     free(info->mm_scratch);
     info->mm_scratch_size = 0;
     info->mm_scratch = (int16_t*)malloc(sizeof(int16_t) * (in_size ? in_size : 1));
-    if (!info->mm_scratch) return report_mm(context, "out of memory"), kTfLiteError;
+    if (!info->mm_scratch) return report_op(context, kIntMatMul, "out of memory");
     info->mm_scratch_size = in_size;
   }
   char error[PQRNN_ERROR_SIZE];
   if (pqrnn_matmul_params_init(x_scale, x_zero, wq->scale->data, wq->scale->size, w->data.int8, N, (int)per_channel,
                                bias ? bias->data.i32 : 0, out_scale, out_zero, info->mm.activation, info->mm_channel,
                                &info->mm_act_min, &info->mm_act_max, error))
-    return report_mm(context, error), kTfLiteError;
+    return report_op(context, kIntMatMul, error);
   info->mm_out_zero = out_zero;
   return resize(context, out, rank, shape);
 }
@@ -398,44 +417,44 @@ static TfLiteStatus invoke_mm_node(TfLiteContext* context, const node_info* info
                           (size_t)(g->width - g->kernel_w + 1) * (size_t)g->channels;
   if (out_need == 0) return kTfLiteOk; /* an empty batch: nothing to write */
   if (!x->data.raw || !w->data.raw || !out->data.raw || x->bytes < in_need || out->bytes < out_need)
-    return report_mm(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
-  if (info->mm_scratch_size < in_need) return report_mm(context, "input larger than prepared"), kTfLiteError;
+    return report_op(context, kIntMatMul, "tensor buffers are missing or smaller than their shape");
+  if (info->mm_scratch_size < in_need) return report_op(context, kIntMatMul, "input larger than prepared");
   pqrnn_matmul_run(g, info->mm_channel, x->data.int8, w->data.int8, out->data.int8, info->mm_out_zero,
                    info->mm_act_min, info->mm_act_max, info->mm_scratch);
   return kTfLiteOk;
 }
 
 static TfLiteStatus prepare_dq_node(TfLiteContext* context, node_info* info) {
-  if (!valid_index(context, info->mm_inputs[0])) return report_dq(context, "bad input tensor index"), kTfLiteError;
-  if (!valid_index(context, info->outputs[0])) return report_dq(context, "bad output tensor index"), kTfLiteError;
+  if (!valid_index(context, info->mm_inputs[0])) return report_op(context, kDequantize, "bad input tensor index");
+  if (!valid_index(context, info->outputs[0])) return report_op(context, kDequantize, "bad output tensor index");
   const TfLiteTensor* in = &context->tensors[info->mm_inputs[0]];
   TfLiteTensor* out = &context->tensors[info->outputs[0]];
   float scale;
   int32_t zero;
   const char* problem = int8_quantization(in, &scale, &zero);
-  if (problem) return report_dq(context, problem), kTfLiteError;
+  if (problem) return report_op(context, kDequantize, problem);
   if (!(scale > 0.0f && scale < 3.0e38f) || zero < -128 || zero > 127)
-    return report_dq(context, "the input needs a finite scale > 0 and a zero point in -128..127"), kTfLiteError;
-  if (out->type != kTfLiteFloat32) return report_dq(context, "the output must be a float32 tensor"), kTfLiteError;
-  if (!in->dims || in->dims->size > 8) return report_dq(context, "the input must have rank 0..8"), kTfLiteError;
+    return report_op(context, kDequantize, "the input needs a finite scale > 0 and a zero point in -128..127");
+  if (out->type != kTfLiteFloat32) return report_op(context, kDequantize, "the output must be a float32 tensor");
+  if (!in->dims || in->dims->size > 8) return report_op(context, kDequantize, "the input must have rank 0..8");
   info->mm_out_zero = zero;
   info->dq_scale = scale;
   return resize(context, out, in->dims->size, in->dims->data);
 }
 
 static TfLiteStatus prepare_q_node(TfLiteContext* context, node_info* info) {
-  if (!valid_index(context, info->mm_inputs[0])) return report_q(context, "bad input tensor index"), kTfLiteError;
-  if (!valid_index(context, info->outputs[0])) return report_q(context, "bad output tensor index"), kTfLiteError;
+  if (!valid_index(context, info->mm_inputs[0])) return report_op(context, kQuantize, "bad input tensor index");
+  if (!valid_index(context, info->outputs[0])) return report_op(context, kQuantize, "bad output tensor index");
   const TfLiteTensor* in = &context->tensors[info->mm_inputs[0]];
   TfLiteTensor* out = &context->tensors[info->outputs[0]];
   float scale;
   int32_t zero;
-  if (in->type != kTfLiteFloat32) return report_q(context, "the input must be a float32 tensor"), kTfLiteError;
+  if (in->type != kTfLiteFloat32) return report_op(context, kQuantize, "the input must be a float32 tensor");
   const char* problem = int8_quantization(out, &scale, &zero);
-  if (problem) return report_q(context, problem), kTfLiteError;
+  if (problem) return report_op(context, kQuantize, problem);
   if (!(scale > 0.0f && scale < 3.0e38f) || zero < -128 || zero > 127)
-    return report_q(context, "the output needs a finite scale > 0 and a zero point in -128..127"), kTfLiteError;
-  if (!in->dims || in->dims->size > 8) return report_q(context, "the input must have rank 0..8"), kTfLiteError;
+    return report_op(context, kQuantize, "the output needs a finite scale > 0 and a zero point in -128..127");
+  if (!in->dims || in->dims->size > 8) return report_op(context, kQuantize, "the input must have rank 0..8");
   info->mm_out_zero = zero;
   info->dq_scale = scale;
   return resize(context, out, in->dims->size, in->dims->data);
@@ -447,7 +466,7 @@ static TfLiteStatus invoke_q_node(TfLiteContext* context, const node_info* info)
   const size_t count = (size_t)dims_product(in->dims, 0, in->dims->size);
   if (count == 0) return kTfLiteOk;
   if (!in->data.raw || !out->data.raw || in->bytes < 4 * count || out->bytes < count)
-    return report_q(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+    return report_op(context, kQuantize, "tensor buffers are missing or smaller than their shape");
   pqrnn_quantize_run(in->data.f, out->data.int8, count, info->dq_scale, info->mm_out_zero);
   return kTfLiteOk;
 }
@@ -458,7 +477,7 @@ static TfLiteStatus invoke_dq_node(TfLiteContext* context, const node_info* info
   const size_t count = (size_t)dims_product(in->dims, 0, in->dims->size);
   if (count == 0) return kTfLiteOk;
   if (!in->data.raw || !out->data.raw || in->bytes < count || out->bytes < 4 * count)
-    return report_dq(context, "tensor buffers are missing or smaller than their shape"), kTfLiteError;
+    return report_op(context, kDequantize, "tensor buffers are missing or smaller than their shape");
   pqrnn_dequantize_run(in->data.int8, out->data.f, count, info->mm_out_zero, info->dq_scale);
   return kTfLiteOk;
 }
@@ -477,7 +496,7 @@ static TfLiteStatus invoke_node(TfLiteContext* context, const node_info* info) {
    * buffer may come from anywhere. */
   const char* raw = input->data.raw_const;
   const size_t bytes = input->bytes;
-  if (!raw || bytes < 4) return report(context, "empty STRING buffer"), kTfLiteError;
+  if (!raw || bytes < 4) return report_op(context, kProjection, "empty STRING buffer");
   const int32_t count = read_i32(raw);
   if (count != B || count < 0 || (size_t)count + 2 > bytes / 4) {
     context->ReportError(context, "%s: STRING buffer holds %d strings but the tensor shape says %d", OP_NAME,
@@ -490,11 +509,12 @@ static TfLiteStatus invoke_node(TfLiteContext* context, const node_info* info) {
   for (int k = 0; k < NUM_OUTPUTS; k++) {
     const size_t need = 4 * (size_t)B * (k < 3 ? (size_t)T : 1) * (k == 0 ? (size_t)F : 1);
     if ((need && !out[k]->data.raw) || out[k]->bytes < need)
-      return report(context, "output buffer too small"), kTfLiteError;
+      return report_op(context, kProjection, "output buffer too small");
   }
   for (int b = 0; b < B; b++) {
     const int32_t start = read_i32(raw + 4 + 4 * (size_t)b), end = read_i32(raw + 8 + 4 * (size_t)b);
-    if (start < 0 || end < start || (size_t)end > bytes) return report(context, "corrupt STRING offsets"), kTfLiteError;
+    if (start < 0 || end < start || (size_t)end > bytes)
+      return report_op(context, kProjection, "corrupt STRING offsets");
     out[3]->data.i32[b] = pqrnn_project_text(&info->options, (const uint8_t*)raw + start, (size_t)(end - start),
                                              out[0]->data.f + (size_t)b * T * F, out[1]->data.f + (size_t)b * T,
                                              out[2]->data.f + (size_t)b * T);
@@ -528,22 +548,17 @@ static TfLiteStatus invoke_any(TfLiteContext* context, const node_info* info) {
 
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
-  if (!data) return report(context, "out of memory"), kTfLiteError;
-  if (data->failed)
-    return (data->failed_kind == kIntMatMul    ? report_mm
-            : data->failed_kind == kDequantize ? report_dq
-            : data->failed_kind == kQuantize   ? report_q
-                                               : report)(context, data->error),
-           kTfLiteError;
+  if (!data) return report_op(context, kProjection, "out of memory");
+  if (data->failed) return report_op(context, data->failed_kind, data->error);
   for (int i = 0; i < data->count; i++) {
     node_info* info = &data->nodes[i];
     if (prepare_any(context, info) != kTfLiteOk) return kTfLiteError;
     for (int k = 0; k < NUM_OUTPUTS; k++) {
       if (!(info->internal_mask & (1 << k))) continue;
       TfLiteTensor* t = &context->tensors[info->outputs[k]];
-      if (!t->dims) return report(context, "an internal tensor has no shape"), kTfLiteError;
+      if (!t->dims) return report_op(context, kProjection, "an internal tensor has no shape");
       TfLiteIntArray* dims = int_array(t->dims->size, t->dims->data);
-      if (!dims) return report(context, "out of memory"), kTfLiteError;
+      if (!dims) return report_op(context, kProjection, "out of memory");
       t->allocation_type = PQRNN_ALLOCATION_DYNAMIC;
       if (context->ResizeTensor(context, t, dims) != kTfLiteOk) return kTfLiteError;
     }
@@ -560,129 +575,77 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   return kTfLiteOk;
 }
 
-/* ------------------------------------------------------------ plain custom op */
+/* ------------------------------------------------------------ plain custom ops */
 
-static void* op_init(TfLiteContext* context, const char* buffer, size_t length) {
-  (void)context;
+/* Init parses the options (the buffer is the node's custom options); Prepare reads the
+ * node's tensors. An error is kept and reported by Prepare, prefixed with the op's name. */
+static void* single_init(int kind, const char* buffer, size_t length) {
   kernel_data* data = kernel_data_new(1);
   if (!data) return 0;
   data->count = 1;
-  if (pqrnn_parse_options((const uint8_t*)buffer, length, &data->nodes[0].options, data->error)) data->failed = 1;
+  data->nodes[0].kind = kind;
+  if (kOps[kind].parse_options((const uint8_t*)buffer, length, &data->nodes[0], data->error))
+    data->failed = 1, data->failed_kind = kind;
   return data;
 }
 
-static void* fo_op_init(TfLiteContext* context, const char* buffer, size_t length) {
-  (void)context;
-  kernel_data* data = kernel_data_new(1);
-  if (!data) return 0;
-  data->count = 1;
-  data->nodes[0].kind = kFoPool;
-  if (pqrnn_fo_pool_parse_options((const uint8_t*)buffer, length, &data->nodes[0].reverse, data->error))
-    data->failed = 1;
-  return data;
-}
-
-static void* mm_op_init(TfLiteContext* context, const char* buffer, size_t length) {
-  (void)context;
-  kernel_data* data = kernel_data_new(1);
-  if (!data) return 0;
-  data->count = 1;
-  data->nodes[0].kind = kIntMatMul;
-  if (pqrnn_matmul_parse_options((const uint8_t*)buffer, length, &data->nodes[0].mm, data->error)) data->failed = 1;
-  return data;
-}
-
-static TfLiteStatus mm_op_prepare(TfLiteContext* context, TfLiteNode* node) {
+static TfLiteStatus single_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
-  if (data && !data->failed && read_mm_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
-  if (data && data->failed) return report_mm(context, data->error), kTfLiteError;
+  if (data && !data->failed) {
+    node_info* info = &data->nodes[0];
+    if (kOps[info->kind].read_tensors(node, info, data->error)) data->failed = 1, data->failed_kind = info->kind;
+  }
   return kernel_prepare(context, node);
 }
 
-static void* dq_op_init(TfLiteContext* context, const char* buffer, size_t length) {
-  (void)context;
-  kernel_data* data = kernel_data_new(1);
-  if (!data) return 0;
-  data->count = 1;
-  data->nodes[0].kind = kDequantize;
-  if (pqrnn_dequantize_parse_options((const uint8_t*)buffer, length, data->error)) data->failed = 1;
-  return data;
-}
-
-static TfLiteStatus dq_op_prepare(TfLiteContext* context, TfLiteNode* node) {
-  kernel_data* data = (kernel_data*)node->user_data;
-  if (data && !data->failed && read_dq_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
-  if (data && data->failed) return report_dq(context, data->error), kTfLiteError;
-  return kernel_prepare(context, node);
-}
-
-static void* q_op_init(TfLiteContext* context, const char* buffer, size_t length) {
-  (void)context;
-  kernel_data* data = kernel_data_new(1);
-  if (!data) return 0;
-  data->count = 1;
-  data->nodes[0].kind = kQuantize;
-  if (pqrnn_quantize_parse_options((const uint8_t*)buffer, length, data->error)) data->failed = 1;
-  return data;
-}
-
-static TfLiteStatus q_op_prepare(TfLiteContext* context, TfLiteNode* node) {
-  kernel_data* data = (kernel_data*)node->user_data;
-  if (data && !data->failed && read_dq_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
-  if (data && data->failed) return report_q(context, data->error), kTfLiteError;
-  return kernel_prepare(context, node);
-}
-
-static TfLiteStatus fo_op_prepare(TfLiteContext* context, TfLiteNode* node) {
-  kernel_data* data = (kernel_data*)node->user_data;
-  if (data && !data->failed && read_fo_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
-  if (data && data->failed) return report_fo(context, data->error), kTfLiteError;
-  return kernel_prepare(context, node);
-}
-
-static TfLiteStatus op_prepare(TfLiteContext* context, TfLiteNode* node) {
-  kernel_data* data = (kernel_data*)node->user_data;
-  if (data && !data->failed && read_tensors(node, &data->nodes[0], data->error)) data->failed = 1;
-  return kernel_prepare(context, node);
-}
+/* TFLite's init gets no op identity, hence one small init per op. */
+static void* op_init(TfLiteContext* c, const char* b, size_t n) { return (void)c, single_init(kProjection, b, n); }
+static void* fo_op_init(TfLiteContext* c, const char* b, size_t n) { return (void)c, single_init(kFoPool, b, n); }
+static void* mm_op_init(TfLiteContext* c, const char* b, size_t n) { return (void)c, single_init(kIntMatMul, b, n); }
+static void* dq_op_init(TfLiteContext* c, const char* b, size_t n) { return (void)c, single_init(kDequantize, b, n); }
+static void* q_op_init(TfLiteContext* c, const char* b, size_t n) { return (void)c, single_init(kQuantize, b, n); }
 
 PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_PROJECTION(void) {
   static TfLiteRegistration registration = {
-      op_init, kernel_free, op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, OP_NAME, 1, 0, 0, 0, {0}};
+      op_init, kernel_free, single_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, OP_NAME, 1, 0, 0, 0, {0}};
   return &registration;
 }
 
 PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_FO_POOL(void) {
   static TfLiteRegistration registration = {
-      fo_op_init, kernel_free, fo_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, FO_OP_NAME, 1, 0, 0, 0, {0}};
+      fo_op_init, kernel_free, single_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, FO_OP_NAME, 1, 0, 0, 0, {0}};
   return &registration;
 }
 
 PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_INT_MATMUL(void) {
   static TfLiteRegistration registration = {
-      mm_op_init, kernel_free, mm_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, MM_OP_NAME, 1, 0, 0, 0, {0}};
+      mm_op_init, kernel_free, single_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, MM_OP_NAME, 1, 0, 0, 0, {0}};
   return &registration;
 }
 
 PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_DEQUANTIZE(void) {
   static TfLiteRegistration registration = {
-      dq_op_init, kernel_free, dq_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, DQ_OP_NAME, 1, 0, 0, 0, {0}};
+      dq_op_init, kernel_free, single_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, DQ_OP_NAME, 1, 0, 0, 0, {0}};
   return &registration;
 }
 
 PQRNN_EXPORT TfLiteRegistration* PQRNN_Register_QUANTIZE(void) {
   static TfLiteRegistration registration = {
-      q_op_init, kernel_free, q_op_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, Q_OP_NAME, 1, 0, 0, 0, {0}};
+      q_op_init, kernel_free, single_prepare, kernel_invoke, 0, PQRNN_BUILTIN_CUSTOM, Q_OP_NAME, 1, 0, 0, 0, {0}};
   return &registration;
 }
 
 /* ------------------------------------------------------------ op-provider delegate */
 
-static int is_custom(const TfLiteRegistration* reg, const char* name) {
-  if (reg->builtin_code != PQRNN_BUILTIN_CUSTOM || !reg->custom_name) return 0;
-  const char* a = reg->custom_name;
-  while (*a && *a == *name) a++, name++;
-  return *a == *name;
+/* The kind of one of our CUSTOM nodes, or -1 for any other node. */
+static int kind_of(const TfLiteRegistration* reg) {
+  if (reg->builtin_code != PQRNN_BUILTIN_CUSTOM || !reg->custom_name) return -1;
+  for (int kind = 0; kind < NUM_KINDS; kind++) {
+    const char *a = reg->custom_name, *b = kOps[kind].name;
+    while (*a && *a == *b) a++, b++;
+    if (*a == *b) return kind;
+  }
+  return -1;
 }
 
 static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, size_t length) {
@@ -701,24 +664,11 @@ static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, si
     node_info* info = &data->nodes[data->count];
     const uint8_t* options = (const uint8_t*)node->custom_initial_data;
     size_t size = node->custom_initial_data_size < 0 ? 0 : (size_t)node->custom_initial_data_size;
-    if (is_custom(reg, FO_OP_NAME)) {
-      if (read_fo_tensors(node, info, data->error) ||
-          pqrnn_fo_pool_parse_options(options, size, &info->reverse, data->error))
-        data->failed = 1;
-    } else if (is_custom(reg, MM_OP_NAME)) {
-      if (read_mm_tensors(node, info, data->error) || pqrnn_matmul_parse_options(options, size, &info->mm, data->error))
-        data->failed = 1, data->failed_kind = kIntMatMul;
-    } else if (is_custom(reg, Q_OP_NAME)) {
-      info->kind = kQuantize;
-      if (read_dq_tensors(node, info, data->error) || pqrnn_quantize_parse_options(options, size, data->error))
-        data->failed = 1, data->failed_kind = kQuantize;
-    } else if (is_custom(reg, DQ_OP_NAME)) {
-      if (read_dq_tensors(node, info, data->error) || pqrnn_dequantize_parse_options(options, size, data->error))
-        data->failed = 1, data->failed_kind = kDequantize;
-    } else if (read_tensors(node, info, data->error) ||
-               pqrnn_parse_options(options, size, &info->options, data->error)) {
-      data->failed = 1;
-    }
+    const int kind = kind_of(reg); /* >= 0: Prepare claimed only our nodes */
+    info->kind = kind < 0 ? kProjection : kind;
+    if (kind < 0 || kOps[kind].read_tensors(node, info, data->error) ||
+        kOps[kind].parse_options(options, size, info, data->error))
+      data->failed = 1, data->failed_kind = info->kind;
     const int outputs = info->kind == kProjection ? NUM_OUTPUTS : 1;
     for (int k = 0; k < outputs && !data->failed; k++) {
       int external = 0;
@@ -740,10 +690,8 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
     TfLiteNode* node;
     TfLiteRegistration* reg;
     if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) != kTfLiteOk) return kTfLiteError;
-    if (!is_custom(reg, OP_NAME) && !is_custom(reg, FO_OP_NAME) && !is_custom(reg, MM_OP_NAME) &&
-        !is_custom(reg, DQ_OP_NAME) && !is_custom(reg, Q_OP_NAME))
-      continue;
-    if (count == MAX_NODES) return report(context, "too many edge-pqrnn ops in one graph (max 64)"), kTfLiteError;
+    if (kind_of(reg) < 0) continue;
+    if (count == MAX_NODES) return report_op(context, kProjection, "too many edge-pqrnn ops in one graph (max 64)");
     claimed[count++] = plan->data[i];
   }
   if (count == 0) return kTfLiteOk;
