@@ -31,11 +31,6 @@ from hostile_texts import HOSTILE
 CLI = artifact_fixtures.CLI
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def body(built):
     """A converted body (no projection op, no metadata) of the reference run."""

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import artifact_fixtures
 from edge_pqrnn.benchmark import bucket_gain, default_buckets
 from edge_pqrnn.projection import project
 from edge_pqrnn.train import load_run
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
 
 
 def test_default_buckets_are_quarter_and_half_of_T():

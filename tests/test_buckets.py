@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import artifact_fixtures
 from edge_pqrnn.artifact import Artifact, parse_flatbuffer
 from edge_pqrnn.cli import main
 from edge_pqrnn.converters.tflite_fuse import read_metadata
@@ -19,11 +18,6 @@ from edge_pqrnn.projection import project
 from edge_pqrnn.train import load_run
 
 BUCKET = 8  # the fixture's T is 16; its texts have 5-12 tokens with markers
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,9 @@ from edge_pqrnn.converters.tflite_fuse import read_metadata
 from edge_pqrnn.data import load_dataset
 from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.export import export
-from edge_pqrnn.pipeline import train_run
-from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.quant.ptq import analyse
 from edge_pqrnn.runtimes import interpreter, run_signature
 from edge_pqrnn.train import load_run
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("export") / "run"
-    train_run("fixture:atis", run_dir, spec=ProjectionSpec(feature_size=64, max_tokens=24),
-              model_options={"bottleneck": 32, "state": 32}, train_options={"epochs": 4}, progress=False)
-    return run_dir
 
 
 @pytest.fixture(scope="module")

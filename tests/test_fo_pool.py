@@ -133,11 +133,6 @@ def op_counts(artifact: bytes) -> list[collections.Counter]:
     return counts
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
-
-
 def test_surgery_leaves_no_recurrence_chain_in_any_subgraph(built):
     from edge_pqrnn.export import export
 

@@ -12,17 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import artifact_fixtures
 from edge_pqrnn.cli import main
 from edge_pqrnn.errors import ConfigError
 from edge_pqrnn.gates import SCHEMA, gate, load_gates, parse_gates
 
 REPO_GATES = Path(__file__).resolve().parent.parent / "gates.toml"
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
 
 
 def write(tmp_path: Path, text: str) -> Path:

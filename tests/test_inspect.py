@@ -22,11 +22,6 @@ from edge_pqrnn.projection.ops import projection_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def info(built):
     return inspect(built.path)

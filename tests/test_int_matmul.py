@@ -235,11 +235,6 @@ def test_corrupted_options_never_crash():
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def portable(built):
     from edge_pqrnn.export import export
 

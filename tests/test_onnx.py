@@ -9,28 +9,17 @@ import pytest
 from click.testing import CliRunner
 
 from edge_pqrnn.cli import main
-import artifact_fixtures
 from edge_pqrnn.artifact import Artifact
 from edge_pqrnn.converters.onnx_export import (INPUTS, METADATA_KEY, OP_DOMAIN, TEXT_INPUT, OnnxArtifact, check_onnx,
                                                export_onnx, is_onnx, is_text_graph, with_metadata)
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.validate import HOSTILE_TEXTS
 from edge_pqrnn.export import export
-from edge_pqrnn.pipeline import train_run
-from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.train import load_run
 from edge_pqrnn.validate import validate
 
 TEXTS = ["flights from boston to denver", "what is the cheapest fare to dallas tomorrow", "", "hi",
          "show me ground transportation in washington please", b"fare \xff\xfe"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("onnx") / "run"
-    train_run("fixture:atis", run_dir, spec=ProjectionSpec(feature_size=64, max_tokens=24),
-              model_options={"bottleneck": 32, "state": 32}, train_options={"epochs": 4}, progress=False)
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +167,6 @@ def test_is_onnx_and_metadata_replacement(float_onnx):
     proto = with_metadata(proto, {"format": "edge-pqrnn/1", "intents": ["a"]})
     keys = [p.key for p in proto.metadata_props]
     assert keys.count(METADATA_KEY) == 1 and "owner" in keys and "tags" not in keys
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
 
 
 @pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])

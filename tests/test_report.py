@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import artifact_fixtures
 from edge_pqrnn.report import build_report, per_label_scores
 
 pytest.importorskip("matplotlib")
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
 
 
 def test_per_label_scores():

@@ -31,11 +31,6 @@ LEGACY_VENV_READY = (cache_dir() / "venvs" / "tflite-runtime-2.14" / ".edge-pqrn
 CLI = artifact_fixtures.CLI
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return artifact_fixtures.build(tmp_path_factory)
-
-
 @pytest.fixture(scope="module")
 def own(built):
     """The artifact validated against the run it was exported from (its test split)."""
