@@ -105,16 +105,19 @@ class AugmentConfig:
 _Word = tuple[str, int]
 
 
-def _words(example: Example) -> list[_Word]:
-    words: list[_Word] = []
-    text = example.text
+def _word_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of each whitespace-separated word of ``text``."""
+    spans: list[tuple[int, int]] = []
     i = 0
     for part in text.split():
         start = text.index(part, i)
-        end = start + len(part)
-        i = end
-        words.append((part, _slot_of(example, start, end)))
-    return words
+        i = start + len(part)
+        spans.append((start, i))
+    return spans
+
+
+def _words(example: Example) -> list[_Word]:
+    return [(example.text[s:e], _slot_of(example, s, e)) for s, e in _word_spans(example.text)]
 
 
 def _slot_of(example: Example, start: int, end: int) -> int:
@@ -127,19 +130,16 @@ def _slot_of(example: Example, start: int, end: int) -> int:
     return slot
 
 
-def _split_at_slots(example: Example, words: list[_Word]) -> list[_Word]:
-    """``words`` with each word cut where a slot begins or ends inside it, when both
-    characters at the cut are of a script without spaces (a Latin word with a slot on
-    part of it, like Hungarian ``konyhában``, stays whole)."""
+def _pieces(example: Example) -> list[_Word]:
+    """The words, each cut where a slot begins or ends inside it when both characters at
+    the cut are of a script without spaces (a Latin word with a slot on part of it, like
+    Hungarian ``konyhában``, stays whole)."""
     text = example.text
     cuts = {i for s, e, _ in example.slots for i in (s, e)
             if 0 < i < len(text) and char_class(ord(text[i - 1])) == SPLIT == char_class(ord(text[i]))}
     out: list[_Word] = []
-    position = 0
-    for word, _ in words:
-        start = text.index(word, position)
-        position = start + len(word)
-        bounds = [start] + sorted(i for i in cuts if start < i < position) + [position]
+    for start, end in _word_spans(text):
+        bounds = [start] + sorted(i for i in cuts if start < i < end) + [end]
         out += [(text[a:b], _slot_of(example, a, b)) for a, b in zip(bounds, bounds[1:])]
     return out
 
@@ -282,7 +282,7 @@ def reorder_units(example: Example, rng: random.Random, rate: float = 0.15) -> E
     without spaces words are cut at slot boundaries first, and a text without any
     whitespace is joined back without spaces (``"打开客厅的灯"`` -> ``"客厅的灯打开"``)."""
     units: list[list[_Word]] = []
-    for word in _split_at_slots(example, _words(example)):
+    for word in _pieces(example):
         if units and word[1] >= 0 and units[-1][0][1] == word[1]:
             units[-1].append(word)
         else:
