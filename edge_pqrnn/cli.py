@@ -187,6 +187,9 @@ def distill_options(func):
 @click.option("--patience", default=8, show_default=True, help="Epochs without dev improvement before stopping.")
 @click.option("--max-minutes", default=None, type=float, help="Wall-clock budget; the best epoch so far is kept.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--average-last", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Also try the mean of the weights of the last N epochs (checkpoint averaging, N >= 2); "
+                   "kept when its dev score beats the best epoch. 0: off.")
 @click.option("--bottleneck", default=128, show_default=True)
 @click.option("--state", default=128, show_default=True, help="QRNN state size per direction.")
 @click.option("--layers", default=2, show_default=True, help="Bidirectional QRNN layers.")
@@ -197,9 +200,9 @@ def distill_options(func):
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @distill_options
 def train_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
-                  learning_rate: float, patience: int, max_minutes: float | None, seed: int, bottleneck: int,
-                  state: int, layers: int, dropout: float, feature_size: int, max_tokens: int, mode: str, bos: bool,
-                  eos: bool, lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
+                  learning_rate: float, patience: int, max_minutes: float | None, seed: int, average_last: int,
+                  bottleneck: int, state: int, layers: int, dropout: float, feature_size: int, max_tokens: int,
+                  mode: str, bos: bool, eos: bool, lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
                   kd_slot_weight: float | None = None, kd_temperature: float = 2.0, augment_copies: int | None = None,
                   augment_ops: str | None = None, augment_seed: int = 0, other_locales: str | None = None,
                   label_cache: str | None = None) -> None:
@@ -222,7 +225,7 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
             model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
             train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                            "patience": patience, "max_minutes": max_minutes, "seed": seed,
-                           "kd_weight": kd_weight, "kd_slot_weight": kd_slot_weight,
+                           "average_last": average_last, "kd_weight": kd_weight, "kd_slot_weight": kd_slot_weight,
                            "kd_temperature": kd_temperature},
             augment_config=augment_config(augment_copies, augment_seed, augment_ops, default_copies=2),
             other_locales=other_locales.split(",") if other_locales else (), cache_dir=label_cache,
@@ -232,7 +235,8 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
     result = train_run(data, out_dir, spec=spec, languages=languages.split(",") if languages else None,
                        model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
                        train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                                      "patience": patience, "max_minutes": max_minutes, "seed": seed},
+                                      "patience": patience, "max_minutes": max_minutes, "seed": seed,
+                                      "average_last": average_last},
                        augment_config=augment_config(augment_copies, augment_seed, augment_ops, default_copies=0),
                        overwrite=overwrite)
     click.echo(f"run written to {result.run_dir}")

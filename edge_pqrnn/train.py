@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -75,6 +76,9 @@ class TrainConfig:
         kd_temperature: the temperature T of both softmaxes in the KL term.
         kd_slot_weight: alpha of the slot head alone (default: ``kd_weight``); lower it
             when the teacher's slot F1 is below what the student reaches on gold labels.
+        average_last: with N >= 2, also score the mean of the weights at the end of the
+            last N epochs run (checkpoint averaging); it replaces the best epoch's
+            weights when its dev score is higher. 0 turns it off.
 
     Raises:
         ConfigError: a value is out of range.
@@ -92,6 +96,7 @@ class TrainConfig:
     kd_weight: float = 0.5
     kd_temperature: float = 2.0
     kd_slot_weight: float | None = None
+    average_last: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -114,6 +119,9 @@ class TrainConfig:
             raise ConfigError(f"kd_slot_weight must be in [0, 1] or None (= kd_weight), got {self.kd_slot_weight!r}")
         if not self.kd_temperature > 0:
             raise ConfigError(f"kd_temperature must be positive, got {self.kd_temperature!r}")
+        if isinstance(self.average_last, bool) or not isinstance(self.average_last, int) or self.average_last < 0 \
+                or self.average_last == 1:
+            raise ConfigError(f"average_last must be 0 (off) or an integer >= 2, got {self.average_last!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (recorded in ``metrics.json``)."""
@@ -445,6 +453,7 @@ def _fit(
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_weights, best_dev = -math.inf, 0, model.get_weights(), {}
+    recent: collections.deque = collections.deque(maxlen=tc.average_last or 1)  # end-of-epoch weights
     for epoch in range(1, tc.epochs + 1):
         epoch_start = time.monotonic()
         if distort and epoch > 1:  # fresh noise each epoch; epoch 1 reuses the first projection
@@ -481,6 +490,8 @@ def _fit(
         }
         history.append(entry)
         improved = dev_score > best_score
+        if tc.average_last:
+            recent.append(model.get_weights())
         if improved:
             best_score, best_epoch, best_weights, best_dev = dev_score, epoch, model.get_weights(), dev
         if progress:
@@ -494,6 +505,19 @@ def _fit(
         if tc.max_minutes is not None and time.monotonic() - started > 60 * tc.max_minutes:
             break
 
+    averaged = None
+    if tc.average_last and len(recent) >= 2:
+        model.set_weights(_mean_weights(list(recent)))
+        dev = score(dataset.dev, predict_split(dev_split), dev_split.tokens, labels)
+        dev_score = dev["intent_accuracy"] + (dev["slot_f1"] if config.slot_head else 0.0)
+        epochs = list(range(len(history) - len(recent) + 1, len(history) + 1))
+        averaged = {"epochs": epochs, "dev": dev, "used": dev_score > best_score}
+        if progress:
+            slot_text = f" slot F1 {dev['slot_f1']:.4f}" if config.slot_head else ""
+            tqdm.write(f"mean of epochs {epochs[0]}-{epochs[-1]}: dev intent {dev['intent_accuracy']:.4f}{slot_text}"
+                       f"{'  *best' if averaged['used'] else ''}")
+        if averaged["used"]:
+            best_weights, best_dev = model.get_weights(), dev
     model.set_weights(best_weights)
     model.save_weights(run_dir / WEIGHTS_FILE)
     _write_json(run_dir / HISTORY_FILE, history)
@@ -512,14 +536,24 @@ def _fit(
                                    **({"kd_slot_weight": tc.kd_slot_weight} if tc.kd_slot_weight is not None else {})}
     if augmented is not None:
         metrics["augment"] = augmented
+    if averaged is not None:
+        metrics["weight_average"] = averaged
     if dataset.test:
         test_split = _Split(dataset.test, spec)
         metrics["test"] = score(dataset.test, predict_split(test_split), test_split.tokens, labels)
     _write_json(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
     if progress:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", best_dev).items() if isinstance(v, float))
-        print(f"best epoch {best_epoch}; {'test' if dataset.test else 'dev'}: {summary}")
+        chosen = (f"mean of epochs {averaged['epochs'][0]}-{averaged['epochs'][-1]}" if averaged and averaged["used"]
+                  else f"best epoch {best_epoch}")
+        print(f"{chosen}; {'test' if dataset.test else 'dev'}: {summary}")
     return TrainResult(run_dir, model, config, labels, metrics, history)
+
+
+def _mean_weights(snapshots: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean of float weights; other state (e.g. RNG seeds) from the last snapshot."""
+    return [np.mean(group, axis=0).astype(group[-1].dtype) if np.issubdtype(group[-1].dtype, np.floating)
+            else group[-1] for group in zip(*snapshots)]
 
 
 def _cross_entropy(smoothing: float) -> Any:

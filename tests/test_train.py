@@ -253,3 +253,29 @@ def test_train_config_validation():
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\)"):
         TrainConfig(label_smoothing=1.0)
+
+
+def test_average_last_scores_the_mean_of_the_last_epochs_and_keeps_the_better(dataset, tmp_path):
+    config = dataclasses.replace(TINY_TRAIN, epochs=4, average_last=3)
+    result = train(dataset, TINY_MODEL, config, tmp_path / "avg", progress=False)
+    averaged = result.metrics["weight_average"]
+    assert averaged["epochs"] == [2, 3, 4]
+    best = result.history[result.metrics["best_epoch"] - 1]["dev"]
+    assert result.metrics["dev"] == (averaged["dev"] if averaged["used"] else best)
+    # The written weights are the chosen ones: reloading reproduces the recorded dev score.
+    run = load_run(tmp_path / "avg")
+    assert evaluate(run, dataset.dev)["intent_accuracy"] == pytest.approx(result.metrics["dev"]["intent_accuracy"])
+
+
+def test_mean_weights_averages_floats_and_keeps_other_state_from_the_last():
+    first = [np.array([1.0, 3.0], np.float32), np.array([7], np.int64)]
+    last = [np.array([3.0, 5.0], np.float32), np.array([9], np.int64)]
+    mean = train_module._mean_weights([first, last])
+    np.testing.assert_array_equal(mean[0], [2.0, 4.0])
+    assert mean[0].dtype == np.float32
+    np.testing.assert_array_equal(mean[1], [9])
+
+
+def test_average_last_validation():
+    with pytest.raises(ConfigError, match="average_last must be 0 .off. or an integer >= 2"):
+        TrainConfig(average_last=1)
