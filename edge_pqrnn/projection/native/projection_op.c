@@ -215,7 +215,7 @@ static int valid_index(const TfLiteContext* context, int index) {
   return index >= 0 && (size_t)index < context->tensors_size;
 }
 
-static TfLiteStatus prepare_node(TfLiteContext* context, const node_info* info) {
+static TfLiteStatus prepare_node(TfLiteContext* context, node_info* info) {
   static const TfLiteType kOutputTypes[NUM_OUTPUTS] = {kTfLiteFloat32, kTfLiteFloat32, kTfLiteFloat32,
                                                        kTfLiteInt32};
   if (!valid_index(context, info->input)) return report_op(context, kProjection, "bad input tensor index");
@@ -530,21 +530,17 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
   free(buffer);
 }
 
-static TfLiteStatus prepare_any(TfLiteContext* context, node_info* info) {
-  if (info->kind == kFoPool) return prepare_fo_node(context, info);
-  if (info->kind == kIntMatMul) return prepare_mm_node(context, info);
-  if (info->kind == kDequantize) return prepare_dq_node(context, info);
-  if (info->kind == kQuantize) return prepare_q_node(context, info);
-  return prepare_node(context, info);
-}
-
-static TfLiteStatus invoke_any(TfLiteContext* context, const node_info* info) {
-  if (info->kind == kFoPool) return invoke_fo_node(context, info);
-  if (info->kind == kIntMatMul) return invoke_mm_node(context, info);
-  if (info->kind == kDequantize) return invoke_dq_node(context, info);
-  if (info->kind == kQuantize) return invoke_q_node(context, info);
-  return invoke_node(context, info);
-}
+/* How each kind prepares and runs a node (same order as kOps). */
+static const struct {
+  TfLiteStatus (*prepare)(TfLiteContext* context, node_info* info);
+  TfLiteStatus (*invoke)(TfLiteContext* context, const node_info* info);
+} kKernels[] = {
+    [kProjection] = {prepare_node, invoke_node},
+    [kFoPool] = {prepare_fo_node, invoke_fo_node},
+    [kIntMatMul] = {prepare_mm_node, invoke_mm_node},
+    [kDequantize] = {prepare_dq_node, invoke_dq_node},
+    [kQuantize] = {prepare_q_node, invoke_q_node},
+};
 
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
@@ -552,7 +548,7 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   if (data->failed) return report_op(context, data->failed_kind, data->error);
   for (int i = 0; i < data->count; i++) {
     node_info* info = &data->nodes[i];
-    if (prepare_any(context, info) != kTfLiteOk) return kTfLiteError;
+    if (kKernels[info->kind].prepare(context, info) != kTfLiteOk) return kTfLiteError;
     for (int k = 0; k < NUM_OUTPUTS; k++) {
       if (!(info->internal_mask & (1 << k))) continue;
       TfLiteTensor* t = &context->tensors[info->outputs[k]];
@@ -570,7 +566,7 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
   kernel_data* data = (kernel_data*)node->user_data;
   if (!data || data->failed) return kTfLiteError;
   for (int i = 0; i < data->count; i++) {
-    if (invoke_any(context, &data->nodes[i]) != kTfLiteOk) return kTfLiteError;
+    if (kKernels[data->nodes[i].kind].invoke(context, &data->nodes[i]) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }
@@ -658,6 +654,7 @@ static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, si
     TfLiteNode* node;
     TfLiteRegistration* reg;
     if (context->GetNodeAndRegistration(context, nodes->data[i], &node, &reg) != kTfLiteOk) {
+      copy_message("the runtime could not return a delegated node", data->error);
       data->failed = 1;
       break;
     }
@@ -666,6 +663,7 @@ static void* delegate_kernel_init(TfLiteContext* context, const char* buffer, si
     size_t size = node->custom_initial_data_size < 0 ? 0 : (size_t)node->custom_initial_data_size;
     const int kind = kind_of(reg); /* >= 0: Prepare claimed only our nodes */
     info->kind = kind < 0 ? kProjection : kind;
+    if (kind < 0) copy_message("the runtime delegated a node that is not an edge-pqrnn op", data->error);
     if (kind < 0 || kOps[kind].read_tensors(node, info, data->error) ||
         kOps[kind].parse_options(options, size, info, data->error))
       data->failed = 1, data->failed_kind = info->kind;
