@@ -3,8 +3,8 @@
 It sets the floor a pQRNN must clear and the ceiling of "what bag-of-n-grams already
 gets": word 1-2-grams for English-only data; for anything else, character 1-4-grams
 (no word segmentation needed for zh/th) with one model per language, since intent sets
-and scripts differ by language. Trained on train only; scored on test, strictly (test
-intents unseen in train count as wrong).
+and scripts differ by language. Trained on train only; scored on test (or the split
+asked for), strictly (intents unseen in train count as wrong).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 from edge_pqrnn.data.records import Dataset, Example
+from edge_pqrnn.errors import ConfigError, DataError
 from edge_pqrnn.metrics import intent_accuracy, macro_f1, per_language
 
 
@@ -41,11 +42,12 @@ def _fit_predict(train: list[Example], test: list[Example], features: dict) -> l
     return list(model.predict(vectorizer.transform([ex.text for ex in test])))
 
 
-def run_baseline(dataset: Dataset) -> dict:
+def run_baseline(dataset: Dataset, split: str = "test") -> dict:
     """Train and score the TF-IDF + logistic-regression intent baseline.
 
     Args:
-        dataset: a loaded dataset (its train and test splits are used).
+        dataset: a loaded dataset (its train split trains).
+        split: the split scored: ``"test"``, ``"dev"`` or ``"train"``.
 
     Returns:
         ``{"intent_accuracy", "macro_f1", "per_language", "majority", "features",
@@ -58,6 +60,11 @@ def run_baseline(dataset: Dataset) -> dict:
         >>> result["intent_accuracy"] > result["majority"]["intent_accuracy"]
         True
     """
+    if split not in ("test", "dev", "train"):
+        raise ConfigError(f"split must be test, dev or train, got {split!r}")
+    scored = getattr(dataset, split)
+    if not scored:
+        raise DataError(f"{dataset.name}: the {split} split is empty; nothing to score the baseline on")
     started = time.perf_counter()
     features = _features(dataset)
     gold: list[str] = []
@@ -66,7 +73,7 @@ def run_baseline(dataset: Dataset) -> dict:
     langs: list[str] = []
     for language in dataset.languages:
         train = [ex for ex in dataset.train if ex.language == language]
-        test = [ex for ex in dataset.test if ex.language == language]
+        test = [ex for ex in scored if ex.language == language]
         if not test:
             continue
         if train:
@@ -89,6 +96,7 @@ def run_baseline(dataset: Dataset) -> dict:
         },
         "features": {**features, "ngram_range": list(features["ngram_range"]), "per_language": True},
         "n_train": len(dataset.train),
+        "split": split,
         "n_test": len(gold),
         "seconds": round(time.perf_counter() - started, 2),
     }

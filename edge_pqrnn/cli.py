@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import warnings
+from typing import Any
 
 import click
 
@@ -246,22 +247,77 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", default=None, help="Dataset to score (default: the run's own).")
 @click.option("--split", type=click.Choice(["test", "dev", "train"]), default="test", show_default=True)
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also train the TF-IDF + logistic-regression baseline on the same train split and show it "
+                   "beside the run (about 1 min on multilingual data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_command(run_dir: str, data: str | None, split: str, as_json: bool) -> None:
-    """Score a trained run: intent accuracy, slot F1, exact match (per language if any)."""
+def eval_command(run_dir: str, data: str | None, split: str, baseline: bool, as_json: bool) -> None:
+    """Score a trained run: intent accuracy and macro-F1, slot F1, exact match (per language
+    if any), beside the baseline."""
     from edge_pqrnn.pipeline import evaluate_run
 
-    metrics = evaluate_run(run_dir, data=data, split=split)
+    metrics = evaluate_run(run_dir, data=data, split=split, baseline=baseline)
     if as_json:
         click.echo(json.dumps(metrics, indent=2, ensure_ascii=False))
         return
-    click.echo(f"{'metric':<18} {'value':>8}")
-    for key in ("intent_accuracy", "slot_f1", "exact_match", "macro_f1", "num_examples"):
-        if metrics.get(key) is not None:
-            value = metrics[key]
-            click.echo(f"{key:<18} {value:>8.4f}" if isinstance(value, float) else f"{key:<18} {value:>8}")
-    for lang, row in sorted((metrics.get("per_language") or {}).items()):
-        click.echo(f"  {lang:<8} accuracy {row['accuracy']:.4f}  macro-F1 {row['macro_f1']:.4f}")
+    click.echo(format_metrics(metrics, metrics.get("baseline")))
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def format_metrics(metrics: dict, baseline: dict | None = None, name: str = "pQRNN") -> str:
+    """The human table of `eval`: overall rows, then one row per language; with
+    ``baseline`` (a run_baseline result), its scores beside them and the count of
+    languages whose macro-F1 is above it."""
+    base = baseline or {}
+    lines = [f"{'metric':<16} {name:>8}" + (f" {'baseline':>8}" if baseline else "")]
+    for key in ("intent_accuracy", "macro_f1", "slot_f1", "exact_match", "num_examples"):
+        if key in metrics:
+            ref = f" {_cell(base.get('n_test' if key == 'num_examples' else key)):>8}" if baseline else ""
+            lines.append(f"{key:<16} {_cell(metrics[key]):>8}{ref}")
+    languages = metrics.get("per_language") or {}
+    if languages:
+        compare = bool(base.get("per_language"))
+        lines += ["", f"{'language':<10} {'n':>6} {'accuracy':>9} {'macro-F1':>9}"
+                  + (f" {'base acc':>9} {'base F1':>9} {'F1 diff':>8}" if compare else "")]
+        not_above = []
+        for lang, row in sorted(languages.items()):
+            line = f"{lang:<10} {row['n']:>6} {row['accuracy']:>9.4f} {row['macro_f1']:>9.4f}"
+            ref_row = base.get("per_language", {}).get(lang)
+            if ref_row:
+                diff = row["macro_f1"] - ref_row["macro_f1"]
+                not_above += [lang] if diff <= 0 else []
+                line += f" {ref_row['accuracy']:>9.4f} {ref_row['macro_f1']:>9.4f} {diff:>+8.4f}"
+            lines.append(line)
+        if compare:
+            lines.append(f"macro-F1 above the baseline in {len(languages) - len(not_above)} of {len(languages)} "
+                         f"languages" + (f" (not above: {', '.join(not_above)})" if not_above else ""))
+    return "\n".join(lines)
+
+
+@main.command("baseline")
+@click.option("--data", default="atis", show_default=True,
+              help="Dataset: atis, snips, multilingual, csv:PATH, jsonl:PATH, fixture:atis.")
+@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@click.option("--split", type=click.Choice(["test", "dev", "train"]), default="test", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def baseline_command(data: str, languages: str | None, split: str, as_json: bool) -> None:
+    """Train and score the TF-IDF + logistic-regression intent baseline (word 1-2-grams for
+    English, character 1-4-grams and one model per language otherwise)."""
+    from edge_pqrnn.baseline import run_baseline
+    from edge_pqrnn.data import load_dataset
+
+    result = run_baseline(load_dataset(data, languages=languages.split(",") if languages else None), split)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    shown = {"intent_accuracy": result["intent_accuracy"], "macro_f1": result["macro_f1"],
+             "num_examples": result["n_test"], "per_language": result["per_language"]}
+    click.echo(format_metrics(shown, name="baseline"))
+    click.echo(f"majority class: accuracy {result['majority']['intent_accuracy']:.4f}, "
+               f"macro-F1 {result['majority']['macro_f1']:.4f}; {result['seconds']:.1f} s")
 
 
 @main.command("export")

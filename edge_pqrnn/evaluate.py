@@ -23,7 +23,7 @@ import numpy as np
 from edge_pqrnn.data.align import spans_from_tags
 from edge_pqrnn.data.records import Example, Span
 from edge_pqrnn.errors import ConfigError, DataError
-from edge_pqrnn.metrics import exact_match, intent_accuracy, per_language, slot_f1
+from edge_pqrnn.metrics import exact_match, intent_accuracy, macro_f1, per_language, slot_f1
 from edge_pqrnn.projection import ProjectionSpec, Token
 from edge_pqrnn.projection.reference import decode as decode_text
 from edge_pqrnn.projection.reference import token_rows
@@ -139,9 +139,9 @@ def score(
         labels: the label vocabularies.
 
     Returns:
-        ``intent_accuracy``, ``slot_f1`` (entity level; None without slot logits),
-        ``exact_match`` (intent and all spans right; intent only without slots),
-        ``num_examples`` and, when the examples have more than one language,
+        ``intent_accuracy``, ``macro_f1`` (intents), ``slot_f1`` (entity level; None
+        without slot logits), ``exact_match`` (intent and all spans right; intent only
+        without slots), ``num_examples`` and, when the examples have more than one language,
         ``per_language``: ``{language: {n, accuracy, macro_f1[, slot_f1]}}``.
 
     Raises:
@@ -152,6 +152,7 @@ def score(
     gold_spans = [ex.slots for ex in examples] if spans is not None else None
     result: dict[str, Any] = {
         "intent_accuracy": intent_accuracy(gold_intents, intents),
+        "macro_f1": macro_f1(gold_intents, intents),
         "slot_f1": slot_f1(gold_spans, spans) if spans is not None else None,
         # Without a slot head, exact match is intent accuracy (no spans on either side).
         "exact_match": exact_match(

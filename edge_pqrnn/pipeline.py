@@ -51,13 +51,23 @@ def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = N
                  augmented=augmented)
 
 
-def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "test") -> dict[str, Any]:
-    """Metrics of a run on a split of its dataset (or of ``data``)."""
+def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "test",
+                 baseline: bool = False) -> dict[str, Any]:
+    """Metrics of a run on a split of its dataset (or of ``data``).
+
+    With ``baseline``, the TF-IDF + logistic-regression baseline is trained on the same
+    dataset's train split and scored on the same split, under ``"baseline"``.
+    """
     from edge_pqrnn.evaluate import evaluate
     from edge_pqrnn.export import load_run_and_dataset
 
     run, _, dataset = load_run_and_dataset(run_dir, data)
-    return evaluate(run, getattr(dataset, split))
+    metrics = evaluate(run, getattr(dataset, split))
+    if baseline:
+        from edge_pqrnn.baseline import run_baseline
+
+        metrics["baseline"] = run_baseline(dataset, split)
+    return metrics
 
 
 def quickstart(data: str = "atis", out_dir: str | Path = "runs/quickstart", max_minutes: float = 12.0,

@@ -161,7 +161,7 @@ def test_evaluate_scores_a_known_prediction(trained, dataset):
         return Logits(intent, slots)
 
     perfect = evaluate(oracle, examples, labels=run.labels, spec=run.spec)
-    assert perfect == {"intent_accuracy": 1.0, "slot_f1": 1.0, "exact_match": 1.0, "num_examples": 6}
+    assert perfect == {"intent_accuracy": 1.0, "macro_f1": 1.0, "slot_f1": 1.0, "exact_match": 1.0, "num_examples": 6}
     no_slots = evaluate(
         lambda texts: Logits(oracle(texts).intent, np.zeros((len(texts), 16, len(run.labels.tags)))),
         examples,
