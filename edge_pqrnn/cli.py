@@ -121,6 +121,15 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
         click.echo(f"native op: {'bit-exact with the reference' if bit_exact else 'DIFFERS from the reference'}")
 
 
+def _language_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    return value.split(",") if value else None
+
+
+#: --languages of every command that loads a dataset, as a list (None: all languages).
+languages_option = click.option("--languages", default=None, callback=_language_list,
+                                help="Comma-separated languages (multilingual data).")
+
+
 def augment_config(copies: int | None, seed: int, ops: str | None, default_copies: int):
     """The AugmentConfig of the --augment-* options (``copies`` None: ``default_copies``)."""
     from edge_pqrnn.augment import AugmentConfig
@@ -181,7 +190,7 @@ def distill_options(func):
 @click.option("--data", default="atis", show_default=True,
               help="Dataset: atis, snips, multilingual, csv:PATH, jsonl:PATH, fixture:atis.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
-@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@languages_option
 @click.option("--epochs", default=40, show_default=True, help="Maximum epochs (early stopping on dev).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--learning-rate", default=2e-3, show_default=True)
@@ -200,7 +209,7 @@ def distill_options(func):
 @projection_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @distill_options
-def train_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
+def train_command(data: str, out_dir: str, languages: list[str] | None, epochs: int, batch_size: int,
                   learning_rate: float, patience: int, max_minutes: float | None, seed: int, average_last: int,
                   bottleneck: int, state: int, layers: int, dropout: float, feature_size: int, max_tokens: int,
                   mode: str, bos: bool, eos: bool, lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
@@ -222,7 +231,7 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
         from edge_pqrnn.distill import distill_train
 
         result = distill_train(
-            data, teacher, out_dir, spec=spec, languages=languages.split(",") if languages else None,
+            data, teacher, out_dir, spec=spec, languages=languages,
             model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
             train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                            "patience": patience, "max_minutes": max_minutes, "seed": seed,
@@ -233,7 +242,7 @@ def train_command(data: str, out_dir: str, languages: str | None, epochs: int, b
             overwrite=overwrite, log=click.echo)
         click.echo(f"run written to {result.run_dir}")
         return
-    result = train_run(data, out_dir, spec=spec, languages=languages.split(",") if languages else None,
+    result = train_run(data, out_dir, spec=spec, languages=languages,
                        model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
                        train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                                       "patience": patience, "max_minutes": max_minutes, "seed": seed,
@@ -264,7 +273,9 @@ def eval_command(run_dir: str, data: str | None, split: str, baseline: bool, as_
 
 
 def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    from edge_pqrnn.distill_results import format_score
+
+    return str(value) if isinstance(value, int) else format_score(value)
 
 
 def format_metrics(metrics: dict, baseline: dict | None = None, name: str = "pQRNN") -> str:
@@ -298,18 +309,17 @@ def format_metrics(metrics: dict, baseline: dict | None = None, name: str = "pQR
 
 
 @main.command("baseline")
-@click.option("--data", default="atis", show_default=True,
-              help="Dataset: atis, snips, multilingual, csv:PATH, jsonl:PATH, fixture:atis.")
-@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@click.option("--data", default="atis", show_default=True, help="Dataset (as for train).")
+@languages_option
 @click.option("--split", type=click.Choice(["test", "dev", "train"]), default="test", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
-def baseline_command(data: str, languages: str | None, split: str, as_json: bool) -> None:
+def baseline_command(data: str, languages: list[str] | None, split: str, as_json: bool) -> None:
     """Train and score the TF-IDF + logistic-regression intent baseline (word 1-2-grams for
     English, character 1-4-grams and one model per language otherwise)."""
     from edge_pqrnn.baseline import run_baseline
     from edge_pqrnn.data import load_dataset
 
-    result = run_baseline(load_dataset(data, languages=languages.split(",") if languages else None), split)
+    result = run_baseline(load_dataset(data, languages=languages), split)
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -471,7 +481,7 @@ def teacher_group() -> None:
 @teacher_group.command("finetune")
 @click.option("--data", default="atis", show_default=True, help="Dataset (as for train).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Teacher directory to create.")
-@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@languages_option
 @click.option("--epochs", default=6, show_default=True, help="Maximum epochs (early stopping on dev).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--max-length", default=48, show_default=True, help="Sub-words per text, <s> and </s> included.")
@@ -488,7 +498,7 @@ def teacher_group() -> None:
 @click.option("--init", "init_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Continue from this teacher directory (same dataset labels).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing teacher directory.")
-def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epochs: int, batch_size: int,
+def teacher_finetune_command(data: str, out_dir: str, languages: list[str] | None, epochs: int, batch_size: int,
                              max_length: int, encoder_lr: float, head_lr: float, patience: int,
                              max_minutes: float | None, threads: int | None, seed: int, encoder: str,
                              train_word_embeddings: bool, init_dir: str | None, overwrite: bool) -> None:
@@ -500,14 +510,14 @@ def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epo
                             head_lr=head_lr, patience=patience, max_minutes=max_minutes, threads=threads,
                             seed=seed, encoder=encoder,
                             freeze_word_embeddings=not train_word_embeddings)
-    dataset = load_dataset(data, languages=languages.split(",") if languages else None)
+    dataset = load_dataset(data, languages=languages)
     result = finetune(dataset, out_dir, config, overwrite=overwrite, log=click.echo, init=init_dir)
     click.echo(f"teacher written to {result.path}")
 
 
 @teacher_group.command("label")
 @click.option("--data", default="atis", show_default=True, help="Dataset whose train split is labelled.")
-@click.option("--languages", default=None, help="Comma-separated languages (multilingual data).")
+@languages_option
 @projection_options
 @label_options
 @click.option("--runner", default=None,
@@ -517,7 +527,7 @@ def teacher_finetune_command(data: str, out_dir: str, languages: str | None, epo
 @click.option("--num-workers", default=2, show_default=True, help="Beam workers (with --runner).")
 @click.option("--pipeline-option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
               help="Beam pipeline option passed through (repeatable), e.g. project=my-project.")
-def teacher_label_command(data: str, languages: str | None, feature_size: int, max_tokens: int, mode: str,
+def teacher_label_command(data: str, languages: list[str] | None, feature_size: int, max_tokens: int, mode: str,
                           bos: bool, eos: bool, lowercase: bool, teacher: str | None, augment_copies: int | None,
                           augment_ops: str | None, augment_seed: int, other_locales: str | None,
                           label_cache: str | None, runner: str | None = None, num_workers: int = 2,
@@ -538,14 +548,14 @@ def teacher_label_command(data: str, languages: str | None, feature_size: int, m
 
         result = beam_label(data, teacher, spec, augment_config=labelling,
                             other_locales=other_locales.split(",") if other_locales else (),
-                            languages=languages.split(",") if languages else None, cache_dir=label_cache,
+                            languages=languages, cache_dir=label_cache,
                             runner=runner, num_workers=num_workers, pipeline_options=pipeline_options,
                             log=click.echo)
         result.raise_for_failures()
         return
     labelled = label_dataset(data, teacher, spec, augment_config=labelling,
                              other_locales=other_locales.split(",") if other_locales else (),
-                             languages=languages.split(",") if languages else None, cache_dir=label_cache,
+                             languages=languages, cache_dir=label_cache,
                              log=click.echo)
     click.echo(f"{len(labelled.labels.texts)} texts labelled ({labelled.labels.labelled} new) in {labelled.info['cache']}")
 

@@ -451,6 +451,13 @@ def _fit(
                 slots.append(out[SLOT_OUTPUT].numpy())
         return _concat_logits(intents, slots, config)
 
+    def score_dev() -> tuple[dict[str, Any], float, str]:
+        """Dev metrics of the current weights, their early-stopping score and log text."""
+        dev = score(dataset.dev, predict_split(dev_split), dev_split.tokens, labels)
+        slot_text = f" slot F1 {dev['slot_f1']:.4f}" if config.slot_head else ""
+        return (dev, dev["intent_accuracy"] + (dev["slot_f1"] if config.slot_head else 0.0),
+                f"dev intent {dev['intent_accuracy']:.4f}{slot_text}")
+
     history: list[dict[str, Any]] = []
     best_score, best_epoch, best_weights, best_dev = -math.inf, 0, model.get_weights(), {}
     recent: collections.deque = collections.deque(maxlen=tc.average_last or 1)  # end-of-epoch weights
@@ -477,8 +484,7 @@ def _fit(
             bar.update()
             bar.set_postfix(loss=f"{totals[0] / (step + 1):.4f}")
         bar.close()
-        dev = score(dataset.dev, predict_split(dev_split), dev_split.tokens, labels)
-        dev_score = dev["intent_accuracy"] + (dev["slot_f1"] if config.slot_head else 0.0)
+        dev, dev_score, dev_text = score_dev()
         entry = {
             "epoch": epoch,
             "loss": totals[0] / steps_per_epoch,
@@ -495,11 +501,8 @@ def _fit(
         if improved:
             best_score, best_epoch, best_weights, best_dev = dev_score, epoch, model.get_weights(), dev
         if progress:
-            slot_text = f" slot F1 {dev['slot_f1']:.4f}" if config.slot_head else ""
-            tqdm.write(
-                f"epoch {epoch:>3}: loss {entry['loss']:.4f}  dev intent {dev['intent_accuracy']:.4f}"
-                f"{slot_text}  ({entry['seconds']:.0f}s){'  *best' if improved else ''}"
-            )
+            tqdm.write(f"epoch {epoch:>3}: loss {entry['loss']:.4f}  {dev_text}  ({entry['seconds']:.0f}s)"
+                       f"{'  *best' if improved else ''}")
         if epoch - best_epoch >= tc.patience:
             break
         if tc.max_minutes is not None and time.monotonic() - started > 60 * tc.max_minutes:
@@ -507,17 +510,15 @@ def _fit(
 
     averaged = None
     if tc.average_last and len(recent) >= 2:
-        model.set_weights(_mean_weights(list(recent)))
-        dev = score(dataset.dev, predict_split(dev_split), dev_split.tokens, labels)
-        dev_score = dev["intent_accuracy"] + (dev["slot_f1"] if config.slot_head else 0.0)
+        mean = _mean_weights(list(recent))
+        model.set_weights(mean)
+        dev, dev_score, dev_text = score_dev()
         epochs = list(range(len(history) - len(recent) + 1, len(history) + 1))
         averaged = {"epochs": epochs, "dev": dev, "used": dev_score > best_score}
         if progress:
-            slot_text = f" slot F1 {dev['slot_f1']:.4f}" if config.slot_head else ""
-            tqdm.write(f"mean of epochs {epochs[0]}-{epochs[-1]}: dev intent {dev['intent_accuracy']:.4f}{slot_text}"
-                       f"{'  *best' if averaged['used'] else ''}")
+            tqdm.write(f"mean of epochs {epochs[0]}-{epochs[-1]}: {dev_text}{'  *best' if averaged['used'] else ''}")
         if averaged["used"]:
-            best_weights, best_dev = model.get_weights(), dev
+            best_weights, best_dev = mean, dev
     model.set_weights(best_weights)
     model.save_weights(run_dir / WEIGHTS_FILE)
     _write_json(run_dir / HISTORY_FILE, history)
