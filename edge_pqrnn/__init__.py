@@ -11,11 +11,11 @@ Example:
 
 from typing import Any
 
+from edge_pqrnn._version import __version__
 from edge_pqrnn.errors import EdgePqrnnError
 from edge_pqrnn.projection import ProjectionSpec, project
 from edge_pqrnn.projection.ops import op_library
 
-__version__ = "0.1.0"
 
 # Stage entry points, imported on first use (they pull in TensorFlow): public name ->
 # (module, name there). export()/validate() get distinct names because the submodules

@@ -25,22 +25,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edge_pqrnn.converters.tflite_fuse import METADATA_NAME, SIGNATURE, bucket_signature, hash_problem
 from edge_pqrnn.data.align import spans_from_tags
 from edge_pqrnn.errors import ArtifactError, ConfigError, DataError, EdgePqrnnError, OpLibraryError
 from edge_pqrnn.evaluate import Labels, Logits
-from edge_pqrnn.projection.ops import op_library, schema
+from edge_pqrnn.format import (DEQUANTIZE_OP, FO_POOL_OP, FORMAT, INT_MATMUL_OP, INTENT_OUTPUT, METADATA_NAME,
+                               NUM_TOKENS_OUTPUT, PROJECTION_OP as OP_NAME, QUANTIZE_OP, SIGNATURE, SLOT_OUTPUT,
+                               TEXT_INPUT as INPUT_NAME, bucket_signature, hash_problem, schema)
+from edge_pqrnn.projection.ops import op_library
 from edge_pqrnn.projection.reference import decode, token_rows
-from edge_pqrnn.projection.fo_pool import FO_POOL_OP
-from edge_pqrnn.projection.int_matmul import DEQUANTIZE_OP, INT_MATMUL_OP, QUANTIZE_OP
-from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
+from edge_pqrnn.projection.spec import ProjectionSpec
 
-#: The metadata ``format`` this module reads.
-FORMAT = "edge-pqrnn/1"
 #: Runtimes :meth:`Artifact.load` can open in this process.
 RUNTIMES = ("litert", "tflite")
-INPUT_NAME = "text"
-INTENT_OUTPUT, SLOT_OUTPUT, NUM_TOKENS_OUTPUT = "intent_logits", "slot_logits", "num_tokens"
 
 _EXPORT_AGAIN = "export it again with `edge-pqrnn export`"
 

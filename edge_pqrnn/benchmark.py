@@ -106,19 +106,10 @@ def onnx_available() -> bool:
 def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict[str, bytes]:
     """The run's raw-text .onnx, float and int8 QDQ, built in memory as ``export --format onnx``
     builds them (no validation), keyed ``onnx-float`` and ``onnx-int8``."""
-    import onnx
+    from edge_pqrnn.build import build_onnx
 
-    from edge_pqrnn.converters.onnx_export import quantize_int8, to_onnx, with_metadata, with_text_input
-    from edge_pqrnn.export import build_metadata
-
-    proto = to_onnx(run)
-    float_bytes = proto.SerializeToString()
-    int8 = onnx.load_from_string(quantize_int8(float_bytes, run.spec, calibration))
-    models = {}
-    for scheme, model in (("float", proto), ("int8", int8)):
-        model = with_metadata(with_text_input(model, run.spec), build_metadata(run, dataset_name, scheme))
-        models[f"onnx-{scheme}"] = model.SerializeToString()
-    return models
+    return {f"onnx-{scheme}": build_onnx(run, dataset_name, calibration, int8=scheme == "int8").artifact
+            for scheme in ("float", "int8")}
 
 
 
@@ -293,10 +284,10 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     ``int8_body``: the run's full-T int8 body if already converted (else converted here
     from ``calibration_texts``).
     """
-    from edge_pqrnn.converters.tflite_fuse import fuse, signature_for
-    from edge_pqrnn.export import bucket_bodies_of, build_metadata
+    from edge_pqrnn.build import bucket_bodies_of, build_metadata, build_tflite, calibration_for
+    from edge_pqrnn.converters.tflite_fuse import fuse
+    from edge_pqrnn.format import signature_for
     from edge_pqrnn.projection import project
-    from edge_pqrnn.quant.ptq import convert, representative_texts
 
     buckets = tuple(buckets or default_buckets(run.spec.max_tokens))
     if not buckets:
@@ -304,8 +295,7 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     log(f"building an int8 artifact with length buckets {list(buckets)}...")
     body = int8_body
     if body is None:
-        calibration = representative_texts(list(calibration_texts), run.spec, samples=200)
-        body = convert(run.model, run.spec, calibration, scheme="int8", batch_size=None).model
+        body = build_tflite(run, dataset.name, calibration_for(run, calibration_texts, 200)).body.model
     metadata = build_metadata(run, dataset.name, "int8")
     plain = fuse(body, run.spec, metadata)
     bucketed = fuse(body, run.spec, metadata,
@@ -461,10 +451,9 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         ConfigError: ``onnx=True`` without the ONNX packages.
         ArtifactError: the ``onnx`` path is not an edge-pqrnn .onnx.
     """
-    from edge_pqrnn.converters.tflite_fuse import fuse
-    from edge_pqrnn.export import build_metadata, load_run_and_dataset
+    from edge_pqrnn.build import build_tflite, calibration_for
+    from edge_pqrnn.export import load_run_and_dataset
     from edge_pqrnn.projection import project
-    from edge_pqrnn.quant.ptq import convert, representative_texts
 
     threads = threads or os.cpu_count() or 1
     given_onnx = None
@@ -473,11 +462,11 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
         given_onnx = check_onnx(onnx)  # a bad path fails now, before any conversion
     run, dataset_name, dataset = load_run_and_dataset(run_dir)
-    calibration = representative_texts([ex.text for ex in dataset.train], run.spec, samples=200)
+    calibration = calibration_for(run, [ex.text for ex in dataset.train], samples=200)
     artifacts, bodies = {}, {}
     for scheme in ("int8", "float"):
-        bodies[scheme] = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None).model
-        artifacts[scheme] = fuse(bodies[scheme], run.spec, build_metadata(run, dataset_name, scheme))
+        built = build_tflite(run, dataset_name, calibration, scheme=scheme)
+        artifacts[scheme], bodies[scheme] = built.artifact, built.body.model
     if given_onnx is not None:
         artifacts[f"onnx-{given_onnx.metadata['scheme']}"] = given_onnx.data
         onnx_note = str(onnx)
@@ -562,7 +551,7 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     else:
         bucketed = None
         if isinstance(bucketed_artifact, bytes):
-            from edge_pqrnn.converters.tflite_fuse import signature_for
+            from edge_pqrnn.format import signature_for
             from edge_pqrnn.projection import project
 
             counts = project(list(texts), run.spec).num_tokens

@@ -15,8 +15,6 @@ from typing import Any, Callable
 
 from edge_pqrnn.errors import AgreementError, ArtifactError, ConfigError
 
-FORMAT = "edge-pqrnn/1"
-
 
 @dataclasses.dataclass
 class ExportResult:
@@ -82,41 +80,6 @@ def validate_or_refuse(artifact: Any, run_dir: str | Path, examples: Any, out: s
     return report
 
 
-def build_metadata(run, dataset_name: str, scheme: str) -> dict[str, Any]:
-    """What travels inside the artifact so an app needs nothing else."""
-    from edge_pqrnn import __version__
-
-    return {
-        "format": FORMAT,
-        "toolkit_version": __version__,
-        "projection": run.spec.to_dict(),
-        "model_config": run.config.to_dict(),
-        "intents": list(run.labels.intents),
-        "tags": list(run.labels.tags),
-        "slot_types": list(run.labels.slot_types),
-        "dataset": dataset_name,
-        "scheme": scheme,
-    }
-
-
-def bucket_bodies_of(run: Any, texts: Sequence[str], buckets: Sequence[int], scheme: str,
-                     calibration_samples: int = 500, log: Callable[[str], None] = print) -> dict[int, bytes]:
-    """Bodies of the run's weights converted at each bucket's T (calibrated at that T)."""
-    from edge_pqrnn.model import unrolled_at
-    from edge_pqrnn.quant.ptq import convert, representative_texts
-
-    bodies = {}
-    for max_tokens in sorted(set(buckets)):
-        if not run.spec.markers < max_tokens < run.spec.max_tokens:
-            raise ConfigError(f"length bucket {max_tokens} must lie between {run.spec.markers + 1} and "
-                              f"{run.spec.max_tokens - 1} (the run's T is {run.spec.max_tokens})")
-        model, config = unrolled_at(run.model, run.config, max_tokens)
-        calibration = representative_texts(texts, config.projection, samples=calibration_samples)
-        bodies[max_tokens] = convert(model, config.projection, calibration, scheme=scheme, batch_size=None).model
-        log(f"  bucket T={max_tokens}: {len(bodies[max_tokens]):,} bytes before sharing weights")
-    return bodies
-
-
 def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
            calibration_samples: int = 500, thresholds: Any = None,
@@ -136,7 +99,7 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         thresholds: :class:`edge_pqrnn.validate.Thresholds` (default: its defaults).
         log: where progress lines go.
         format: ``"tflite"`` (this function) or ``"onnx"``
-            (:func:`edge_pqrnn.converters.onnx_export.export_onnx`, which ignores
+            (:func:`export_onnx`, which ignores
             ``scheme``, ``runtimes`` and ``keep_names``).
         int8: ONNX only: int8 QDQ instead of float.
         buckets: length buckets (T values below the run's T, e.g. ``(16, 32)``): extra
@@ -160,9 +123,7 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         raise ConfigError("length buckets (--buckets) are for .tflite artifacts; an .onnx has one T")
     if format == "onnx" and portable_kernels:
         raise ConfigError("--portable-kernels is for .tflite artifacts (it replaces TFLite builtin ops)")
-    if format == "onnx":  # ONNX hook: edge_pqrnn/converters/onnx_export.py
-        from edge_pqrnn.converters.onnx_export import export_onnx
-
+    if format == "onnx":
         return export_onnx(run_dir, out, data=data, int8=int8, check=check, thresholds=thresholds,
                            calibration_samples=calibration_samples, log=log)
     if format != "tflite":
@@ -172,28 +133,21 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
     if portable_kernels and scheme not in ("int8", "int8-per-tensor"):
         raise ConfigError(f"portable_kernels (--portable-kernels) replaces int8 matmuls; --scheme {scheme} has none "
                           "to replace: use --scheme int8 or int8-per-tensor")
-    from edge_pqrnn.converters.tflite_fuse import fuse
-    from edge_pqrnn.quant.ptq import convert, representative_texts
+    from edge_pqrnn.build import bucket_bodies_of, build_tflite, calibration_for
 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     run, dataset_name, dataset = load_run_and_dataset(run_dir, data)
     seconds["load"] = time.perf_counter() - start
 
-    start = time.perf_counter()
     texts = [ex.text for ex in dataset.train]
-    calibration = representative_texts(texts, run.spec, samples=calibration_samples)
-    log(f"converting ({scheme}, {len(calibration)} calibration texts)...")
-    body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=None)
-    log(f"  body: {body.bytes:,} bytes, {sum(body.op_counts.values())} ops, float ops inside: {body.float_ops}")
-    bucket_bodies = bucket_bodies_of(run, texts, buckets, scheme, calibration_samples, log)
-    seconds["quantize"] = time.perf_counter() - start
-
     start = time.perf_counter()
-    artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names,
-                    buckets=bucket_bodies, portable_kernels=portable_kernels)
-    seconds["fuse"] = time.perf_counter() - start
-    log(f"  fused artifact: {len(artifact):,} bytes")
+    bucket_bodies = bucket_bodies_of(run, texts, buckets, scheme, calibration_samples, log)
+    seconds["buckets"] = time.perf_counter() - start
+    built = build_tflite(run, dataset_name, calibration_for(run, texts, calibration_samples), scheme=scheme,
+                         keep_names=keep_names, buckets=bucket_bodies, portable_kernels=portable_kernels, log=log)
+    seconds.update(built.seconds)
+    artifact, body = built.artifact, built.body
 
     report = None
     if check:
@@ -209,3 +163,86 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
 
         path = atomic_write_bytes(out, artifact)
     return ExportResult(path, artifact, body, report, seconds)
+
+
+@dataclasses.dataclass
+class OnnxExportResult:
+    """What :func:`export_onnx` produced.
+
+    Attributes:
+        path: where the .onnx was written (None when ``out`` was None).
+        artifact: the .onnx bytes.
+        scheme: ``"float"`` or ``"int8"`` (QDQ).
+        op_counts: node count per op type.
+        validation: the validation report (None when skipped).
+        seconds: wall time per stage.
+    """
+
+    path: Path | None
+    artifact: bytes
+    scheme: str
+    op_counts: dict[str, int]
+    validation: Any
+    seconds: dict[str, float]
+
+
+def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, int8: bool = False,
+                check: bool = True, calibration_samples: int = 500, thresholds: Any = None, opset: int | None = None,
+                text_input: bool = True, log: Callable[[str], None] = print) -> OnnxExportResult:
+    """Export a trained run as a validated .onnx (float, or int8 QDQ with ``int8=True``)
+    that takes raw text (the projection op inside the graph).
+
+    Args:
+        run_dir: a finished run directory.
+        out: destination path (written atomically, only if every check passes), or None.
+        data: dataset for calibration and validation (default: the run's own).
+        int8: quantize with onnxruntime's static quantizer (QDQ), calibrated on the same
+            representative texts as the TFLite export.
+        check: validate in onnxruntime against the float reference before writing.
+        calibration_samples: random training texts for calibration (plus 50 full-length).
+        thresholds: :class:`edge_pqrnn.validate.Thresholds` (default: its defaults).
+        opset: ONNX opset (>= 15; default: the converter's, 17).
+        text_input: put the projection op in the graph (raw text in). False keeps the
+            features-input graph, for ONNX consumers that cannot load the op library.
+        log: where progress lines go.
+
+    Returns:
+        An :class:`OnnxExportResult`.
+
+    Raises:
+        ArtifactError: the run directory is missing or incomplete.
+        ConfigError: onnx/onnxruntime/tf2onnx missing, or opset below 15.
+        AgreementError: a validation check failed; nothing was written (``.report`` attached).
+
+    Example:
+        >>> export_onnx("runs/atis", "atis.int8.onnx", int8=True).validation.intent_agreement  # doctest: +SKIP
+        0.9989
+    """
+    import onnx
+
+    from edge_pqrnn._io import atomic_write_bytes
+    from edge_pqrnn.build import build_onnx, calibration_for
+    from edge_pqrnn.converters.onnx_export import op_counts
+
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    run, dataset_name, dataset = load_run_and_dataset(run_dir, data)
+    seconds["load"] = time.perf_counter() - start
+
+    calibration = calibration_for(run, [ex.text for ex in dataset.train], calibration_samples) if int8 else []
+    built = build_onnx(run, dataset_name, calibration, int8=int8, opset=opset, text_input=text_input, log=log)
+    seconds.update(built.seconds)
+    artifact = built.artifact
+    counts = op_counts(onnx.load_from_string(artifact))
+    log(f"  {len(artifact):,} bytes, {sum(counts.values())} nodes")
+
+    report = None
+    if check:
+        start = time.perf_counter()
+        report = validate_or_refuse(
+            artifact, run_dir, dataset.test, out, log, thresholds=thresholds,
+            hint=("try more calibration (--calibration-samples) or the float ONNX (drop --int8)" if int8
+                  else "the float ONNX should match: report this as a bug"))
+        seconds["validate"] = time.perf_counter() - start
+    path = atomic_write_bytes(out, artifact) if out is not None else None
+    return OnnxExportResult(path, artifact, built.scheme, counts, report, seconds)

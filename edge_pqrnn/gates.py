@@ -212,14 +212,11 @@ def reference_workload(size: int = 192) -> Callable[[], Any]:
 
 def float_artifact(run_dir: str | os.PathLike) -> bytes:
     """The float32 .tflite of a run (same graph and op, float body), built in memory."""
-    from edge_pqrnn.converters.tflite_fuse import fuse
-    from edge_pqrnn.export import build_metadata
-    from edge_pqrnn.quant.ptq import convert
+    from edge_pqrnn.build import build_tflite
     from edge_pqrnn.train import load_run
 
     run = load_run(run_dir)
-    body = convert(run.model, run.spec, [], scheme="float", batch_size=None)
-    return fuse(body.model, run.spec, build_metadata(run, run.metrics.get("dataset", "unknown"), "float"))
+    return build_tflite(run, run.metrics.get("dataset", "unknown"), [], scheme="float").artifact
 
 
 def _limit(name: str, measured: float | None, limit: float, comparison: str, unit: str = "",

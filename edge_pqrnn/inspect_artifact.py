@@ -18,9 +18,7 @@ from typing import Any
 
 from edge_pqrnn.artifact import (builtin_code, decode_name, find_problems, parse_flatbuffer, projection_ops,
                                  read_metadata, read_source, tensor_shape)
-from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, METADATA_NAME, hash_problem
-from edge_pqrnn.projection.ops import schema
-from edge_pqrnn.projection.int_matmul import INT_MATMUL_OP
+from edge_pqrnn.format import HASH_FIELD, INT_MATMUL_OP, METADATA_NAME, hash_problem, schema
 
 #: Ops whose constant inputs are a layer's weights (the rest are shapes, paddings...).
 WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_pqrnn.converters.tflite_fuse import fuse
+from edge_pqrnn.build import build_tflite, calibration_for
 from edge_pqrnn.data import load_dataset
 from edge_pqrnn.data.records import Dataset, Example
-from edge_pqrnn.export import build_metadata
 from edge_pqrnn.model import ModelConfig
 from edge_pqrnn.projection import ProjectionSpec
-from edge_pqrnn.quant.ptq import convert, representative_texts
 from edge_pqrnn.train import TrainConfig, load_run, train
 
 CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "atlanta", "oakland", "pittsburgh"]
@@ -103,9 +101,8 @@ _CACHE: dict[str, Built] = {}
 def export_bytes(run_dir: Path, data: Dataset, batch_size: int | None = None) -> bytes:
     """Convert (int8, full-length calibration included) and fuse a run into an artifact."""
     run = load_run(run_dir)
-    calibration = representative_texts([ex.text for ex in data.train], run.spec, samples=120, full_length=20)
-    body = convert(run.model, run.spec, calibration, scheme="int8", batch_size=batch_size)
-    return fuse(body.model, run.spec, build_metadata(run, data.name, "int8"))
+    calibration = calibration_for(run, [ex.text for ex in data.train], samples=120, full_length=20)
+    return build_tflite(run, data.name, calibration, batch_size=batch_size).artifact
 
 
 def build(tmp_path_factory) -> Built:

@@ -20,8 +20,9 @@ from edge_pqrnn.cli_artifact import COMMANDS, predict_command
 from edge_pqrnn.converters.tflite_fuse import fuse
 from edge_pqrnn.errors import ArtifactError, DataError, OpLibraryError
 from edge_pqrnn.evaluate import decode as decode_logits
-from edge_pqrnn.export import build_metadata
-from edge_pqrnn.projection.ops import projection_model, schema
+from edge_pqrnn.build import build_metadata
+from edge_pqrnn.format import schema
+from edge_pqrnn.projection.ops import projection_model
 from edge_pqrnn.projection.reference import decode, token_rows
 from edge_pqrnn.quant.ptq import convert, representative_texts
 from edge_pqrnn.train import load_run

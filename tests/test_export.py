@@ -82,7 +82,7 @@ def test_failed_validation_writes_nothing_and_keeps_the_previous_artifact(export
 
 def test_every_fully_connected_has_a_bias(exported):
     # tflite-runtime 2.14 on aarch64 crashes on a bias-less int8 FULLY_CONNECTED.
-    from edge_pqrnn.projection.ops import schema
+    from edge_pqrnn.format import schema
 
     s = schema()
     model = s.ModelT.InitFromPackedBuf(exported.artifact, 0)

@@ -13,7 +13,7 @@ from flatbuffers import flexbuffers
 import artifact_fixtures
 from edge_pqrnn.artifact import parse_flatbuffer
 from edge_pqrnn.projection.fo_pool import FO_POOL_OP, Quantization, fo_pool_model, reference
-from edge_pqrnn.projection.ops import schema
+from edge_pqrnn.format import schema
 from edge_pqrnn.runtimes import interpreter
 
 #: What the converter gave the default ATIS model's first backward direction.
@@ -150,7 +150,8 @@ def test_surgery_leaves_no_recurrence_chain_in_any_subgraph(built):
 
 
 def test_float_body_is_left_alone(built):
-    from edge_pqrnn.converters.tflite_fuse import _load, fuse_fo_pooling
+    from edge_pqrnn.converters.tflite_fuse import fuse_fo_pooling
+    from edge_pqrnn.format import load_model as _load
     from edge_pqrnn.quant import convert
     from edge_pqrnn.train import load_run
 

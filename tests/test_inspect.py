@@ -121,7 +121,7 @@ MESSAGE_PHRASES = [
 
 def test_every_message_is_in_the_code_and_in_troubleshooting():
     code = "".join((ROOT / "edge_pqrnn" / name).read_text()
-                   for name in ("artifact.py", "validate.py", "converters/tflite_fuse.py"))
+                   for name in ("artifact.py", "validate.py", "format.py", "converters/tflite_fuse.py"))
     docs = (ROOT / "docs" / "troubleshooting.md").read_text()
     flat_code = re.sub(r'"\s*\n\s*f?"', "", code)  # join implicitly concatenated string literals
     for phrase in MESSAGE_PHRASES:
@@ -137,8 +137,9 @@ def test_damaged_files_never_raise_anything_but_artifact_error(built):
     import flatbuffers
 
     from edge_pqrnn.artifact import check
-    from edge_pqrnn.converters.tflite_fuse import attach_metadata, read_metadata
-    from edge_pqrnn.projection.ops import schema
+    from edge_pqrnn.converters.tflite_fuse import read_metadata
+    from edge_pqrnn.format import attach_metadata
+    from edge_pqrnn.format import schema
 
     rng = random.Random(7)
     damaged = []

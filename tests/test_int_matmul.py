@@ -12,7 +12,7 @@ from flatbuffers import flexbuffers
 import artifact_fixtures
 from edge_pqrnn.projection.int_matmul import (DEQUANTIZE_OP, INT_MATMUL_OP, QUANTIZE_OP, Geometry,
                                               dequantize_reference, int_matmul_model, quantize_reference, reference)
-from edge_pqrnn.projection.ops import schema
+from edge_pqrnn.format import schema
 from edge_pqrnn.runtimes import interpreter
 from test_fo_pool import op_counts
 

@@ -87,7 +87,7 @@ def test_abi_fields_are_read_where_the_runtime_writes_them():
 
 
 def _model_with_float_input(spec: ProjectionSpec) -> bytes:
-    from edge_pqrnn.projection.ops import schema
+    from edge_pqrnn.format import schema
 
     s = schema()
     model = s.ModelT.InitFromPackedBuf(projection_model(spec), 0)

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from edge_pqrnn.cli import main
 from edge_pqrnn.artifact import Artifact
 from edge_pqrnn.converters.onnx_export import (INPUTS, METADATA_KEY, OP_DOMAIN, TEXT_INPUT, OnnxArtifact, check_onnx,
-                                               export_onnx, is_onnx, is_text_graph, with_metadata)
+                                               is_onnx, is_text_graph, with_metadata)
+from edge_pqrnn.export import export_onnx
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.validate import HOSTILE_TEXTS
 from edge_pqrnn.export import export

@@ -18,13 +18,13 @@ Stages, each a function returning data (the caller saves, atomically):
     quantize_int8(float_bytes, ...)  -> int8 QDQ bytes (onnxruntime static quantizer)
     with_text_input(model, spec)     -> the projection op in front: raw text in
     with_metadata(model, metadata)   -> the model with labels/projection/config in metadata_props
-    export_onnx(run_dir, out, ...)   -> all of the above, validated, written atomically
+    (edge_pqrnn.build.build_onnx and edge_pqrnn.export.export_onnx put these together)
 
 :class:`OnnxArtifact` opens an .onnx (either input kind) in onnxruntime with the same
 ``run`` / ``logits`` / ``predict`` as :class:`edge_pqrnn.artifact.Artifact`.
 
 Example:
-    >>> result = export_onnx("runs/atis", "atis.onnx")  # doctest: +SKIP
+    >>> result = edge_pqrnn.export.export_onnx("runs/atis", "atis.onnx")  # doctest: +SKIP
     >>> with OnnxArtifact.load("atis.onnx") as model:  # doctest: +SKIP
     ...     print(model.predict(["flights from boston to denver"])[0].intent)
     atis_flight
@@ -32,13 +32,11 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +46,18 @@ from edge_pqrnn.artifact import (INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, 
                                  OpLibraryMissingError, read_source)
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.evaluate import Labels
-from edge_pqrnn.projection.ops import OUTPUT_NAMES
-from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
+from edge_pqrnn.format import (BODY_INPUTS as INPUTS, METADATA_NAME as METADATA_KEY, ONNX_DOMAIN as OP_DOMAIN,
+                               PROJECTION_OP as OP_NAME, PROJECTION_OUTPUTS as OUTPUT_NAMES, TEXT_INPUT)
+from edge_pqrnn.projection.spec import ProjectionSpec
 
 #: The opset tf2onnx targets (>= 15 per DESIGN.md §6; 17 is onnxruntime 1.1x's well-trodden one).
 OPSET = 17
 #: The runtime name used in validation reports.
 RUNTIME = "onnxruntime"
-#: The features-input graph's inputs, in order: what ``project(texts, spec)`` returns.
-INPUTS = ("features", "mask", "pool_weights")
-#: The raw-text graph's one input: string [batch] of UTF-8 text.
-TEXT_INPUT = "text"
-#: The custom op's domain (its node: ``OP_DOMAIN`` / ``OP_NAME``, opset version 1).
-OP_DOMAIN = "ai.edge_pqrnn"
-#: The whole edge-pqrnn metadata dict, as JSON, under this metadata_props key.
-METADATA_KEY = "edge_pqrnn"
+# INPUTS: the features-input graph's inputs, in order (what ``project(texts, spec)``
+# returns); TEXT_INPUT: the raw-text graph's one input (string [batch] of UTF-8 text);
+# OP_DOMAIN / OP_NAME: the custom node (opset version 1); METADATA_KEY: the
+# metadata_props key of the whole edge-pqrnn metadata dict, as JSON.
 #: Fields also written as their own metadata_props (JSON for non-strings), for tools
 #: such as Netron that show metadata_props but do not parse our JSON.
 METADATA_FIELDS = ("format", "toolkit_version", "intents", "tags", "slot_types", "projection", "model_config",
@@ -298,7 +293,7 @@ def with_metadata(proto: Any, metadata: dict[str, Any]) -> Any:
 
     Args:
         proto: an ``onnx.ModelProto`` (changed in place and returned).
-        metadata: :func:`edge_pqrnn.export.build_metadata` output.
+        metadata: :func:`edge_pqrnn.build.build_metadata` output.
 
     Returns:
         ``proto``.
@@ -315,7 +310,7 @@ def with_metadata(proto: Any, metadata: dict[str, Any]) -> Any:
     for key, value in entries:
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
-    from edge_pqrnn import __version__
+    from edge_pqrnn._version import __version__
 
     proto.producer_name, proto.producer_version = "edge-pqrnn", __version__
     return proto
@@ -584,105 +579,7 @@ def register_op_library(options: Any, name: str = "the model", library: str | No
 # The whole export.
 
 
-@dataclasses.dataclass
-class OnnxExportResult:
-    """What :func:`export_onnx` produced.
-
-    Attributes:
-        path: where the .onnx was written (None when ``out`` was None).
-        artifact: the .onnx bytes.
-        scheme: ``"float"`` or ``"int8"`` (QDQ).
-        op_counts: node count per op type.
-        validation: the validation report (None when skipped).
-        seconds: wall time per stage.
-    """
-
-    path: Path | None
-    artifact: bytes
-    scheme: str
-    op_counts: dict[str, int]
-    validation: Any
-    seconds: dict[str, float]
-
-
-def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, int8: bool = False,
-                check: bool = True, calibration_samples: int = 500, thresholds: Any = None, opset: int = OPSET,
-                text_input: bool = True, log: Callable[[str], None] = print) -> OnnxExportResult:
-    """Export a trained run as a validated .onnx (float, or int8 QDQ with ``int8=True``)
-    that takes raw text (the projection op inside the graph).
-
-    Args:
-        run_dir: a finished run directory.
-        out: destination path (written atomically, only if every check passes), or None.
-        data: dataset for calibration and validation (default: the run's own).
-        int8: quantize with onnxruntime's static quantizer (QDQ), calibrated on the same
-            representative texts as the TFLite export.
-        check: validate in onnxruntime against the float reference before writing.
-        calibration_samples: random training texts for calibration (plus 50 full-length).
-        thresholds: :class:`edge_pqrnn.validate.Thresholds` (default: its defaults).
-        opset: ONNX opset (>= 15).
-        text_input: put the projection op in the graph (raw text in). False keeps the
-            features-input graph, for ONNX consumers that cannot load the op library.
-        log: where progress lines go.
-
-    Returns:
-        An :class:`OnnxExportResult`.
-
-    Raises:
-        ArtifactError: the run directory is missing or incomplete.
-        ConfigError: onnx/onnxruntime/tf2onnx missing, or opset below 15.
-        AgreementError: a validation check failed; nothing was written (``.report`` attached).
-
-    Example:
-        >>> export_onnx("runs/atis", "atis.int8.onnx", int8=True).validation.intent_agreement  # doctest: +SKIP
-        0.9989
-    """
-    import onnx
-
-    from edge_pqrnn._io import atomic_write_bytes
-    from edge_pqrnn.export import build_metadata, load_run_and_dataset, validate_or_refuse
-
-    _require_onnx()
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    run, dataset_name, dataset = load_run_and_dataset(run_dir, data)
-    seconds["load"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    log(f"converting to ONNX (tf2onnx, opset {opset})...")
-    proto = to_onnx(run, opset=opset)
-    seconds["convert"] = time.perf_counter() - start
-    scheme = "float"
-    if int8:
-        from edge_pqrnn.quant.ptq import representative_texts
-
-        start = time.perf_counter()
-        calibration = representative_texts([ex.text for ex in dataset.train], run.spec, samples=calibration_samples)
-        log(f"quantizing (onnxruntime static QDQ int8, {len(calibration)} calibration texts)...")
-        proto = onnx.load_from_string(quantize_int8(proto.SerializeToString(), run.spec, calibration))
-        scheme = "int8"
-        seconds["quantize"] = time.perf_counter() - start
-    if text_input:
-        proto = with_text_input(proto, run.spec)
-    proto = with_metadata(proto, build_metadata(run, dataset_name, scheme))
-    onnx.checker.check_model(proto)
-    artifact = proto.SerializeToString()
-    counts = op_counts(proto)
-    log(f"  {len(artifact):,} bytes, {sum(counts.values())} nodes")
-
-    report = None
-    if check:
-        start = time.perf_counter()
-        report = validate_or_refuse(
-            artifact, run_dir, dataset.test, out, log, thresholds=thresholds,
-            hint=("try more calibration (--calibration-samples) or the float ONNX (drop --int8)" if int8
-                  else "the float ONNX should match: report this as a bug"))
-        seconds["validate"] = time.perf_counter() - start
-    path = atomic_write_bytes(out, artifact) if out is not None else None
-    return OnnxExportResult(path, artifact, scheme, counts, report, seconds)
-
-
-__all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OP_DOMAIN", "OnnxArtifact", "OnnxExportResult", "RUNTIME", "TEXT_INPUT",
-           "check_onnx", "export_onnx", "is_onnx", "is_text_graph", "op_counts", "projection_onnx", "quantize_int8",
+__all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OP_DOMAIN", "OnnxArtifact", "RUNTIME", "TEXT_INPUT",
+           "check_onnx", "is_onnx", "is_text_graph", "op_counts", "projection_onnx", "quantize_int8",
            "register_op_library", "session_options", "text_input", "text_tensor", "to_onnx", "with_metadata",
            "with_text_input"]

@@ -42,60 +42,19 @@ only by the graphs and the per-bucket biases. A caller runs the smallest bucket 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import flatbuffers
 import numpy as np
 
 from edge_pqrnn.errors import ArtifactError
-from edge_pqrnn.projection.ops import OUTPUT_NAMES, op_options_bytes, schema
-from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
-
-METADATA_NAME = "edge_pqrnn"
-BODY_INPUTS = ("features", "mask", "pool_weights")
-SIGNATURE = "serving_default"
-
-
-def _load(flatbuffer: bytes):
-    s = schema()
-    if len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
-        raise ArtifactError("not a TFLite flatbuffer (missing the TFL3 identifier)")
-    try:
-        return s.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    except Exception as exc:  # corrupt offsets surface as any Python error
-        raise ArtifactError(f"corrupt TFLite flatbuffer: {type(exc).__name__}: {exc}") from exc
-
-
-def model_bytes(model) -> bytes:
-    """The serialised .tflite of a ``ModelT``."""
-    builder = flatbuffers.Builder(1 << 20)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def signature_def(inputs: Sequence[tuple[str, int]], outputs: Sequence[tuple[str, int]],
-                  key: str = SIGNATURE, subgraph: int = 0) -> Any:
-    """A ``SignatureDefT`` mapping names to tensor indices of ``subgraph``."""
-    s = schema()
-
-    def tensor_map(name: str, index: int) -> Any:
-        m = s.TensorMapT()
-        m.name, m.tensorIndex = name, index
-        return m
-
-    sig = s.SignatureDefT()
-    sig.signatureKey, sig.subgraphIndex = key, subgraph
-    sig.inputs = [tensor_map(n, i) for n, i in inputs]
-    sig.outputs = [tensor_map(n, i) for n, i in outputs]
-    return sig
-
-
-def _name(value) -> str:
-    return value.decode() if isinstance(value, bytes) else (value or "")
-
+from edge_pqrnn.format import (BODY_INPUTS, DEQUANTIZE_OP, FO_POOL_OP, INT_MATMUL_OP, METADATA_NAME,
+                               PROJECTION_OP, QUANTIZE_OP, SIGNATURE, attach_metadata, decode_name, hash_problem,
+                               bucket_signature, load_model, model_bytes, schema, seal, signature_def)
+from edge_pqrnn.projection import fo_pool, int_matmul
+from edge_pqrnn.projection.ops import op_options_bytes
+from edge_pqrnn.projection.spec import ProjectionSpec
 
 def add_zero_biases(model) -> int:
     """Pass 0 (see the module doc). Returns how many biases were added."""
@@ -233,8 +192,6 @@ def fuse_fo_pooling(model) -> int:
     """Pass 0b (see the module doc), on every subgraph. Returns how many recurrences
     became ``EdgePqrnnFoPool`` nodes (2 per bi-QRNN layer in an int8 body; 0 in a float
     one, whose tensors are not int8)."""
-    from edge_pqrnn.projection.fo_pool import FO_POOL_OP, options_bytes
-
     s = schema()
     fused = 0
     code_index = None
@@ -261,7 +218,7 @@ def fuse_fo_pooling(model) -> int:
                 code_index = len(model.operatorCodes) - 1
             node = s.OperatorT()
             node.opcodeIndex, node.inputs, node.outputs = code_index, [z, k, o], [h]
-            node.customOptions = list(options_bytes(reverse))
+            node.customOptions = list(fo_pool.options_bytes(reverse))
             node.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
             remove.update(chain)
             replace[chain[3]] = node  # where the final MUL ran: z, k and o all exist by then
@@ -276,8 +233,6 @@ def fuse_fo_pooling(model) -> int:
 def _int_matmul_geometry(model, graph, op):
     """The :class:`~edge_pqrnn.projection.int_matmul.Geometry` of an int8 FULLY_CONNECTED
     or CONV_2D the op can run exactly as the builtin would, else None."""
-    from edge_pqrnn.projection.int_matmul import ACTIVATIONS, Geometry
-
     s = schema()
     B = s.BuiltinOperator
     code, options = _builtin(model, op), op.builtinOptions
@@ -285,7 +240,7 @@ def _int_matmul_geometry(model, graph, op):
     if code not in (B.FULLY_CONNECTED, B.CONV_2D) or options is None or len(inputs) not in (2, 3):
         return None
     activation = int(getattr(options, "fusedActivationFunction", 0))
-    if activation not in ACTIVATIONS:
+    if activation not in int_matmul.ACTIVATIONS:
         return None
     x, w, out = inputs[0], inputs[1], int(op.outputs[0])
     if not (_per_tensor_int8(graph, x) and _per_tensor_int8(graph, out)):
@@ -305,11 +260,11 @@ def _int_matmul_geometry(model, graph, op):
     if code == B.FULLY_CONNECTED:
         if len(wt.shape) != 2 or options.keepNumDims or options.weightsFormat != 0:
             return None
-        return Geometry.fully_connected(activation)
+        return int_matmul.Geometry.fully_connected(activation)
     if (len(wt.shape) != 4 or options.padding != s.Padding.VALID or (options.strideH, options.strideW) != (1, 1)
             or (options.dilationHFactor, options.dilationWFactor) != (1, 1)):
         return None
-    return Geometry.conv_2d(activation)
+    return int_matmul.Geometry.conv_2d(activation)
 
 
 def use_portable_kernels(model) -> int:
@@ -320,9 +275,6 @@ def use_portable_kernels(model) -> int:
         ArtifactError: an int8 FULLY_CONNECTED or CONV_2D the op cannot stand in for (the
             artifact would not be portable).
     """
-    from edge_pqrnn.projection.int_matmul import (DEQUANTIZE_OP, INT_MATMUL_OP, QUANTIZE_OP, dequantize_options_bytes,
-                                                  options_bytes)
-
     s = schema()
     B = s.BuiltinOperator
     replaced = 0
@@ -347,7 +299,7 @@ def use_portable_kernels(model) -> int:
                 node = s.OperatorT()
                 node.opcodeIndex = custom_code(DEQUANTIZE_OP if dequantize else QUANTIZE_OP)
                 node.inputs, node.outputs = [int(op.inputs[0])], [int(op.outputs[0])]
-                node.customOptions = list(dequantize_options_bytes())
+                node.customOptions = list(int_matmul.dequantize_options_bytes())
                 node.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
                 graph.operators[i] = node
                 replaced += 1
@@ -365,7 +317,7 @@ def use_portable_kernels(model) -> int:
             node.opcodeIndex = custom_code(INT_MATMUL_OP)
             node.inputs = inputs if len(inputs) == 3 and inputs[2] >= 0 else inputs[:2]
             node.outputs = [int(t) for t in op.outputs]
-            node.customOptions = list(options_bytes(geometry))
+            node.customOptions = list(int_matmul.options_bytes(geometry))
             node.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
             graph.operators[i] = node
             replaced += 1
@@ -399,7 +351,7 @@ def _drop_unused_tensors(model, graph) -> None:
 
 def _body_inputs(model) -> list[int]:
     graph = model.subgraphs[0]
-    by_name = {_name(graph.tensors[i].name): i for i in graph.inputs}
+    by_name = {decode_name(graph.tensors[i].name): i for i in graph.inputs}
     missing = [n for n in BODY_INPUTS if n not in by_name]
     if missing:
         raise ArtifactError(f"the body lacks inputs {missing}; it has {sorted(by_name)}")
@@ -427,7 +379,7 @@ def prepend_projection(model, spec: ProjectionSpec) -> None:
     num_tokens = add_tensor("num_tokens", s.TensorType.INT32)
     code = s.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-    code.customCode, code.version = OP_NAME, 1
+    code.customCode, code.version = PROJECTION_OP, 1
     model.operatorCodes.append(code)
     op = s.OperatorT()
     op.opcodeIndex = len(model.operatorCodes) - 1
@@ -439,17 +391,6 @@ def prepend_projection(model, spec: ProjectionSpec) -> None:
     graph.outputs = [*graph.outputs, num_tokens]
 
 
-def bucket_signature(max_tokens: int) -> str:
-    """The signature key of the length bucket with T = ``max_tokens``."""
-    return f"tokens_{max_tokens}"
-
-
-def signature_for(num_tokens: int, buckets: Sequence[int]) -> str:
-    """The signature a text of ``num_tokens`` rows runs in: the smallest bucket whose T it
-    stays below (filling it may mean truncation), else the full-T ``serving_default``."""
-    return next((bucket_signature(t) for t in sorted(buckets) if num_tokens < t), SIGNATURE)
-
-
 def write_signature(model, key: str = SIGNATURE) -> None:
     """One signature (``serving_default``): ``text`` in; logits named by rank (the
     converter's names are ``Identity*``): rank 2 is intents, rank 3 per-token slots."""
@@ -457,7 +398,7 @@ def write_signature(model, key: str = SIGNATURE) -> None:
     outputs = []
     for index in graph.outputs:
         rank = len(graph.tensors[index].shape)
-        if _name(graph.tensors[index].name) == "num_tokens":
+        if decode_name(graph.tensors[index].name) == "num_tokens":
             name = "num_tokens"
         elif rank == 2:
             name = "intent_logits"
@@ -474,7 +415,7 @@ def append_signature(model, other) -> None:
     """Move the one subgraph and signature of ``other`` (a model that went through passes
     0-2) into ``model``, re-indexing its operator codes and buffers."""
     def code_key(code) -> tuple:
-        return code.builtinCode, code.deprecatedBuiltinCode, _name(code.customCode), code.version
+        return code.builtinCode, code.deprecatedBuiltinCode, decode_name(code.customCode), code.version
 
     codes = {code_key(c): i for i, c in enumerate(model.operatorCodes)}
     code_map = []
@@ -533,60 +474,8 @@ def strip_names(model) -> None:
                 tensor.name = ""
 
 
-HASH_FIELD = "content_sha256"
-_PLACEHOLDER = b"0" * 64
-_HASH_PREFIX = b'"' + HASH_FIELD.encode() + b'": "'
-
-
-def attach_metadata(model, metadata: dict[str, Any]) -> None:
-    """Add (or replace) our metadata buffer, with a zeroed content hash for :func:`seal`."""
-    s = schema()
-    model.metadata = [m for m in model.metadata or [] if _name(m.name) != METADATA_NAME]
-    payload = dict(metadata, **{HASH_FIELD: _PLACEHOLDER.decode()})
-    buf = s.BufferT()
-    buf.data = list(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-    model.buffers.append(buf)
-    entry = s.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
-    model.metadata.append(entry)
-
-
-def _hash_slot(artifact: bytes) -> int:
-    """Offset of the 64 hex digits of the content hash inside the file (-1: none)."""
-    at = artifact.rfind(_HASH_PREFIX)
-    return -1 if at < 0 else at + len(_HASH_PREFIX)
-
-
-def content_hash(artifact: bytes) -> str:
-    """sha256 of the whole file with its own hash digits zeroed: covers the graph,
-    quantization parameters, weights and metadata alike."""
-    slot = _hash_slot(artifact)
-    if slot < 0:
-        return hashlib.sha256(artifact).hexdigest()
-    return hashlib.sha256(artifact[:slot] + _PLACEHOLDER + artifact[slot + 64:]).hexdigest()
-
-
-def seal(artifact: bytes) -> bytes:
-    """Write the content hash into the placeholder left by :func:`attach_metadata`
-    (same length, so no offset in the flatbuffer moves)."""
-    slot = _hash_slot(artifact)
-    if slot < 0 or artifact[slot:slot + 64] != _PLACEHOLDER:
-        raise ArtifactError("no content hash placeholder in the metadata: call attach_metadata() first")
-    return artifact[:slot] + content_hash(artifact).encode() + artifact[slot + 64:]
-
-
-def hash_problem(artifact: bytes, metadata: dict[str, Any]) -> str | None:
-    """None when the recorded content hash matches the file, else what is wrong."""
-    recorded = metadata.get(HASH_FIELD)
-    if not isinstance(recorded, str) or len(recorded) != 64:
-        return "has no content hash in its metadata"
-    if recorded != content_hash(artifact):
-        return "does not match the content hash recorded at export (changed after export)"
-    return None
-
-
 def _fused_graph(body: bytes, spec: ProjectionSpec, key: str, portable_kernels: bool = False):
-    model = _load(body)
+    model = load_model(body)
     add_zero_biases(model)
     fuse_fo_pooling(model)
     if portable_kernels:
@@ -646,8 +535,8 @@ def read_metadata(artifact: bytes) -> dict[str, Any]:
         ArtifactError: not a TFLite file, no edge-pqrnn metadata, or content that does
             not match the recorded hash (a corrupted file).
     """
-    model = _load(artifact)
-    entries = [m for m in model.metadata or [] if _name(m.name) == METADATA_NAME]
+    model = load_model(artifact)
+    entries = [m for m in model.metadata or [] if decode_name(m.name) == METADATA_NAME]
     if not entries:
         raise ArtifactError("this .tflite has no edge-pqrnn metadata: export it with `edge-pqrnn export`")
     try:
@@ -661,4 +550,4 @@ def read_metadata(artifact: bytes) -> dict[str, Any]:
     return data
 
 
-__all__ = ["METADATA_NAME", "OUTPUT_NAMES", "bucket_signature", "fuse", "read_metadata", "signature_for"]
+__all__ = ["fuse", "read_metadata"]

@@ -21,8 +21,8 @@ import dataclasses
 
 import numpy as np
 
-#: The custom op's name in the .tflite.
-FO_POOL_OP = "EdgePqrnnFoPool"
+from edge_pqrnn.format import FO_POOL_OP, model_bytes, schema, signature_def
+
 #: The options version this toolkit writes and its C op accepts.
 FO_POOL_VERSION = 1
 STATE_BITS = 16  # the state is kept in units of z_scale / 2^16
@@ -124,10 +124,6 @@ def fo_pool_model(shape: tuple[int, int, int], q: Quantization, reverse: bool = 
         input_type: a TensorType for the inputs other than INT8 (for testing Prepare).
         quantize_output: False leaves the output without quantization (for testing Prepare).
     """
-    from edge_pqrnn.converters.tflite_fuse import model_bytes, signature_def
-
-    from edge_pqrnn.projection.ops import schema
-
     s = schema()
     model, graph = s.ModelT(), s.SubGraphT()
     model.version, model.buffers = 3, [s.BufferT()]

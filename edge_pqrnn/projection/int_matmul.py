@@ -27,17 +27,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edge_pqrnn.format import DEQUANTIZE_OP, INT_MATMUL_OP, QUANTIZE_OP, model_bytes, schema, signature_def
 from edge_pqrnn.projection.fo_pool import as_float32, round_half_away, fixed_point_multiplier
 
-#: The custom op's name in the .tflite.
-INT_MATMUL_OP = "EdgePqrnnIntMatMul"
-#: The portable artifact's int8 -> float32 output step (one float multiply; the runtimes'
-#: ARM paths use a fused multiply-add and differ from x86 by an ulp).
-DEQUANTIZE_OP = "EdgePqrnnDequantize"
+# INT_MATMUL_OP runs an int8 FULLY_CONNECTED / CONV_2D. DEQUANTIZE_OP is the portable
+# artifact's int8 -> float32 output step (one float multiply; the runtimes' ARM paths use
+# a fused multiply-add and differ from x86 by an ulp); QUANTIZE_OP its float32 -> int8
+# inputs (one division, round half away from zero; the ARM path multiplies by 1 / scale
+# and lands exact ties such as pool weights 1/n elsewhere).
 DEQUANTIZE_VERSION = 1
-#: ... and its float32 -> int8 inputs (one division, round half away from zero; the ARM
-#: path multiplies by 1 / scale and lands exact ties such as pool weights 1/n elsewhere).
-QUANTIZE_OP = "EdgePqrnnQuantize"
 #: The options version this toolkit writes and its C op accepts.
 INT_MATMUL_VERSION = 1
 FULLY_CONNECTED, CONV_2D = 0, 1
@@ -175,10 +173,6 @@ def int_matmul_model(x_shape: Sequence[int], w: np.ndarray, bias: np.ndarray | N
     bias, output ``y`` (signature ``serving_default``). ``custom_options``, ``w_zero``,
     ``x_type`` and ``constant_weights=False`` (weights as a second input) write invalid
     models for testing the op's Prepare."""
-    from edge_pqrnn.converters.tflite_fuse import model_bytes, signature_def
-
-    from edge_pqrnn.projection.ops import schema
-
     s = schema()
     w = np.asarray(w, np.int8)
     model, graph = s.ModelT(), s.SubGraphT()

@@ -12,13 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge_pqrnn.errors import ConfigError, OpLibraryError
-from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
+from edge_pqrnn.format import (PROJECTION_OP, PROJECTION_OUTPUTS as OUTPUT_NAMES, TEXT_INPUT, model_bytes, schema,
+                               signature_def)
+from edge_pqrnn.projection.spec import ProjectionSpec
 
 LIBRARY_NAME = "libpqrnn_projection.so"
 _HERE = pathlib.Path(__file__).resolve().parent
-
-#: Output names of the op (and of the projection-only model's signature), in order.
-OUTPUT_NAMES = ("features", "mask", "pool_weights", "num_tokens")
 
 
 def op_library() -> str:
@@ -108,15 +107,6 @@ def project_native(
     return features, mask, pool, counts
 
 
-def schema():
-    """TFLite's flatbuffer schema module (from ai_edge_litert, or TensorFlow)."""
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError:  # pragma: no cover - depends on what is installed
-        from tensorflow.lite.python import schema_py_generated
-    return schema_py_generated
-
-
 def projection_model(spec: ProjectionSpec, custom_options: bytes | None = None) -> bytes:
     """A .tflite holding only the projection op: ``text`` STRING [B] -> the 4 outputs.
 
@@ -127,8 +117,6 @@ def projection_model(spec: ProjectionSpec, custom_options: bytes | None = None) 
     Returns:
         The flatbuffer bytes, with a ``serving_default`` signature.
     """
-    import flatbuffers
-
     s = schema()
     T, F = spec.max_tokens, spec.feature_size
 
@@ -154,21 +142,9 @@ def projection_model(spec: ProjectionSpec, custom_options: bytes | None = None) 
     sub.operators = [op]
     code = s.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-    code.customCode, code.version = OP_NAME, 1
+    code.customCode, code.version = PROJECTION_OP, 1
     model = s.ModelT()
     model.version, model.description = 3, "edge-pqrnn projection"
     model.operatorCodes, model.subgraphs, model.buffers = [code], [sub], [s.BufferT()]
-    sig = s.SignatureDefT()
-    sig.signatureKey, sig.subgraphIndex = "serving_default", 0
-    sig.inputs = [_tensor_map(s, "text", 0)]
-    sig.outputs = [_tensor_map(s, name, i + 1) for i, name in enumerate(OUTPUT_NAMES)]
-    model.signatureDefs = [sig]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _tensor_map(s, name: str, index: int):
-    m = s.TensorMapT()
-    m.name, m.tensorIndex = name, index
-    return m
+    model.signatureDefs = [signature_def([(TEXT_INPUT, 0)], [(name, i + 1) for i, name in enumerate(OUTPUT_NAMES)])]
+    return model_bytes(model)

@@ -6,13 +6,11 @@ import dataclasses
 from typing import Any
 
 from edge_pqrnn.errors import ConfigError
+from edge_pqrnn.format import PROJECTION_OP as OP_NAME  # noqa: F401  (re-exported: the op's TFLite custom_code)
 
 #: Version of the projection definition (tokenisation, hash, Unicode tables). The op
 #: refuses options written for another version instead of silently hashing differently.
 SPEC_VERSION = 1
-
-#: The custom op's name inside a .tflite (TFLite ``custom_code``).
-OP_NAME = "EdgePqrnnProjection"
 
 MODES = ("word", "char")
 MAX_FEATURE_SIZE = 8192

@@ -126,7 +126,7 @@ def convert(model, spec: ProjectionSpec, calibration_texts: Iterable[str] = (), 
 
 def analyse(flatbuffer: bytes) -> tuple[dict[str, int], dict[str, int], int]:
     """Op counts, tensor type counts and the number of float-computing ops of a body."""
-    from edge_pqrnn.projection.ops import schema
+    from edge_pqrnn.format import schema
 
     s = schema()
     model = s.Model.GetRootAsModel(flatbuffer, 0)

@@ -1,0 +1,164 @@
+"""The one build stage: a trained run -> artifact bytes (.tflite or .onnx), in memory.
+
+quantize (quant) -> fuse the projection op (converters) -> metadata -> sealed bytes. No
+validation and no file write: :mod:`edge_pqrnn.export` validates and writes, and
+benchmark, gates, report and the test fixtures call the same functions, so every
+artifact anyone measures is built the way ``edge-pqrnn export`` builds it.
+
+Example:
+    >>> from edge_pqrnn.run import load_run  # doctest: +SKIP
+    >>> run = load_run("runs/atis")  # doctest: +SKIP
+    >>> built = build_tflite(run, "atis", calibration_for(run, texts))  # doctest: +SKIP
+    >>> len(built.artifact)  # doctest: +SKIP
+    1069264
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from edge_pqrnn._version import __version__
+from edge_pqrnn.errors import ConfigError
+from edge_pqrnn.format import FORMAT
+
+
+@dataclasses.dataclass
+class Built:
+    """An artifact built in memory.
+
+    Attributes:
+        artifact: the .tflite (or .onnx) bytes, metadata attached and sealed.
+        scheme: the quantization scheme (``int8``, ``float``...).
+        body: the converted body (:class:`edge_pqrnn.quant.ptq.QuantizationResult`) of a
+            .tflite; None for an .onnx.
+        seconds: wall time per stage (``quantize``, ``fuse``; ``convert`` for ONNX).
+    """
+
+    artifact: bytes
+    scheme: str
+    body: Any = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def build_metadata(run: Any, dataset_name: str, scheme: str) -> dict[str, Any]:
+    """What travels inside the artifact so an app needs nothing else."""
+    return {
+        "format": FORMAT,
+        "toolkit_version": __version__,
+        "projection": run.spec.to_dict(),
+        "model_config": run.config.to_dict(),
+        "intents": list(run.labels.intents),
+        "tags": list(run.labels.tags),
+        "slot_types": list(run.labels.slot_types),
+        "dataset": dataset_name,
+        "scheme": scheme,
+    }
+
+
+def calibration_for(run: Any, texts: Sequence[str], samples: int = 500, full_length: int = 50) -> list[str]:
+    """Calibration texts for ``run``: ``samples`` random training texts plus ``full_length``
+    texts of the run's full T (:func:`edge_pqrnn.quant.ptq.representative_texts`)."""
+    from edge_pqrnn.quant.ptq import representative_texts
+
+    return representative_texts(list(texts), run.spec, samples=samples, full_length=full_length)
+
+
+def bucket_bodies_of(run: Any, texts: Sequence[str], buckets: Sequence[int], scheme: str,
+                     calibration_samples: int = 500, log: Callable[[str], None] = print) -> dict[int, bytes]:
+    """Bodies of the run's weights converted at each bucket's T (calibrated at that T)."""
+    from edge_pqrnn.model import unrolled_at
+    from edge_pqrnn.quant.ptq import convert, representative_texts
+
+    bodies = {}
+    for max_tokens in sorted(set(buckets)):
+        if not run.spec.markers < max_tokens < run.spec.max_tokens:
+            raise ConfigError(f"length bucket {max_tokens} must lie between {run.spec.markers + 1} and "
+                              f"{run.spec.max_tokens - 1} (the run's T is {run.spec.max_tokens})")
+        model, config = unrolled_at(run.model, run.config, max_tokens)
+        calibration = representative_texts(texts, config.projection, samples=calibration_samples)
+        bodies[max_tokens] = convert(model, config.projection, calibration, scheme=scheme, batch_size=None).model
+        log(f"  bucket T={max_tokens}: {len(bodies[max_tokens]):,} bytes before sharing weights")
+    return bodies
+
+
+def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, scheme: str = "int8",
+                 keep_names: bool = False, buckets: dict[int, bytes] | None = None, portable_kernels: bool = False,
+                 batch_size: int | None = None, log: Callable[[str], None] = lambda _: None) -> Built:
+    """Quantize a run's body and fuse the projection op: the .tflite ``export`` writes.
+
+    Args:
+        run: a loaded run (:func:`edge_pqrnn.run.load_run`).
+        dataset_name: recorded in the metadata.
+        calibration: representative texts (:func:`calibration_for`); unused for ``float``.
+        scheme: one of :data:`edge_pqrnn.quant.ptq.SCHEMES`.
+        keep_names: keep internal tensor names (bigger file, easier debugging).
+        buckets: length-bucket bodies from :func:`bucket_bodies_of` (T -> body).
+        portable_kernels: matmuls and edge (de)quantization in the op library's C.
+        batch_size: the body's fixed batch (None: dynamic).
+        log: where progress lines go.
+
+    Returns:
+        A :class:`Built` with the sealed .tflite bytes and the converted body.
+
+    Raises:
+        ConfigError: an unknown scheme; ArtifactError: the body does not fit the spec.
+    """
+    from edge_pqrnn.converters.tflite_fuse import fuse
+    from edge_pqrnn.quant.ptq import convert
+
+    seconds = {}
+    start = time.perf_counter()
+    log(f"converting ({scheme}, {len(calibration)} calibration texts)...")
+    body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=batch_size)
+    log(f"  body: {body.bytes:,} bytes, {sum(body.op_counts.values())} ops, float ops inside: {body.float_ops}")
+    seconds["quantize"] = time.perf_counter() - start
+    start = time.perf_counter()
+    artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names,
+                    buckets=buckets, portable_kernels=portable_kernels)
+    seconds["fuse"] = time.perf_counter() - start
+    log(f"  fused artifact: {len(artifact):,} bytes")
+    return Built(artifact, scheme, body, seconds)
+
+
+def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, int8: bool = False,
+               opset: int | None = None, text_input: bool = True,
+               log: Callable[[str], None] = lambda _: None) -> Built:
+    """Convert a run to ONNX (float, or int8 QDQ with ``int8=True``) with its metadata.
+
+    Args:
+        run: a loaded run.
+        dataset_name: recorded in the metadata.
+        calibration: representative texts (needed for ``int8``).
+        int8: quantize with onnxruntime's static QDQ quantizer.
+        opset: ONNX opset (default: the converter's).
+        text_input: put the projection op in the graph (raw text in).
+        log: where progress lines go.
+
+    Returns:
+        A :class:`Built` with the .onnx bytes (``body`` None).
+    """
+    import onnx
+
+    from edge_pqrnn.converters import onnx_export
+
+    seconds = {}
+    start = time.perf_counter()
+    opset = opset or onnx_export.OPSET
+    log(f"converting to ONNX (tf2onnx, opset {opset})...")
+    proto = onnx_export.to_onnx(run, opset=opset)
+    seconds["convert"] = time.perf_counter() - start
+    scheme = "float"
+    if int8:
+        start = time.perf_counter()
+        log(f"quantizing (onnxruntime static QDQ int8, {len(calibration)} calibration texts)...")
+        proto = onnx.load_from_string(onnx_export.quantize_int8(proto.SerializeToString(), run.spec, calibration))
+        scheme = "int8"
+        seconds["quantize"] = time.perf_counter() - start
+    if text_input:
+        proto = onnx_export.with_text_input(proto, run.spec)
+    proto = onnx_export.with_metadata(proto, build_metadata(run, dataset_name, scheme))
+    onnx.checker.check_model(proto)
+    return Built(proto.SerializeToString(), scheme, None, seconds)
