@@ -152,6 +152,40 @@ def _parse_slots(value: object, text: str, where: str) -> tuple[Span, ...]:
     raise DataError(f"{where}: slots must be BIO tags or [[start, end, type], ...], got {type(value).__name__}")
 
 
+def _split_examples(rows: list[tuple[int, dict]], columns: list[str], options: dict[str, str], path: Path,
+                    languages: list[str] | None, has_slots: bool) -> dict[str, list[Example]]:
+    """The rows as examples, by split (the split column, else a stable hash of the text)."""
+    text_col, label_col = options.get("text", "text"), options.get("label", "intent")
+    slots_col, split_col = options.get("slots", "slots"), options.get("split", "split")
+    lang_col = options.get("language", "language")
+    splits: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
+    seen_languages: set[str] = set()
+    for number, row in rows:
+        where = f"{path}:{number}"
+        text, label = row.get(text_col), row.get(label_col)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: empty or non-string '{text_col}'")
+        if label is None or not str(label).strip():
+            raise DataError(f"{where}: empty '{label_col}'")
+        language = str(row.get(lang_col) or options.get("lang", "en"))
+        slots = _parse_slots(row.get(slots_col), text, where) if has_slots else ()
+        example = Example(text, str(label).strip(), slots, language)
+        if split_col in columns:
+            raw_split = str(row.get(split_col) or "").strip().lower()
+            if raw_split not in _SPLITS:
+                raise DataError(f"{where}: split {raw_split!r} is not one of {', '.join(_SPLITS)}")
+            split = _SPLITS[raw_split]
+        else:
+            bucket = stable_bucket(f"{language}|{text}")
+            split = "test" if bucket < TEST_PERCENT else "dev" if bucket < TEST_PERCENT + DEV_PERCENT else "train"
+        seen_languages.add(language)
+        if languages is None or language in languages:
+            splits[split].append(example)
+    if not any(splits.values()):
+        raise DataError(f"{path}: no rows in languages {languages}; the file has {sorted(seen_languages)}")
+    return splits
+
+
 def load_tabular(
     spec: str,
     *,
@@ -181,7 +215,6 @@ def load_tabular(
     label_col = options.get("label", "intent")
     slots_col = options.get("slots", "slots")
     split_col = options.get("split", "split")
-    lang_col = options.get("language", "language")
     rows, columns = _read_rows(fmt, path, _decode(path))
     if not rows:
         raise DataError(
@@ -194,31 +227,7 @@ def load_tabular(
             f"e.g. '{fmt}:{path}?text={columns[0] if columns else 'COLUMN'}&label=COLUMN'"
         )
     has_slots = slots_col in columns
-    splits: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}
-    seen_languages: set[str] = set()
-    for number, row in rows:
-        where = f"{path}:{number}"
-        text, label = row.get(text_col), row.get(label_col)
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: empty or non-string '{text_col}'")
-        if label is None or not str(label).strip():
-            raise DataError(f"{where}: empty '{label_col}'")
-        language = str(row.get(lang_col) or options.get("lang", "en"))
-        slots = _parse_slots(row.get(slots_col), text, where) if has_slots else ()
-        example = Example(text, str(label).strip(), slots, language)
-        if split_col in columns:
-            raw_split = str(row.get(split_col) or "").strip().lower()
-            if raw_split not in _SPLITS:
-                raise DataError(f"{where}: split {raw_split!r} is not one of {', '.join(_SPLITS)}")
-            split = _SPLITS[raw_split]
-        else:
-            bucket = stable_bucket(f"{language}|{text}")
-            split = "test" if bucket < TEST_PERCENT else "dev" if bucket < TEST_PERCENT + DEV_PERCENT else "train"
-        seen_languages.add(language)
-        if languages is None or language in languages:
-            splits[split].append(example)
-    if not any(splits.values()):
-        raise DataError(f"{path}: no rows in languages {languages}; the file has {sorted(seen_languages)}")
+    splits = _split_examples(rows, columns, options, path, languages, has_slots)
     notes = {
         "source": str(path),
         "columns": {"text": text_col, "label": label_col, "slots": slots_col if has_slots else None},
