@@ -475,18 +475,17 @@ class OnnxArtifact(Artifact):
         """The raw outputs for a batch of texts (see :meth:`edge_pqrnn.artifact.Artifact.run`).
 
         Raises:
-            DataError: ``texts`` is not a list of str/bytes.
-            ConfigError: ``batch_size`` below 1.
+            InputError: ``texts`` is not a list of str/bytes, or ``batch_size`` is not a
+                whole number >= 1.
             ArtifactError: the artifact was closed.
         """
-        from edge_pqrnn.artifact import _as_batch
+        from edge_pqrnn.artifact import _as_batch, _batch_size
         from edge_pqrnn.projection.reference import project
 
         batch = _as_batch(texts)
+        batch_size = _batch_size(batch_size)
         if self._interp is None:
             raise ArtifactError(f"{self.name} was closed: load it again with OnnxArtifact.load()")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         names = [o.name for o in self._interp.get_outputs()]
         chunks = []
         for i in range(0, len(batch), batch_size):
