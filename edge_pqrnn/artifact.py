@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from edge_pqrnn._io import MAX_ARTIFACT_BYTES, read_file
 from edge_pqrnn.converters.tflite_fuse import METADATA_NAME, SIGNATURE, bucket_signature, hash_problem
 from edge_pqrnn.data.align import spans_from_tags
 from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError, InputError, OpLibraryError
@@ -113,34 +114,34 @@ def _utf8_safe(text: str) -> str:
 # Checks on the file, before any interpreter: each returns data or raises one clear line.
 
 
-def read_source(source: bytes | str | os.PathLike) -> tuple[bytes, str]:
+def read_source(source: bytes | str | os.PathLike, name: str | None = None) -> tuple[bytes, str]:
     """The bytes of an artifact and a name for messages.
 
     Args:
         source: .tflite bytes or a path.
+        name: the name for messages (default: the path, or ``"<bytes>"`` for bytes).
 
     Returns:
-        ``(data, name)``; the name is the path, or ``"<bytes>"``.
+        ``(data, name)``.
 
     Raises:
-        ArtifactError: the path does not exist, is a directory or cannot be read.
+        ArtifactError: the path does not exist, is a directory, a FIFO, a device, a
+            symbolic link loop, bigger than ``MAX_ARTIFACT_BYTES``, or cannot be read
+            (see :func:`edge_pqrnn._io.read_file`).
+        InputError: ``source`` is neither bytes nor a path.
 
     Example:
         >>> read_source(b"abc")
         (b'abc', '<bytes>')
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "<bytes>"
-    path = Path(source)
-    if not path.exists():
-        raise ArtifactError(f"{path} does not exist: pass the path of a .tflite written by `edge-pqrnn export`")
-    if path.is_dir():
-        raise ArtifactError(f"{path} is a directory: pass the .tflite file itself "
-                            "(a run directory goes to --reference)")
-    try:
-        return path.read_bytes(), str(path)
-    except OSError as exc:
-        raise ArtifactError(f"{path} cannot be read ({exc.strerror}): check its permissions") from exc
+        return bytes(source), name or "<bytes>"
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"source must be a path or the artifact's bytes, got {type(source).__name__}")
+    data = read_file(source, limit=MAX_ARTIFACT_BYTES, error=ArtifactError, what="an artifact",
+                     fix="pass the path of a .tflite written by `edge-pqrnn export`",
+                     directory="pass the .tflite file itself (a run directory goes to --reference)")
+    return data, name or str(source)
 
 
 def parse_flatbuffer(data: bytes, name: str = "<bytes>") -> Any:
@@ -381,11 +382,12 @@ class Checked(NamedTuple):
     metadata: dict[str, Any]
 
 
-def check(source: bytes | str | os.PathLike) -> Checked:
+def check(source: bytes | str | os.PathLike, name: str | None = None) -> Checked:
     """Check an artifact file without running it.
 
     Args:
         source: .tflite bytes or a path.
+        name: the name for messages (default: the path, or ``"<bytes>"``).
 
     Returns:
         A :class:`Checked` (bytes, name for messages, verified metadata).
@@ -398,7 +400,7 @@ def check(source: bytes | str | os.PathLike) -> Checked:
         >>> check("atis.int8.tflite").metadata["intents"][:2]  # doctest: +SKIP
         ['atis_abbreviation', 'atis_aircraft']
     """
-    data, name = read_source(source)
+    data, name = read_source(source, name)
     model = parse_flatbuffer(data, name)
     problems = find_problems(model, data)
     if problems:
@@ -620,7 +622,7 @@ class Artifact:
 
     @classmethod
     def load(cls, source: bytes | str | os.PathLike, runtime: str = "litert", *, library: str | None = None,
-             num_threads: int = 1, max_interpreters: int | None = None) -> "Artifact":
+             num_threads: int = 1, max_interpreters: int | None = None, name: str | None = None) -> "Artifact":
         """Check an artifact, open it in ``runtime`` and run it once on an empty text.
 
         Args:
@@ -631,6 +633,7 @@ class Artifact:
             num_threads: CPU threads of the builtin kernels (per interpreter).
             max_interpreters: most interpreters opened for calls from concurrent
                 threads (default: the CPU count, at least 2); 1 makes calls take turns.
+            name: the name for messages (default: the path, or ``"<bytes>"``).
 
         Returns:
             The opened :class:`Artifact`.
@@ -644,7 +647,7 @@ class Artifact:
         Example:
             >>> model = Artifact.load("atis.int8.tflite", runtime="tflite")  # doctest: +SKIP
         """
-        data, name, metadata = check(source)
+        data, name, metadata = check(source, name)
         if max_interpreters is not None and (isinstance(max_interpreters, bool)
                                              or not isinstance(max_interpreters, int) or max_interpreters < 1):
             raise ConfigError(f"max_interpreters must be a whole number of at least 1, got {max_interpreters!r}")

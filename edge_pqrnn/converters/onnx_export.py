@@ -339,7 +339,7 @@ def is_onnx(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
 
 
-def check_onnx(source: bytes | str | os.PathLike) -> Checked:
+def check_onnx(source: bytes | str | os.PathLike, name: str | None = None) -> Checked:
     """Check an .onnx without running it: parses, passes ``onnx.checker``, has our metadata
     and the graph inputs/outputs that fit its labels and projection (for a raw-text graph:
     one projection node whose attributes equal the metadata's projection).
@@ -360,7 +360,7 @@ def check_onnx(source: bytes | str | os.PathLike) -> Checked:
     _require_onnx()
     import onnx
 
-    data, name = read_source(source)
+    data, name = read_source(source, name)
     try:
         proto = onnx.load_from_string(data)
         onnx.checker.check_model(proto)
@@ -427,7 +427,7 @@ class OnnxArtifact(Artifact):
 
     @classmethod
     def load(cls, source: bytes | str | os.PathLike, runtime: str = RUNTIME, *, library: str | None = None,
-             num_threads: int = 1) -> "OnnxArtifact":
+             num_threads: int = 1, name: str | None = None) -> "OnnxArtifact":
         """Check an .onnx, open it in onnxruntime (CPU) and run it once on an empty text.
 
         Args:
@@ -436,6 +436,7 @@ class OnnxArtifact(Artifact):
             library: the op library for a raw-text graph (default: the one built by
                 ``pip install``, or ``EDGE_PQRNN_OP_LIBRARY``); unused for features input.
             num_threads: onnxruntime intra-op threads.
+            name: the name for messages (default: the path, or ``"<bytes>"``).
 
         Returns:
             The opened :class:`OnnxArtifact`.
@@ -449,7 +450,7 @@ class OnnxArtifact(Artifact):
         if runtime != RUNTIME:
             raise ConfigError(f"an .onnx runs in {RUNTIME!r} only, not {runtime!r}: drop --runtime "
                               f"(or export a .tflite with `edge-pqrnn export --format tflite`)")
-        data, name, metadata = check_onnx(source)
+        data, name, metadata = check_onnx(source, name)
         import onnxruntime as ort
 
         options = session_options(num_threads)
