@@ -14,19 +14,22 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import json
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from edge_pqrnn._io import MAX_ARTIFACT_BYTES, read_file
 from edge_pqrnn.data.align import spans_from_tags
-from edge_pqrnn.errors import ArtifactError, ConfigError, DataError, EdgePqrnnError, OpLibraryError
+from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError, InputError, OpLibraryError
 from edge_pqrnn.evaluate import Labels, Logits
 from edge_pqrnn.format import (DEQUANTIZE_OP, FO_POOL_OP, FORMAT, INT_MATMUL_OP, INTENT_OUTPUT, METADATA_NAME,
                                NUM_TOKENS_OUTPUT, PROJECTION_OP as OP_NAME, QUANTIZE_OP, SIGNATURE, SLOT_OUTPUT,
@@ -78,49 +81,63 @@ class Prediction:
     num_tokens: int
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``slots`` as ``{start, end, type, text}`` objects)."""
+        """A JSON-ready dict (``slots`` as ``{start, end, type, text}`` objects).
+
+        Lone surrogates (possible in a ``str`` input, never valid UTF-8) become U+FFFD,
+        one character for one, so the dict always encodes as UTF-8 and the offsets still
+        index ``text``.
+        """
         return {
-            "text": self.text,
+            "text": _utf8_safe(self.text),
             "intent": self.intent,
             "score": self.score,
             "intent_logits": [float(v) for v in self.intent_logits],
-            "slots": [{"start": s.start, "end": s.end, "type": s.slot_type, "text": s.text} for s in self.slots],
+            "slots": [{"start": s.start, "end": s.end, "type": s.slot_type, "text": _utf8_safe(s.text)}
+                      for s in self.slots],
             "num_tokens": self.num_tokens,
         }
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8_safe(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (same length)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 # ----------------------------------------------------------------------------------------
 # Checks on the file, before any interpreter: each returns data or raises one clear line.
 
 
-def read_source(source: bytes | str | os.PathLike) -> tuple[bytes, str]:
+def read_source(source: bytes | str | os.PathLike, name: str | None = None) -> tuple[bytes, str]:
     """The bytes of an artifact and a name for messages.
 
     Args:
         source: .tflite bytes or a path.
+        name: the name for messages (default: the path, or ``"<bytes>"`` for bytes).
 
     Returns:
-        ``(data, name)``; the name is the path, or ``"<bytes>"``.
+        ``(data, name)``.
 
     Raises:
-        ArtifactError: the path does not exist, is a directory or cannot be read.
+        ArtifactError: the path does not exist, is a directory, a FIFO, a device, a
+            symbolic link loop, bigger than ``MAX_ARTIFACT_BYTES``, or cannot be read
+            (see :func:`edge_pqrnn._io.read_file`).
+        InputError: ``source`` is neither bytes nor a path.
 
     Example:
         >>> read_source(b"abc")
         (b'abc', '<bytes>')
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), "<bytes>"
-    path = Path(source)
-    if not path.exists():
-        raise ArtifactError(f"{path} does not exist: pass the path of a .tflite written by `edge-pqrnn export`")
-    if path.is_dir():
-        raise ArtifactError(f"{path} is a directory: pass the .tflite file itself "
-                            "(a run directory goes to --reference)")
-    try:
-        return path.read_bytes(), str(path)
-    except OSError as exc:
-        raise ArtifactError(f"{path} cannot be read ({exc.strerror}): check its permissions") from exc
+        return bytes(source), name or "<bytes>"
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"source must be a path or the artifact's bytes, got {type(source).__name__}")
+    data = read_file(source, limit=MAX_ARTIFACT_BYTES, error=ArtifactError, what="an artifact",
+                     fix="pass the path of a .tflite written by `edge-pqrnn export`",
+                     directory="pass the .tflite file itself (a run directory goes to --reference)")
+    return data, name or str(source)
 
 
 def parse_flatbuffer(data: bytes, name: str = "<bytes>") -> Any:
@@ -361,11 +378,12 @@ class Checked(NamedTuple):
     metadata: dict[str, Any]
 
 
-def check(source: bytes | str | os.PathLike) -> Checked:
+def check(source: bytes | str | os.PathLike, name: str | None = None) -> Checked:
     """Check an artifact file without running it.
 
     Args:
         source: .tflite bytes or a path.
+        name: the name for messages (default: the path, or ``"<bytes>"``).
 
     Returns:
         A :class:`Checked` (bytes, name for messages, verified metadata).
@@ -378,7 +396,7 @@ def check(source: bytes | str | os.PathLike) -> Checked:
         >>> check("atis.int8.tflite").metadata["intents"][:2]  # doctest: +SKIP
         ['atis_abbreviation', 'atis_aircraft']
     """
-    data, name = read_source(source)
+    data, name = read_source(source, name)
     model = parse_flatbuffer(data, name)
     problems = find_problems(model, data)
     if problems:
@@ -439,14 +457,38 @@ def _open_interpreter(data: bytes, name: str, runtime: str, library: str | None,
 
 
 def _as_batch(texts: Sequence[str | bytes]) -> list[str | bytes]:
-    if isinstance(texts, (str, bytes, bytearray)):
-        raise DataError(f"texts must be a list of str or bytes, got a single {type(texts).__name__}: "
-                        "wrap it in a list ([text])")
-    batch = list(texts)
+    """``texts`` as a list of str/bytes, or one :class:`InputError` saying what to pass.
+
+    Raises:
+        InputError: a single text, ``None``, a number, a mapping or set (no defined
+            order, and a dict would silently be its keys), a 0-d or multi-dimensional
+            array, or an element that is not str/bytes.
+    """
+    if isinstance(texts, (str, bytes, bytearray, memoryview)):
+        raise InputError(f"texts must be a list of str or bytes, got a single {type(texts).__name__}: "
+                         "wrap it in a list ([text])")
+    if isinstance(texts, (Mapping, Set)):
+        raise InputError(f"texts must be a list of str or bytes, got a {type(texts).__name__}: pass a list, "
+                         "e.g. list(d.values()) for the texts of a dict")
+    if isinstance(texts, np.ndarray) and texts.ndim != 1:
+        raise InputError(f"texts must be a list of str or bytes, got a {texts.ndim}-d array: pass a 1-d array "
+                         "or a list")
+    try:
+        batch = list(texts)
+    except TypeError:
+        raise InputError(f"texts must be a list of str or bytes, got {type(texts).__name__}: pass a list "
+                         "([text, ...])") from None
     for i, text in enumerate(batch):
         if not isinstance(text, (str, bytes, bytearray, memoryview)):
-            raise DataError(f"texts[{i}] is a {type(text).__name__}; every text must be str or UTF-8 bytes")
+            raise InputError(f"texts[{i}] is a {type(text).__name__}; every text must be str or UTF-8 bytes")
     return [bytes(t) if not isinstance(t, str) else t for t in batch]
+
+
+def _batch_size(value: Any) -> int:
+    """``batch_size`` as an int, or an :class:`InputError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"batch_size must be a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 def _original_offsets(text: str) -> list[int] | None:
@@ -466,10 +508,84 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def default_max_interpreters() -> int:
+    """How many interpreters an :class:`Artifact` opens at most for concurrent calls:
+    the CPU count, at least 2 (more interpreters than cores add memory, not speed)."""
+    return max(2, os.cpu_count() or 1)
+
+
+class _InterpreterPool:
+    """Interpreters of one model, each used by one thread at a time.
+
+    A TFLite interpreter is not thread-safe (its tensors, arena and the op's outputs are
+    per interpreter), so a call takes an idle interpreter, or opens another one when all
+    are busy (at most ``limit``; beyond that a call waits), and gives it back. Measured
+    with tools/benchmark_threads.py (docs/security.md): one shared object runs as fast as
+    one object per thread, and a lock would serialise every call.
+    """
+
+    def __init__(self, first: Any, open_another: Callable[[], Any], limit: int) -> None:
+        self._idle = [first]
+        self._open = open_another
+        self._opened = 1
+        self._limit = limit
+        self._closed = False
+        self._ready = threading.Condition()
+
+    @property
+    def opened(self) -> int:
+        """How many interpreters this pool has opened (idle or busy)."""
+        return self._opened
+
+    @contextlib.contextmanager
+    def take(self, name: str) -> Iterator[Any]:
+        """An interpreter for this thread alone until the ``with`` block ends.
+
+        Raises:
+            ArtifactError: the artifact was closed.
+        """
+        with self._ready:
+            while not self._closed and not self._idle and self._opened >= self._limit:
+                self._ready.wait()
+            if self._closed:
+                raise ArtifactError(f"{name} was closed: load it again with Artifact.load()")
+            interp = self._idle.pop() if self._idle else None
+            if interp is None:
+                self._opened += 1  # reserved now, opened outside the lock (it takes milliseconds)
+        if interp is None:
+            try:
+                interp = self._open()
+            except BaseException:
+                with self._ready:
+                    self._opened -= 1
+                    self._ready.notify()
+                raise
+        try:
+            yield interp
+        finally:
+            with self._ready:
+                if not self._closed:
+                    self._idle.append(interp)
+                self._ready.notify()
+
+    def close(self) -> None:
+        """Drop the idle interpreters; busy ones are dropped when their call ends."""
+        with self._ready:
+            self._closed = True
+            self._idle.clear()
+            self._ready.notify_all()
+
+
 class Artifact:
     """An edge-pqrnn .tflite opened in one runtime: raw text in, intents and slots out.
 
-    Use :meth:`load`; the object is also a context manager that frees the interpreter.
+    Use :meth:`load`; the object is also a context manager that frees the interpreters.
+
+    **Thread safety.** One object may be shared by any number of threads: each call of
+    :meth:`run`, :meth:`logits` or :meth:`predict` runs on an interpreter that no other
+    thread uses meanwhile, taken from a pool that opens one more interpreter whenever all
+    are busy (up to ``max_interpreters``; further calls wait for one to be free). The
+    outputs are bit for bit those of a single thread (tests/test_concurrency.py).
 
     Attributes:
         data: the file's bytes.
@@ -480,7 +596,8 @@ class Artifact:
         runtime: ``"litert"`` or ``"tflite"``.
     """
 
-    def __init__(self, data: bytes, name: str, metadata: dict[str, Any], interp: Any, runtime: str) -> None:
+    def __init__(self, data: bytes, name: str, metadata: dict[str, Any], interp: Any, runtime: str,
+                 open_another: Callable[[], Any] | None = None, max_interpreters: int | None = None) -> None:
         self.data = data
         self.name = name
         self.metadata = metadata
@@ -488,7 +605,9 @@ class Artifact:
         self.labels = Labels(tuple(metadata["intents"]), tuple(metadata["tags"]),
                              tuple(metadata.get("slot_types", ())))
         self.runtime = runtime
-        self._interp = interp
+        self._interp = interp  # the first interpreter (also in the pool)
+        limit = max_interpreters or default_max_interpreters()
+        self._pool = _InterpreterPool(interp, open_another or (lambda: interp), 1 if open_another is None else limit)
         # A fixed batch dimension (a batch-1 export) caps how many texts go in per call.
         text = interp.get_signature_runner(SIGNATURE).get_input_details()[INPUT_NAME]
         fixed = int(text["shape_signature"][0]) if len(text["shape_signature"]) else -1
@@ -499,7 +618,7 @@ class Artifact:
 
     @classmethod
     def load(cls, source: bytes | str | os.PathLike, runtime: str = "litert", *, library: str | None = None,
-             num_threads: int = 1) -> "Artifact":
+             num_threads: int = 1, max_interpreters: int | None = None, name: str | None = None) -> "Artifact":
         """Check an artifact, open it in ``runtime`` and run it once on an empty text.
 
         Args:
@@ -507,7 +626,10 @@ class Artifact:
             runtime: ``"litert"`` (ai_edge_litert) or ``"tflite"`` (tf.lite).
             library: the op library (default: the one built by ``pip install``, or
                 ``EDGE_PQRNN_OP_LIBRARY``).
-            num_threads: CPU threads of the builtin kernels.
+            num_threads: CPU threads of the builtin kernels (per interpreter).
+            max_interpreters: most interpreters opened for calls from concurrent
+                threads (default: the CPU count, at least 2); 1 makes calls take turns.
+            name: the name for messages (default: the path, or ``"<bytes>"``).
 
         Returns:
             The opened :class:`Artifact`.
@@ -521,10 +643,17 @@ class Artifact:
         Example:
             >>> model = Artifact.load("atis.int8.tflite", runtime="tflite")  # doctest: +SKIP
         """
-        data, name, metadata = check(source)
+        data, name, metadata = check(source, name)
+        if max_interpreters is not None and (isinstance(max_interpreters, bool)
+                                             or not isinstance(max_interpreters, int) or max_interpreters < 1):
+            raise ConfigError(f"max_interpreters must be a whole number of at least 1, got {max_interpreters!r}")
         interp = _open_interpreter(data, name, runtime, library, num_threads)
+
+        def open_another() -> Any:
+            return _open_interpreter(data, name, runtime, library, num_threads)
+
         try:
-            artifact = cls(data, name, metadata, interp, runtime)
+            artifact = cls(data, name, metadata, interp, runtime, open_another, max_interpreters)
             artifact.run([""])  # fail now, with the file's name, not at the first real call
         except EdgePqrnnError:
             raise
@@ -540,8 +669,12 @@ class Artifact:
         self.close()
 
     def close(self) -> None:
-        """Free the interpreter (also done when the object is garbage collected)."""
+        """Free the interpreters (also done when the object is garbage collected); calls
+        still running finish first on theirs."""
         self._interp = None
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
 
     @property
     def size(self) -> int:
@@ -567,8 +700,9 @@ class Artifact:
             [N, T, num_tags] (with a slot head) and ``num_tokens`` int32 [N].
 
         Raises:
-            DataError: ``texts`` is not a list of str/bytes.
-            ConfigError: ``batch_size`` below 1.
+            InputError: ``texts`` is not a list of str/bytes, or ``batch_size`` is not a
+                whole number >= 1 (the one error type for bad arguments; it is also a
+                ``DataError``, ``ConfigError`` and ``TypeError``).
             ArtifactError: the artifact was closed.
 
         Example:
@@ -576,30 +710,28 @@ class Artifact:
             (1, 22)
         """
         batch = _as_batch(texts)
-        if self._interp is None:
-            raise ArtifactError(f"{self.name} was closed: load it again with Artifact.load()")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = _batch_size(batch_size)
         from edge_pqrnn.runtimes import run_signature
 
         step = min(batch_size, self._max_batch or batch_size)
         out = self._empty_outputs(len(batch))
         pending = np.arange(len(batch))
-        for signature, max_tokens in self.signatures:
-            if not len(pending):
-                break
-            texts = [batch[i] for i in pending]
-            chunks = [run_signature(self._interp, texts[i : i + step], signature) for i in range(0, len(texts), step)]
-            part = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-            # A bucket filled to its T may have truncated the text: the next bucket retries it.
-            done = (part[NUM_TOKENS_OUTPUT] < max_tokens) | (signature == SIGNATURE)
-            rows = pending[done]
-            for key, value in part.items():
-                if key == SLOT_OUTPUT:
-                    out[key][rows, :max_tokens] = value[done]
-                else:
-                    out[key][rows] = value[done]
-            pending = pending[~done]
+        with self._pool.take(self.name) as interp:
+            for signature, max_tokens in self.signatures:
+                if not len(pending):
+                    break
+                texts = [batch[i] for i in pending]
+                chunks = [run_signature(interp, texts[i : i + step], signature) for i in range(0, len(texts), step)]
+                part = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+                # A bucket filled to its T may have truncated the text: the next bucket retries it.
+                done = (part[NUM_TOKENS_OUTPUT] < max_tokens) | (signature == SIGNATURE)
+                rows = pending[done]
+                for key, value in part.items():
+                    if key == SLOT_OUTPUT:
+                        out[key][rows, :max_tokens] = value[done]
+                    else:
+                        out[key][rows] = value[done]
+                pending = pending[~done]
         return out
 
     def _empty_outputs(self, n: int = 0) -> dict[str, np.ndarray]:
@@ -631,8 +763,9 @@ class Artifact:
             One :class:`Prediction` per text, in order.
 
         Raises:
-            DataError: ``texts`` is not a list of str/bytes.
-            ArtifactError: the op's row count differs from the reference tokeniser's
+            InputError: ``texts`` is not a list of str/bytes, or ``batch_size`` is not a
+                whole number >= 1 (see :meth:`run`).
+            ArtifactError: the artifact was closed, or the op's row count differs from the reference tokeniser's
                 (an op library from another edge-pqrnn version).
 
         Example:

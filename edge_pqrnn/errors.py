@@ -29,3 +29,9 @@ class AgreementError(EdgePqrnnError):
 
 class SizeError(EdgePqrnnError):
     """An artifact exceeds a size limit."""
+
+
+class InputError(DataError, ConfigError, TypeError):
+    """A bad argument to a Python API call (texts that are not a list of str/bytes, a
+    batch size that is not a whole number >= 1). Also a :class:`DataError`, a
+    :class:`ConfigError` and a ``TypeError``, so older ``except`` clauses still catch it."""

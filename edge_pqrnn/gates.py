@@ -174,18 +174,26 @@ def load_gates(path: str | os.PathLike) -> Gates:
     """Read and check a gates TOML file.
 
     Raises:
-        ConfigError: the file is missing, is not valid TOML, or has unknown keys/sections
-            or bad values (see :func:`parse_gates`).
+        ConfigError: the file is missing, not a regular file, too big, not UTF-8, not
+            valid TOML, or has unknown keys/sections or bad values (see :func:`parse_gates`).
 
     Example:
         >>> load_gates("gates.toml").sections["size"]  # doctest: +SKIP
         {'max_bytes': 1600000}
     """
+    from edge_pqrnn._io import MAX_CONFIG_BYTES, read_file
+
     path = Path(path)
+    raw = read_file(path, limit=MAX_CONFIG_BYTES, error=ConfigError, what="a gates file",
+                    fix="pass --gates PATH to a TOML file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"gates file {path} not found; pass --gates PATH to a TOML file") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); TOML files are "
+                          "UTF-8: re-save it as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return parse_gates(data, str(path))

@@ -242,7 +242,9 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
         data = export(source, None, check=False, log=lambda _: None).artifact
         name = f"{source.name} (int8, exported for this report)"
     else:
-        data, name = source.read_bytes(), source.name
+        from edge_pqrnn.artifact import read_source
+
+        data, name = read_source(source, source.name)
     art = Artifact.load(data)
     meta = art.metadata
     dataset = load_dataset(meta.get("dataset") or "")

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -316,7 +317,11 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
 
 
 def _publish(tmp_dir: Path, out_dir: Path) -> None:
-    """Move the finished temporary run into place, replacing any old one."""
+    """Move the finished temporary run into place, replacing any old one (whose mode it
+    takes; a new run gets 0777 minus the umask, not the temp folder's 0700)."""
+    from edge_pqrnn._io import destination_mode
+
+    os.chmod(tmp_dir, destination_mode(out_dir, directory=True))
     old = None
     if out_dir.exists():
         # rename() cannot replace a non-empty directory: move the old one aside first.
@@ -629,11 +634,14 @@ def _make_kd_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelC
 
 
 def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
+    from edge_pqrnn._io import MAX_RUN_FILE_BYTES, read_file
+
+    if not path.exists() and not path.is_symlink():
         raise ArtifactError(f"{path} is missing: {what}")
+    data = read_file(path, limit=MAX_RUN_FILE_BYTES, error=ArtifactError, what="a run file", fix=what)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return json.loads(data.decode("utf-8"))
+    except ValueError as exc:
         raise ArtifactError(f"{path} is not readable JSON ({exc}); re-run training") from exc
 
 
@@ -672,8 +680,11 @@ def load_run(run_dir: str | Path) -> Run:
             f"config.json ({config.num_intents} intents, {config.num_tags} tags); re-run training"
         )
     weights = run_dir / WEIGHTS_FILE
-    if not weights.is_file():
+    if not weights.exists() and not weights.is_symlink():
         raise ArtifactError(f"{weights} is missing; re-run training")
+    from edge_pqrnn._io import MAX_WEIGHTS_BYTES, check_file
+
+    check_file(weights, limit=MAX_WEIGHTS_BYTES, error=ArtifactError, what="model weights", fix="re-run training")
     model = build_model(config)
     try:
         model.load_weights(weights)

@@ -306,11 +306,12 @@ def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray], ref_counts:
     result.snr_db = float(10 * np.log10(max(signal_power, 1e-30) / max(noise_power, 1e-30)))
 
 
-def _run_in_process(data: bytes, name: str, texts: list[str | bytes], batch_size: int) -> tuple[dict, str]:
+def _run_in_process(data: bytes, name: str, texts: list[str | bytes], batch_size: int,
+                    artifact_name: str) -> tuple[dict, str]:
     opener = Artifact
     if name == "onnxruntime":  # ONNX hook: an .onnx (edge_pqrnn.converters.onnx_export)
         from edge_pqrnn.converters.onnx_export import OnnxArtifact as opener
-    with opener.load(data, runtime=name) as artifact:
+    with opener.load(data, runtime=name, name=artifact_name) as artifact:
         return artifact.run(texts, batch_size), artifact.runtime_version
 
 
@@ -340,7 +341,7 @@ def _run_aarch64(data: bytes, runtime: str, texts: list[str | bytes]) -> tuple[d
 
 
 def _run(runtime: str, data: bytes, texts: list[str | bytes], batch_size: int,
-         log: Callable[[str], None]) -> tuple[dict, str]:
+         log: Callable[[str], None], artifact_name: str = "<bytes>") -> tuple[dict, str]:
     """The artifact's outputs in one runtime (a row name) and that runtime's version.
 
     Raises:
@@ -353,7 +354,7 @@ def _run(runtime: str, data: bytes, texts: list[str | bytes], batch_size: int,
             return _run_aarch64(data, runtime[: -len(AARCH64)], texts)
         if runtime == LEGACY_RUNTIME:
             return _run_legacy(data, texts, log)
-        return _run_in_process(data, runtime, texts, batch_size)
+        return _run_in_process(data, runtime, texts, batch_size, artifact_name)
     except subprocess.TimeoutExpired as exc:
         raise EdgePqrnnError(f"{runtime} did not finish within {exc.timeout:.0f} s") from exc
     except OSError as exc:  # e.g. qemu present but not executable, a full disk
@@ -412,9 +413,8 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     if onnx_file:
         runtimes, legacy = (onnx_export.RUNTIME,), False
     data, name, metadata = (onnx_export.check_onnx if onnx_file else check)(
-        artifact.data if isinstance(artifact, Artifact) else artifact)
-    if isinstance(artifact, Artifact):
-        name = artifact.name
+        artifact.data if isinstance(artifact, Artifact) else artifact,
+        artifact.name if isinstance(artifact, Artifact) else None)
     run = load_run(reference_run_dir)
     labelled = _resolve_examples(run, metadata, texts, examples)
     all_texts: list[str | bytes] = [ex.text for ex in labelled] + list(texts or []) + list(HOSTILE_TEXTS.values())
@@ -443,7 +443,7 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     for runtime in plan:
         start = time.perf_counter()
         try:
-            out, version = _run(runtime, data, all_texts, batch_size, log)
+            out, version = _run(runtime, data, all_texts, batch_size, log, name)
         except EdgePqrnnError as exc:
             results[runtime] = RuntimeResult(runtime, loaded=False, error=str(exc))
             continue
@@ -504,7 +504,7 @@ def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.nda
     x86 = outputs.get(result.runtime)
     if x86 is None and result.runtime not in extra:
         try:
-            extra[result.runtime] = _run(result.runtime, data, texts, batch_size, log)[0]
+            extra[result.runtime] = _run(result.runtime, data, texts, batch_size, log, name)[0]
         except EdgePqrnnError:
             extra[result.runtime] = None  # only the comparison is missing; the row itself stands
     x86 = x86 if x86 is not None else extra.get(result.runtime)

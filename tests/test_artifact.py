@@ -122,6 +122,46 @@ def test_bad_text_arguments_say_the_fix(built):
         model.run(["x"])
 
 
+BAD_ARGUMENTS = [  # issue 23: these raised a bare TypeError, or (a dict) ran its keys
+    ({"texts": None}, r"texts must be a list of str or bytes, got NoneType: pass a list"),
+    ({"texts": 5}, r"texts must be a list of str or bytes, got int: pass a list"),
+    ({"texts": np.array("flights")}, r"texts must be a list of str or bytes, got a 0-d array: pass a 1-d array"),
+    ({"texts": np.array([["a", "b"]])}, r"got a 2-d array: pass a 1-d array or a list"),
+    ({"texts": {"flights to boston": 1}}, r"got a dict: pass a list, e\.g\. list\(d\.values\(\)\)"),
+    ({"texts": {"a", "b"}}, r"got a set: pass a list"),
+    ({"texts": ["ok"], "batch_size": 2.5}, r"batch_size must be a whole number of at least 1, got 2\.5"),
+    ({"texts": ["ok"], "batch_size": 0}, r"batch_size must be a whole number of at least 1, got 0"),
+    ({"texts": ["ok"], "batch_size": "8"}, r"batch_size must be a whole number of at least 1, got '8'"),
+]
+
+
+@pytest.mark.parametrize("method", ["run", "predict", "logits"])
+def test_bad_api_arguments_raise_one_input_error(built, method):
+    from edge_pqrnn.errors import ConfigError, EdgePqrnnError, InputError
+
+    with Artifact.load(built.path) as model:
+        for kwargs, message in BAD_ARGUMENTS:
+            with pytest.raises(InputError, match=message) as error:
+                getattr(model, method)(**kwargs)
+            # one type, caught by every older except clause too
+            assert isinstance(error.value, (EdgePqrnnError, DataError, ConfigError, TypeError, ValueError))
+        # what is accepted: any 1-d sequence of str/bytes, numpy integers as batch size
+        out = model.run(np.array(["flights to boston", "fares"]), batch_size=np.int64(1))
+        assert out["intent_logits"].shape == (2, 3)
+
+
+def test_prediction_with_lone_surrogates_writes_as_utf8_json(built):
+    # issue 23: to_dict() of a str with lone surrogates could not be encoded as UTF-8.
+    text = "flights from boston\ud800 to denver\udfff"
+    with Artifact.load(built.path) as model:
+        prediction = model.predict([text])[0]
+    encoded = json.dumps(prediction.to_dict(), ensure_ascii=False).encode("utf-8")
+    back = json.loads(encoded)
+    assert back["text"] == "flights from boston\ufffd to denver\ufffd" and len(back["text"]) == len(text)
+    for span in back["slots"]:  # the offsets still index the text
+        assert back["text"][span["start"] : span["end"]] == span["text"]
+
+
 def _flip(data: bytes, position: int, bit: int = 0) -> bytes:
     flipped = bytearray(data)
     flipped[position] ^= 1 << bit

@@ -102,3 +102,70 @@ def test_library_has_no_mutable_global_state():
     assert writable - {"completed", "__dso_handle", "__TMC_END__"} == {"registration"}
     source = (pathlib.Path(__file__).resolve().parent.parent / "edge_pqrnn/projection/native/projection_op.c").read_text()
     assert source.count("static TfLiteRegistration registration") == 5
+
+
+# ------------------------------------------------------------------ one Artifact, many threads
+
+SHARED_CALLS = 1500  # per thread: 8 x 1,500 = 12,000 calls per runtime (about 2 s each here)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_one_artifact_shared_by_threads_gives_single_thread_bits(built, runtime):
+    # Issue 23: one Artifact shared by threads corrupted memory (glibc aborts, segfaults,
+    # "RESHAPE (64 != 8192)") or silently changed logits. Each call now runs on an
+    # interpreter no other thread uses meanwhile (a pool).
+    from edge_pqrnn.artifact import Artifact
+
+    texts = random_texts(40, seed=11) + [HOSTILE[k] for k in sorted(HOSTILE)[:8]]
+    # Batches of 1 to 3 texts: different sizes make every call resize the interpreter.
+    batches = [texts[i : i + 1 + i % 3] for i in range(len(texts))]
+    model = Artifact.load(built.path, runtime=runtime)
+    expected = [model.run(batch) for batch in batches]
+    failures: list[str] = []
+    start = threading.Barrier(THREADS)
+
+    def worker(index: int) -> None:
+        try:
+            rng = np.random.default_rng(index)
+            start.wait(timeout=60)
+            for call in range(SHARED_CALLS):
+                b = int(rng.integers(len(batches)))
+                out = model.run(batches[b])
+                for name, value in expected[b].items():
+                    if not np.array_equal(out[name], value):
+                        failures.append(f"thread {index} call {call} batch {b}: {name} differs")
+        except Exception as exc:
+            failures.append(f"thread {index}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert failures == []
+    assert 2 <= model._pool.opened <= THREADS  # the pool grew for concurrent calls, within its limit
+    model.close()
+
+
+def test_shared_artifact_interpreter_limit_and_close(built):
+    from edge_pqrnn.artifact import Artifact
+    from edge_pqrnn.errors import ArtifactError, ConfigError
+
+    model = Artifact.load(built.path, max_interpreters=1)  # calls take turns on one interpreter
+    texts = random_texts(6, seed=2)
+    expected = model.run(texts)["intent_logits"]
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(model.run(texts)["intent_logits"])) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 4 and all(np.array_equal(r, expected) for r in results)
+    assert model._pool.opened == 1
+    model.close()
+    with pytest.raises(ArtifactError, match="was closed: load it again with Artifact.load()"):
+        model.run(texts)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match=r"max_interpreters must be a whole number of at least 1, got "):
+            Artifact.load(built.path, max_interpreters=bad)

@@ -385,7 +385,7 @@ def test_tabular_unknown_option_and_missing_file(tmp_path):
     path = write(tmp_path, "a.csv", "text,intent\nhi,a\nyo,b\n")
     with pytest.raises(DataError, match="unknown option\\(s\\) \\['txt'\\]; allowed: text, label"):
         load_dataset(f"csv:{path}?txt=x")
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="missing.csv does not exist: pass csv:PATH or jsonl:PATH"):
         load_dataset(f"csv:{tmp_path / 'missing.csv'}")
 
 

@@ -103,8 +103,9 @@ def test_inspect_command(built, tmp_path):
 # they pass through from other modules, e.g. "run directory ... does not exist", are
 # documented too but not listed here).
 MESSAGE_PHRASES = [
-    "does not exist: pass the path of a .tflite", "is a directory: pass the .tflite file itself",
-    "cannot be read", "is not a TFLite model", "is truncated or corrupt", "is truncated (",
+    "pass the path of a .tflite written by", "pass the .tflite file itself", "does not exist: ",
+    "is a directory: ", "cannot be read", "a named pipe (FIFO)", "a character device", "not a regular file",
+    "is a symbolic link loop", "which does not exist", "bytes edge-pqrnn reads as", "is not a usable path", "is not a TFLite model", "is truncated or corrupt", "is truncated (",
     "has an out-of-range", "op, so it does not take raw text", "ops where exactly one is expected",
     "uses custom ops", "has no edge-pqrnn metadata", "has unreadable edge-pqrnn metadata",
     "does not match the content hash recorded at export", "has metadata format", "has incomplete metadata",
@@ -121,7 +122,7 @@ MESSAGE_PHRASES = [
 
 def test_every_message_is_in_the_code_and_in_troubleshooting():
     code = "".join((ROOT / "edge_pqrnn" / name).read_text()
-                   for name in ("artifact.py", "validate.py", "format.py", "converters/tflite_fuse.py"))
+                   for name in ("artifact.py", "validate.py", "format.py", "converters/tflite_fuse.py", "_io.py"))
     docs = (ROOT / "docs" / "troubleshooting.md").read_text()
     flat_code = re.sub(r'"\s*\n\s*f?"', "", code)  # join implicitly concatenated string literals
     for phrase in MESSAGE_PHRASES:

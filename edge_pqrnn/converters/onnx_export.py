@@ -334,7 +334,7 @@ def is_onnx(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
 
 
-def check_onnx(source: bytes | str | os.PathLike) -> Checked:
+def check_onnx(source: bytes | str | os.PathLike, name: str | None = None) -> Checked:
     """Check an .onnx without running it: parses, passes ``onnx.checker``, has our metadata
     and the graph inputs/outputs that fit its labels and projection (for a raw-text graph:
     one projection node whose attributes equal the metadata's projection).
@@ -355,7 +355,7 @@ def check_onnx(source: bytes | str | os.PathLike) -> Checked:
     _require_onnx()
     import onnx
 
-    data, name = read_source(source)
+    data, name = read_source(source, name)
     try:
         proto = onnx.load_from_string(data)
         onnx.checker.check_model(proto)
@@ -422,7 +422,7 @@ class OnnxArtifact(Artifact):
 
     @classmethod
     def load(cls, source: bytes | str | os.PathLike, runtime: str = RUNTIME, *, library: str | None = None,
-             num_threads: int = 1) -> "OnnxArtifact":
+             num_threads: int = 1, name: str | None = None) -> "OnnxArtifact":
         """Check an .onnx, open it in onnxruntime (CPU) and run it once on an empty text.
 
         Args:
@@ -431,6 +431,7 @@ class OnnxArtifact(Artifact):
             library: the op library for a raw-text graph (default: the one built by
                 ``pip install``, or ``EDGE_PQRNN_OP_LIBRARY``); unused for features input.
             num_threads: onnxruntime intra-op threads.
+            name: the name for messages (default: the path, or ``"<bytes>"``).
 
         Returns:
             The opened :class:`OnnxArtifact`.
@@ -444,7 +445,7 @@ class OnnxArtifact(Artifact):
         if runtime != RUNTIME:
             raise ConfigError(f"an .onnx runs in {RUNTIME!r} only, not {runtime!r}: drop --runtime "
                               f"(or export a .tflite with `edge-pqrnn export --format tflite`)")
-        data, name, metadata = check_onnx(source)
+        data, name, metadata = check_onnx(source, name)
         import onnxruntime as ort
 
         options = session_options(num_threads)
@@ -470,18 +471,17 @@ class OnnxArtifact(Artifact):
         """The raw outputs for a batch of texts (see :meth:`edge_pqrnn.artifact.Artifact.run`).
 
         Raises:
-            DataError: ``texts`` is not a list of str/bytes.
-            ConfigError: ``batch_size`` below 1.
+            InputError: ``texts`` is not a list of str/bytes, or ``batch_size`` is not a
+                whole number >= 1.
             ArtifactError: the artifact was closed.
         """
-        from edge_pqrnn.artifact import _as_batch
+        from edge_pqrnn.artifact import _as_batch, _batch_size
         from edge_pqrnn.projection.reference import project
 
         batch = _as_batch(texts)
+        batch_size = _batch_size(batch_size)
         if self._interp is None:
             raise ArtifactError(f"{self.name} was closed: load it again with OnnxArtifact.load()")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         names = [o.name for o in self._interp.get_outputs()]
         chunks = []
         for i in range(0, len(batch), batch_size):

@@ -57,9 +57,10 @@ def parse_spec(spec: str) -> tuple[str, Path, dict[str, str]]:
 
 def _decode(path: Path) -> str:
     """The file as text; a non-UTF-8 byte is reported with its line number."""
-    if not path.is_file():
-        raise DataError(f"data file {path} not found")
-    data = path.read_bytes()
+    from edge_pqrnn._io import MAX_DATA_BYTES, read_file
+
+    data = read_file(path, limit=MAX_DATA_BYTES, error=DataError, what="a data file",
+                     fix="pass csv:PATH or jsonl:PATH of an existing file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn._io import atomic_write_bytes
+from edge_pqrnn._io import atomic_write_bytes, destination_mode
 from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.evaluate import Labels, Logits
 from edge_pqrnn.projection import ProjectionSpec, Token
@@ -280,7 +281,9 @@ def check_target(out_dir: Path, overwrite: bool) -> None:
 
 
 def publish(tmp_dir: Path, out_dir: Path) -> None:
-    """Rename a finished temporary directory into place, replacing an old one."""
+    """Rename a finished temporary directory into place, replacing an old one (whose
+    mode it takes; a new one gets 0777 minus the umask, not the temp folder's 0700)."""
+    os.chmod(tmp_dir, destination_mode(out_dir, directory=True))
     if out_dir.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
         out_dir.rename(old / "teacher")
