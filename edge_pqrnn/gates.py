@@ -215,7 +215,7 @@ def float_artifact(run_dir: str | os.PathLike) -> bytes:
     from edge_pqrnn.converters.tflite_fuse import fuse
     from edge_pqrnn.export import build_metadata
     from edge_pqrnn.quant.ptq import convert
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.run import load_run
 
     run = load_run(run_dir)
     body = convert(run.model, run.spec, [], scheme="float", batch_size=None)

@@ -21,7 +21,8 @@ from edge_pqrnn.export import build_metadata
 from edge_pqrnn.model import ModelConfig
 from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.quant.ptq import convert, representative_texts
-from edge_pqrnn.train import TrainConfig, load_run, train
+from edge_pqrnn.run import load_run
+from edge_pqrnn.train import TrainConfig, train
 
 CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "atlanta", "oakland", "pittsburgh"]
 DAYS = ["monday", "tuesday", "friday", "sunday"]
