@@ -24,7 +24,7 @@ _LAZY = {
     "train_run": ("edge_pqrnn.pipeline", "train_run"),
     "evaluate_run": ("edge_pqrnn.pipeline", "evaluate_run"),
     "quickstart": ("edge_pqrnn.pipeline", "quickstart"),
-    "load_run": ("edge_pqrnn.train", "load_run"),
+    "load_run": ("edge_pqrnn.run", "load_run"),
     "export_artifact": ("edge_pqrnn.export", "export"),
     "validate_artifact": ("edge_pqrnn.validate", "validate"),
     "Artifact": ("edge_pqrnn.artifact", "Artifact"),

@@ -171,7 +171,8 @@ def distill_train(
         ``distill.json`` (teacher, augmentation, label counts and seconds).
     """
     from edge_pqrnn.model import ModelConfig
-    from edge_pqrnn.train import Distillation, TrainConfig, train
+    from edge_pqrnn.losses import Distillation
+    from edge_pqrnn.train import TrainConfig, train
 
     spec = spec or ProjectionSpec()
     train_config = TrainConfig(**(train_options or {}))  # fail fast on bad options, before labelling

@@ -79,7 +79,7 @@ class Labels:
 @runtime_checkable
 class Predictor(Protocol):
     """Anything that predicts logits for raw texts and knows its labels and projection
-    (``edge_pqrnn.train.Run`` is one; an int8 .tflite predictor can be another)."""
+    (``edge_pqrnn.run.Run`` is one; an int8 .tflite predictor can be another)."""
 
     labels: Labels
 

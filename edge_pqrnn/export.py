@@ -46,7 +46,7 @@ def load_run_and_dataset(run_dir: str | Path, data: str | None = None):
             is None.
     """
     from edge_pqrnn.data import load_dataset
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.run import load_run
 
     run = load_run(run_dir)
     dataset_name = data or run.metrics.get("dataset")

@@ -221,7 +221,7 @@ def reference_workload(size: int = 192) -> Callable[[], Any]:
 def float_artifact(run_dir: str | os.PathLike) -> bytes:
     """The float32 .tflite of a run (same graph and op, float body), built in memory."""
     from edge_pqrnn.build import build_tflite
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.run import load_run
 
     run = load_run(run_dir)
     return build_tflite(run, run.metrics.get("dataset", "unknown"), [], scheme="float").artifact

@@ -263,7 +263,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
     artifacts = {"int8": data}
     if run_dir is not None:
         from edge_pqrnn.gates import float_artifact
-        from edge_pqrnn.train import load_run
+        from edge_pqrnn.run import load_run
 
         run = load_run(run_dir)
         float_logits = np.asarray(run.predict(texts).intent)

@@ -1,12 +1,4 @@
-"""Train a pQRNN on a dataset and write a run directory; load it back.
-
-A run directory holds::
-
-    config.json        the ModelConfig (projection spec included)
-    labels.json        intents, tag vocabulary, slot types
-    model.weights.h5   the Keras weights (best dev epoch)
-    history.json       one entry per epoch: losses, learning rate, dev metrics, seconds
-    metrics.json       dev (and test) metrics, best epoch, time, parameter count
+"""Train a pQRNN on a dataset and write a run directory (its format: :mod:`edge_pqrnn.run`).
 
 Training happens in a hidden temporary directory next to the target, which is renamed
 into place only when everything is written; ``metrics.json`` is written last, so an
@@ -14,6 +6,7 @@ interrupted run never leaves a directory that looks finished.
 
 Example:
     >>> from edge_pqrnn.data import load_dataset
+    >>> from edge_pqrnn.run import load_run
     >>> result = train(load_dataset("fixture:atis"), None, TrainConfig(epochs=2), "runs/demo")  # doctest: +SKIP
     >>> run = load_run("runs/demo")  # doctest: +SKIP
 """
@@ -22,11 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,17 +28,12 @@ from tqdm.auto import tqdm
 
 from edge_pqrnn.data.align import bio_tags, tag_vocabulary
 from edge_pqrnn.data.records import Dataset, Example
-from edge_pqrnn.errors import ArtifactError, ConfigError, DataError
+from edge_pqrnn.errors import ConfigError, DataError
 from edge_pqrnn.evaluate import Labels, Logits, score
 from edge_pqrnn.model import INTENT_OUTPUT, SLOT_OUTPUT, ModelConfig, build_model, count_params
+from edge_pqrnn.losses import Distillation, make_kd_step, make_train_step
 from edge_pqrnn.projection import Projection, ProjectionSpec, Token, project
-
-CONFIG_FILE = "config.json"
-LABELS_FILE = "labels.json"
-WEIGHTS_FILE = "model.weights.h5"
-HISTORY_FILE = "history.json"
-#: Written last: its presence marks a finished run.
-METRICS_FILE = "metrics.json"
+from edge_pqrnn.run import check_target, concat_logits, model_inputs, save_header, save_run, staging
 
 _PROJECT_CHUNK = 512  # texts projected at once (bounds the float32 [B, T, F] buffer)
 
@@ -130,34 +114,6 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
-class Distillation:
-    """Teacher logits for knowledge distillation (see ``edge_pqrnn.distill``).
-
-    Attributes:
-        extra: unlabelled training texts (augmented variants...) appended to the train
-            split; their gold labels, if any, are ignored.
-        intent: float32 [N, num_intents] teacher intent logits for ``dataset.train``
-            followed by ``extra`` (N = len(train) + len(extra)).
-        slot_rows: float32 [sum of rows, num_tags] teacher slot logits per token row of
-            the student's projection spec; text n owns ``slot_rows[offsets[n]:offsets[n+1]]``.
-        offsets: int64 [N + 1].
-    """
-
-    extra: Sequence[Example]
-    intent: np.ndarray
-    slot_rows: np.ndarray
-    offsets: np.ndarray
-
-    def slots(self, index: np.ndarray, max_tokens: int) -> np.ndarray:
-        """Teacher slot logits of texts ``index`` as float32 [B, max_tokens, tags]."""
-        out = np.zeros((len(index), max_tokens, self.slot_rows.shape[1]), np.float32)
-        for b, i in enumerate(index):
-            rows = self.slot_rows[self.offsets[i] : self.offsets[i + 1]][:max_tokens]
-            out[b, : len(rows)] = rows
-        return out
-
-
-@dataclasses.dataclass
 class TrainResult:
     """What :func:`train` returns.
 
@@ -176,49 +132,6 @@ class TrainResult:
     labels: Labels
     metrics: dict[str, Any]
     history: list[dict[str, Any]]
-
-
-@dataclasses.dataclass
-class Run:
-    """A finished run loaded by :func:`load_run`; also a predictor for ``evaluate()``.
-
-    Attributes:
-        path: the run directory.
-        config: the model configuration.
-        labels: the label vocabularies.
-        model: the Keras model with the run's weights.
-        metrics: the content of ``metrics.json``.
-    """
-
-    path: Path
-    config: ModelConfig
-    labels: Labels
-    model: keras.Model
-    metrics: dict[str, Any]
-
-    @property
-    def spec(self) -> ProjectionSpec:
-        """The projection spec the model was trained with."""
-        return self.config.projection
-
-    def predict(self, texts: Sequence[str], batch_size: int = 256) -> Logits:
-        """Float logits for raw texts (numpy projection -> Keras model).
-
-        Args:
-            texts: the utterances.
-            batch_size: texts per model call.
-
-        Returns:
-            Intent logits [N, num_intents] and slot logits [N, T, num_tags] (or None).
-        """
-        intents, slots = [], []
-        for i in range(0, len(texts), batch_size):
-            p = project(list(texts[i : i + batch_size]), self.spec)
-            out = self.model(_model_inputs(p.features, p.mask, p.pool_weights), training=False)
-            intents.append(np.asarray(out[INTENT_OUTPUT]))
-            if SLOT_OUTPUT in out:
-                slots.append(np.asarray(out[SLOT_OUTPUT]))
-        return _concat_logits(intents, slots, self.config)
 
 
 class _Split:
@@ -255,20 +168,7 @@ class _Split:
         mask = (np.arange(T)[None, :] < n[:, None]).astype(np.float32)
         # float32 1/n, as project() computes it, so cached and fresh inputs are identical.
         pool = mask * (np.float32(1.0) / n.astype(np.float32))[:, None]
-        return _model_inputs(features, mask, pool)
-
-
-def _model_inputs(features: np.ndarray, mask: np.ndarray, pool_weights: np.ndarray) -> dict[str, np.ndarray]:
-    return {"features": features, "mask": mask, "pool_weights": pool_weights}
-
-
-def _concat_logits(intents: list[np.ndarray], slots: list[np.ndarray], config: ModelConfig) -> Logits:
-    T = config.projection.max_tokens
-    intent = np.concatenate(intents) if intents else np.zeros((0, config.num_intents), np.float32)
-    if not config.slot_head:
-        return Logits(intent, None)
-    slot = np.concatenate(slots) if slots else np.zeros((0, T, config.num_tags), np.float32)
-    return Logits(intent, slot)
+        return model_inputs(features, mask, pool)
 
 
 def _targets(
@@ -293,43 +193,6 @@ def _targets(
                 )
             tags[n, t] = tag_index[tag]
     return intents, tags
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _check_target(out_dir: Path, overwrite: bool) -> None:
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise ArtifactError(f"{out_dir} exists and is not a directory; choose another output directory")
-    if (out_dir / METRICS_FILE).exists() and not overwrite:
-        raise ArtifactError(
-            f"{out_dir} already holds a finished run; pass overwrite=True (CLI: --overwrite) to "
-            "replace it, or choose another output directory"
-        )
-    if any(out_dir.iterdir()) and not overwrite:
-        raise ArtifactError(
-            f"{out_dir} exists, is not empty and is not a finished run; remove it, pass "
-            "overwrite=True (CLI: --overwrite) or choose another output directory"
-        )
-
-
-def _publish(tmp_dir: Path, out_dir: Path) -> None:
-    """Move the finished temporary run into place, replacing any old one (whose mode it
-    takes; a new run gets 0777 minus the umask, not the temp folder's 0700)."""
-    from edge_pqrnn._io import destination_mode
-
-    os.chmod(tmp_dir, destination_mode(out_dir, directory=True))
-    old = None
-    if out_dir.exists():
-        # rename() cannot replace a non-empty directory: move the old one aside first.
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        out_dir.rename(old / "run")
-    tmp_dir.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def train(
@@ -373,7 +236,7 @@ def train(
     """
     train_config = train_config or TrainConfig()
     out_dir = Path(out_dir)
-    _check_target(out_dir, overwrite)
+    check_target(out_dir, overwrite)
     if not dataset.dev:
         raise DataError(f"{dataset.name}: the dev split is empty; early stopping needs dev examples")
     labels = Labels(
@@ -386,17 +249,10 @@ def train(
         base, num_intents=len(labels.intents), num_tags=len(labels.tags), slot_head=dataset.has_slots
     )
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
+    with staging(out_dir) as tmp_dir:
         keras.utils.set_random_seed(train_config.seed)
-        _write_json(tmp_dir / CONFIG_FILE, config.to_dict())
-        _write_json(tmp_dir / LABELS_FILE, labels.to_dict())
+        save_header(tmp_dir, config, labels)
         result = _fit(dataset, config, labels, train_config, tmp_dir, progress, distillation, augmented)
-        _publish(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     result.run_dir = out_dir
     return result
 
@@ -413,127 +269,17 @@ def _fit(
 ) -> TrainResult:
     """The training loop proper; writes weights, history and (last) metrics into run_dir."""
     started = time.monotonic()
-    spec = config.projection
-    rng = np.random.default_rng(tc.seed)
-    distort = spec.distortion > 0
-    train_examples = list(dataset.train) + list(distillation.extra if distillation else ())
-    train_split = _Split(train_examples, spec, rng if distort else None)
-    dev_split = _Split(dataset.dev, spec)
-    if distillation is not None:
-        n = len(train_examples)
-        if distillation.intent.shape != (n, config.num_intents) or len(distillation.offsets) != n + 1:
-            raise DataError(
-                f"teacher logits for {distillation.intent.shape[0]} texts x {distillation.intent.shape[1]} intents, "
-                f"expected {n} x {config.num_intents}: label train + extra with the same teacher and dataset"
-            )
-    # Gold targets of the labelled texts: the first len(dataset.train) rows of the split.
-    intent_ids, tag_ids = _targets(dataset.train, train_split, labels, config.slot_head)
-    if distillation is not None:  # extra texts: no gold (weight 0), teacher targets only
-        extra = len(train_examples) - len(dataset.train)
-        gold_weight = np.concatenate([np.ones(len(dataset.train)), np.zeros(extra)]).astype(np.float32)
-        intent_ids = np.concatenate([intent_ids, np.zeros(extra, np.int32)])
-        if tag_ids is not None:
-            tag_ids = np.concatenate([tag_ids, np.zeros((extra, tag_ids.shape[1]), np.int32)])
-
-    model = build_model(config)
-    num_params = count_params(config)
-    if progress:
-        print(f"pQRNN model: {num_params:,} parameters ({len(dataset.train)} train / {len(dataset.dev)} dev examples)")
-
-    steps_per_epoch = math.ceil(len(train_split) / tc.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(tc.learning_rate, tc.epochs * steps_per_epoch, alpha=0.05)
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=tc.clipnorm)
-    train_step = _make_train_step(model, optimizer, config, tc) if distillation is None else (
-        _make_kd_step(model, optimizer, config, tc))
-    predict_step = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
-
-    def predict_split(split: _Split) -> Logits:
-        intents, slots = [], []
-        for i in range(0, len(split), 256):
-            out = predict_step(split.inputs(np.arange(i, min(i + 256, len(split)))))
-            intents.append(out[INTENT_OUTPUT].numpy())
-            if config.slot_head:
-                slots.append(out[SLOT_OUTPUT].numpy())
-        return _concat_logits(intents, slots, config)
-
-    def score_dev() -> tuple[dict[str, Any], float, str]:
-        """Dev metrics of the current weights, their early-stopping score and log text."""
-        dev = score(dataset.dev, predict_split(dev_split), dev_split.tokens, labels)
-        slot_text = f" slot F1 {dev['slot_f1']:.4f}" if config.slot_head else ""
-        return (dev, dev["intent_accuracy"] + (dev["slot_f1"] if config.slot_head else 0.0),
-                f"dev intent {dev['intent_accuracy']:.4f}{slot_text}")
-
-    history: list[dict[str, Any]] = []
-    best_score, best_epoch, best_weights, best_dev = -math.inf, 0, model.get_weights(), {}
-    recent: collections.deque = collections.deque(maxlen=tc.average_last or 1)  # end-of-epoch weights
-    for epoch in range(1, tc.epochs + 1):
-        epoch_start = time.monotonic()
-        if distort and epoch > 1:  # fresh noise each epoch; epoch 1 reuses the first projection
-            train_split = _Split(train_examples, spec, rng)
-        order = rng.permutation(len(train_split))
-        totals = np.zeros(3)
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{tc.epochs}", disable=not progress, leave=False)
-        for step in range(steps_per_epoch):
-            index = order[step * tc.batch_size : (step + 1) * tc.batch_size]
-            inputs = train_split.inputs(index)
-            slot_targets = tag_ids[index] if tag_ids is not None else np.zeros((len(index), 1), np.int32)
-            if distillation is None:
-                losses = np.array([float(v) for v in train_step(inputs, intent_ids[index], slot_targets)])
-            else:
-                teacher_slots = (distillation.slots(index, spec.max_tokens) if config.slot_head
-                                 else np.zeros((len(index), 1, 1), np.float32))
-                losses = np.array([float(v) for v in train_step(
-                    inputs, intent_ids[index], slot_targets, gold_weight[index],
-                    distillation.intent[index], teacher_slots)])
-            totals += losses
-            bar.update()
-            bar.set_postfix(loss=f"{totals[0] / (step + 1):.4f}")
-        bar.close()
-        dev, dev_score, dev_text = score_dev()
-        entry = {
-            "epoch": epoch,
-            "loss": totals[0] / steps_per_epoch,
-            "intent_loss": totals[1] / steps_per_epoch,
-            "slot_loss": totals[2] / steps_per_epoch,
-            "learning_rate": float(schedule(epoch * steps_per_epoch)),
-            "dev": dev,
-            "seconds": time.monotonic() - epoch_start,
-        }
-        history.append(entry)
-        improved = dev_score > best_score
-        if tc.average_last:
-            recent.append(model.get_weights())
-        if improved:
-            best_score, best_epoch, best_weights, best_dev = dev_score, epoch, model.get_weights(), dev
-        if progress:
-            tqdm.write(f"epoch {epoch:>3}: loss {entry['loss']:.4f}  {dev_text}  ({entry['seconds']:.0f}s)"
-                       f"{'  *best' if improved else ''}")
-        if epoch - best_epoch >= tc.patience:
-            break
-        if tc.max_minutes is not None and time.monotonic() - started > 60 * tc.max_minutes:
-            break
-
-    averaged = None
-    if tc.average_last and len(recent) >= 2:
-        mean = _mean_weights(list(recent))
-        model.set_weights(mean)
-        dev, dev_score, dev_text = score_dev()
-        epochs = list(range(len(history) - len(recent) + 1, len(history) + 1))
-        averaged = {"epochs": epochs, "dev": dev, "used": dev_score > best_score}
-        if progress:
-            tqdm.write(f"mean of epochs {epochs[0]}-{epochs[-1]}: {dev_text}{'  *best' if averaged['used'] else ''}")
-        if averaged["used"]:
-            best_weights, best_dev = mean, dev
-    model.set_weights(best_weights)
-    model.save_weights(run_dir / WEIGHTS_FILE)
-    _write_json(run_dir / HISTORY_FILE, history)
+    session = _Session(dataset, config, labels, tc, progress, distillation)
+    history, best, recent = session.run_epochs(started)
+    averaged = session.average(history, best, recent)
+    session.model.set_weights(best.weights)
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
-        "dev": best_dev,
-        "best_epoch": best_epoch,
+        "dev": best.dev,
+        "best_epoch": best.epoch,
         "epochs_run": len(history),
         "train_seconds": time.monotonic() - started,
-        "num_params": num_params,
+        "num_params": session.num_params,
         "train_config": tc.to_dict(),
     }
     if distillation is not None:
@@ -545,149 +291,192 @@ def _fit(
     if averaged is not None:
         metrics["weight_average"] = averaged
     if dataset.test:
-        test_split = _Split(dataset.test, spec)
-        metrics["test"] = score(dataset.test, predict_split(test_split), test_split.tokens, labels)
-    _write_json(run_dir / METRICS_FILE, metrics)  # last: marks the run finished
+        test_split = _Split(dataset.test, config.projection)
+        metrics["test"] = score(dataset.test, session.predict(test_split), test_split.tokens, labels)
+    save_run(run_dir, session.model, history, metrics)
     if progress:
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", best_dev).items() if isinstance(v, float))
-        chosen = (f"mean of epochs {averaged['epochs'][0]}-{averaged['epochs'][-1]}" if averaged and averaged["used"]
-                  else f"best epoch {best_epoch}")
-        print(f"{chosen}; {'test' if dataset.test else 'dev'}: {summary}")
-    return TrainResult(run_dir, model, config, labels, metrics, history)
+        _print_summary(metrics, best, averaged, bool(dataset.test))
+    return TrainResult(run_dir, session.model, config, labels, metrics, history)
+
+
+@dataclasses.dataclass
+class _Targets:
+    """Per text of the train split: gold intent ids [N], tag ids [N, T] (or None) and,
+    with a teacher, the gold weight [N] (0 for extra texts, which have no gold)."""
+
+    intents: np.ndarray
+    tags: np.ndarray | None
+    gold_weight: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class _Best:
+    """The best weights so far, their early-stopping score, epoch and dev metrics."""
+
+    score: float
+    epoch: int
+    weights: list[np.ndarray]
+    dev: dict[str, Any]
+
+
+def _training_targets(dataset: Dataset, split: _Split, labels: Labels, config: ModelConfig,
+                      distillation: Distillation | None) -> _Targets:
+    """Gold targets of the labelled texts (the first len(dataset.train) rows of ``split``);
+    extra texts get placeholder ids and gold weight 0 (teacher targets only)."""
+    if distillation is not None:
+        n = len(split)
+        if distillation.intent.shape != (n, config.num_intents) or len(distillation.offsets) != n + 1:
+            raise DataError(
+                f"teacher logits for {distillation.intent.shape[0]} texts x {distillation.intent.shape[1]} intents, "
+                f"expected {n} x {config.num_intents}: label train + extra with the same teacher and dataset"
+            )
+    intent_ids, tag_ids = _targets(dataset.train, split, labels, config.slot_head)
+    if distillation is None:
+        return _Targets(intent_ids, tag_ids)
+    extra = len(split) - len(dataset.train)
+    gold_weight = np.concatenate([np.ones(len(dataset.train)), np.zeros(extra)]).astype(np.float32)
+    intent_ids = np.concatenate([intent_ids, np.zeros(extra, np.int32)])
+    if tag_ids is not None:
+        tag_ids = np.concatenate([tag_ids, np.zeros((extra, tag_ids.shape[1]), np.int32)])
+    return _Targets(intent_ids, tag_ids, gold_weight)
+
+
+class _Session:
+    """One training: the projected splits, targets, model, optimiser and compiled steps."""
+
+    def __init__(self, dataset: Dataset, config: ModelConfig, labels: Labels, tc: TrainConfig, progress: bool,
+                 distillation: Distillation | None):
+        self.dataset, self.config, self.labels, self.tc = dataset, config, labels, tc
+        self.progress, self.distillation = progress, distillation
+        self.spec = config.projection
+        self.rng = np.random.default_rng(tc.seed)
+        self.distort = self.spec.distortion > 0
+        self.train_examples = list(dataset.train) + list(distillation.extra if distillation else ())
+        self.train_split = _Split(self.train_examples, self.spec, self.rng if self.distort else None)
+        self.dev_split = _Split(dataset.dev, self.spec)
+        self.targets = _training_targets(dataset, self.train_split, labels, config, distillation)
+
+        self.model = build_model(config)
+        self.num_params = count_params(config)
+        if progress:
+            print(f"pQRNN model: {self.num_params:,} parameters "
+                  f"({len(dataset.train)} train / {len(dataset.dev)} dev examples)")
+        self.steps_per_epoch = math.ceil(len(self.train_split) / tc.batch_size)
+        self.schedule = keras.optimizers.schedules.CosineDecay(
+            tc.learning_rate, tc.epochs * self.steps_per_epoch, alpha=0.05)
+        optimizer = keras.optimizers.Adam(self.schedule, global_clipnorm=tc.clipnorm)
+        make_step = make_train_step if distillation is None else make_kd_step
+        self.train_step = make_step(self.model, optimizer, config, tc)
+        model = self.model
+        self.predict_step = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+
+    def predict(self, split: _Split) -> Logits:
+        """Logits of the current weights for every text of ``split``."""
+        intents, slots = [], []
+        for i in range(0, len(split), 256):
+            out = self.predict_step(split.inputs(np.arange(i, min(i + 256, len(split)))))
+            intents.append(out[INTENT_OUTPUT].numpy())
+            if self.config.slot_head:
+                slots.append(out[SLOT_OUTPUT].numpy())
+        return concat_logits(intents, slots, self.config)
+
+    def score_dev(self) -> tuple[dict[str, Any], float, str]:
+        """Dev metrics of the current weights, their early-stopping score and log text."""
+        dev = score(self.dataset.dev, self.predict(self.dev_split), self.dev_split.tokens, self.labels)
+        slot_head = self.config.slot_head
+        slot_text = f" slot F1 {dev['slot_f1']:.4f}" if slot_head else ""
+        return (dev, dev["intent_accuracy"] + (dev["slot_f1"] if slot_head else 0.0),
+                f"dev intent {dev['intent_accuracy']:.4f}{slot_text}")
+
+    def train_epoch(self, epoch: int) -> np.ndarray:
+        """One shuffled pass over the train split; the summed (loss, intent, slot) losses."""
+        tc, targets, distillation = self.tc, self.targets, self.distillation
+        if self.distort and epoch > 1:  # fresh noise each epoch; epoch 1 reuses the first projection
+            self.train_split = _Split(self.train_examples, self.spec, self.rng)
+        order = self.rng.permutation(len(self.train_split))
+        totals = np.zeros(3)
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{tc.epochs}", disable=not self.progress,
+                   leave=False)
+        for step in range(self.steps_per_epoch):
+            index = order[step * tc.batch_size : (step + 1) * tc.batch_size]
+            inputs = self.train_split.inputs(index)
+            slot_targets = targets.tags[index] if targets.tags is not None else np.zeros((len(index), 1), np.int32)
+            if distillation is None:
+                losses = self.train_step(inputs, targets.intents[index], slot_targets)
+            else:
+                teacher_slots = (distillation.slots(index, self.spec.max_tokens) if self.config.slot_head
+                                 else np.zeros((len(index), 1, 1), np.float32))
+                losses = self.train_step(inputs, targets.intents[index], slot_targets, targets.gold_weight[index],
+                                         distillation.intent[index], teacher_slots)
+            totals += np.array([float(v) for v in losses])
+            bar.update()
+            bar.set_postfix(loss=f"{totals[0] / (step + 1):.4f}")
+        bar.close()
+        return totals
+
+    def run_epochs(self, started: float) -> tuple[list[dict[str, Any]], _Best, collections.deque]:
+        """Train until ``epochs``, ``patience`` or ``max_minutes`` stops it.
+
+        Returns:
+            The history, the best epoch and the last ``average_last`` end-of-epoch weights.
+        """
+        tc = self.tc
+        history: list[dict[str, Any]] = []
+        best = _Best(-math.inf, 0, self.model.get_weights(), {})
+        recent: collections.deque = collections.deque(maxlen=tc.average_last or 1)  # end-of-epoch weights
+        for epoch in range(1, tc.epochs + 1):
+            epoch_start = time.monotonic()
+            totals = self.train_epoch(epoch)
+            dev, dev_score, dev_text = self.score_dev()
+            entry = {
+                "epoch": epoch,
+                "loss": totals[0] / self.steps_per_epoch,
+                "intent_loss": totals[1] / self.steps_per_epoch,
+                "slot_loss": totals[2] / self.steps_per_epoch,
+                "learning_rate": float(self.schedule(epoch * self.steps_per_epoch)),
+                "dev": dev,
+                "seconds": time.monotonic() - epoch_start,
+            }
+            history.append(entry)
+            improved = dev_score > best.score
+            if tc.average_last:
+                recent.append(self.model.get_weights())
+            if improved:
+                best = _Best(dev_score, epoch, self.model.get_weights(), dev)
+            if self.progress:
+                tqdm.write(f"epoch {epoch:>3}: loss {entry['loss']:.4f}  {dev_text}  ({entry['seconds']:.0f}s)"
+                           f"{'  *best' if improved else ''}")
+            if epoch - best.epoch >= tc.patience:
+                break
+            if tc.max_minutes is not None and time.monotonic() - started > 60 * tc.max_minutes:
+                break
+        return history, best, recent
+
+    def average(self, history: list[dict[str, Any]], best: _Best, recent: collections.deque) -> dict[str, Any] | None:
+        """Score the mean of the ``recent`` weights; it replaces ``best``'s weights and dev
+        metrics when it scores higher. Returns the ``weight_average`` record (or None)."""
+        if not self.tc.average_last or len(recent) < 2:
+            return None
+        mean = _mean_weights(list(recent))
+        self.model.set_weights(mean)
+        dev, dev_score, dev_text = self.score_dev()
+        epochs = list(range(len(history) - len(recent) + 1, len(history) + 1))
+        averaged = {"epochs": epochs, "dev": dev, "used": dev_score > best.score}
+        if self.progress:
+            tqdm.write(f"mean of epochs {epochs[0]}-{epochs[-1]}: {dev_text}{'  *best' if averaged['used'] else ''}")
+        if averaged["used"]:
+            best.weights, best.dev = mean, dev
+        return averaged
+
+
+def _print_summary(metrics: dict[str, Any], best: _Best, averaged: dict[str, Any] | None, has_test: bool) -> None:
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.get("test", best.dev).items() if isinstance(v, float))
+    chosen = (f"mean of epochs {averaged['epochs'][0]}-{averaged['epochs'][-1]}" if averaged and averaged["used"]
+              else f"best epoch {best.epoch}")
+    print(f"{chosen}; {'test' if has_test else 'dev'}: {summary}")
 
 
 def _mean_weights(snapshots: list[list[np.ndarray]]) -> list[np.ndarray]:
     """Element-wise mean of float weights; other state (e.g. RNG seeds) from the last snapshot."""
     return [np.mean(group, axis=0).astype(group[-1].dtype) if np.issubdtype(group[-1].dtype, np.floating)
             else group[-1] for group in zip(*snapshots)]
-
-
-def _cross_entropy(smoothing: float) -> Any:
-    """Per-example softmax cross-entropy against (label-smoothed) integer targets."""
-
-    def cross_entropy(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-        onehot = tf.one_hot(targets, tf.shape(logits)[-1])
-        if smoothing:
-            onehot = onehot * (1.0 - smoothing) + smoothing / tf.cast(tf.shape(logits)[-1], tf.float32)
-        return tf.nn.softmax_cross_entropy_with_logits(onehot, logits)
-
-    return cross_entropy
-
-
-def _make_train_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelConfig, tc: TrainConfig) -> Any:
-    """A compiled step: intent CE + weight * slot CE averaged over real (mask=1) tokens."""
-    cross_entropy = _cross_entropy(tc.label_smoothing)
-
-    @tf.function(reduce_retracing=True)
-    def step(inputs: dict[str, tf.Tensor], intents: tf.Tensor, tags: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        with tf.GradientTape() as tape:
-            out = model(inputs, training=True)
-            intent_loss = tf.reduce_mean(cross_entropy(intents, out[INTENT_OUTPUT]))
-            slot_loss = tf.constant(0.0)
-            if config.slot_head:
-                mask = inputs["mask"]
-                slot_loss = tf.reduce_sum(cross_entropy(tags, out[SLOT_OUTPUT]) * mask) / tf.reduce_sum(mask)
-            loss = intent_loss + tc.slot_loss_weight * slot_loss
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, intent_loss, slot_loss
-
-    return step
-
-
-def _make_kd_step(model: keras.Model, optimizer: keras.Optimizer, config: ModelConfig, tc: TrainConfig) -> Any:
-    """A compiled distillation step: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha)
-    * gold cross-entropy, for intents and per real token for slots (alpha of the slots:
-    ``kd_slot_weight``); texts with gold weight 0 (augmented) contribute the KL term only."""
-    alpha, temperature = tc.kd_weight, tc.kd_temperature
-    slot_alpha = tc.kd_weight if tc.kd_slot_weight is None else tc.kd_slot_weight
-    cross_entropy = _cross_entropy(tc.label_smoothing)
-
-    def kl(teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
-        p = tf.nn.softmax(teacher / temperature)
-        return tf.reduce_sum(p * (tf.nn.log_softmax(teacher / temperature) - tf.nn.log_softmax(student / temperature)),
-                             -1) * (temperature**2)
-
-    @tf.function(reduce_retracing=True)
-    def step(inputs: dict[str, tf.Tensor], intents: tf.Tensor, tags: tf.Tensor, gold: tf.Tensor,
-             teacher_intent: tf.Tensor, teacher_slots: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        with tf.GradientTape() as tape:
-            out = model(inputs, training=True)
-            n_gold = tf.maximum(tf.reduce_sum(gold), 1.0)
-            intent_ce = tf.reduce_sum(cross_entropy(intents, out[INTENT_OUTPUT]) * gold) / n_gold
-            intent_kl = tf.reduce_mean(kl(teacher_intent, out[INTENT_OUTPUT]))
-            intent_loss = alpha * intent_kl + (1.0 - alpha) * intent_ce
-            slot_loss = tf.constant(0.0)
-            if config.slot_head:
-                mask = inputs["mask"]
-                gold_mask = mask * gold[:, None]
-                slot_ce = tf.reduce_sum(cross_entropy(tags, out[SLOT_OUTPUT]) * gold_mask) / tf.maximum(
-                    tf.reduce_sum(gold_mask), 1.0)
-                slot_kl = tf.reduce_sum(kl(teacher_slots, out[SLOT_OUTPUT]) * mask) / tf.reduce_sum(mask)
-                slot_loss = slot_alpha * slot_kl + (1.0 - slot_alpha) * slot_ce
-            loss = intent_loss + tc.slot_loss_weight * slot_loss
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, intent_loss, slot_loss
-
-    return step
-
-
-def _read_json(path: Path, what: str) -> Any:
-    from edge_pqrnn._io import MAX_RUN_FILE_BYTES, read_file
-
-    if not path.exists() and not path.is_symlink():
-        raise ArtifactError(f"{path} is missing: {what}")
-    data = read_file(path, limit=MAX_RUN_FILE_BYTES, error=ArtifactError, what="a run file", fix=what)
-    try:
-        return json.loads(data.decode("utf-8"))
-    except ValueError as exc:
-        raise ArtifactError(f"{path} is not readable JSON ({exc}); re-run training") from exc
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """Load a finished run directory written by :func:`train`.
-
-    Args:
-        run_dir: the run directory.
-
-    Returns:
-        A :class:`Run` with the configuration, labels, metrics and Keras model.
-
-    Raises:
-        ArtifactError: the directory does not exist, is unfinished (no metrics.json),
-            or a file is missing, corrupt or does not match the configuration.
-
-    Example:
-        >>> run = load_run("runs/atis")  # doctest: +SKIP
-        >>> run.labels.intents[run.predict(["flights to boston"]).intent.argmax()]  # doctest: +SKIP
-        'atis_flight'
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ArtifactError(f"run directory {run_dir} does not exist; train one with edge_pqrnn.train.train()")
-    metrics = _read_json(
-        run_dir / METRICS_FILE, "the run did not finish (interrupted or still training); re-run training"
-    )
-    try:
-        config = ModelConfig.from_dict(_read_json(run_dir / CONFIG_FILE, "not a run directory written by train()"))
-        labels = Labels.from_dict(_read_json(run_dir / LABELS_FILE, "not a run directory written by train()"))
-    except ConfigError as exc:
-        raise ArtifactError(f"{run_dir}: invalid config or labels ({exc}); re-run training") from exc
-    if len(labels.intents) != config.num_intents or (config.slot_head and len(labels.tags) != config.num_tags):
-        raise ArtifactError(
-            f"{run_dir}: labels.json ({len(labels.intents)} intents, {len(labels.tags)} tags) does not match "
-            f"config.json ({config.num_intents} intents, {config.num_tags} tags); re-run training"
-        )
-    weights = run_dir / WEIGHTS_FILE
-    if not weights.exists() and not weights.is_symlink():
-        raise ArtifactError(f"{weights} is missing; re-run training")
-    from edge_pqrnn._io import MAX_WEIGHTS_BYTES, check_file
-
-    check_file(weights, limit=MAX_WEIGHTS_BYTES, error=ArtifactError, what="model weights", fix="re-run training")
-    model = build_model(config)
-    try:
-        model.load_weights(weights)
-    except Exception as exc:  # h5py/keras raise several types for corrupt or mismatched files
-        raise ArtifactError(f"{weights} cannot be loaded into the configured model ({exc}); re-run training") from exc
-    return Run(run_dir, config, labels, model, metrics)

@@ -397,7 +397,7 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
         >>> report.passed, report.intent_agreement  # doctest: +SKIP
         (True, 1.0)
     """
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.run import load_run
 
     unknown = [r for r in runtimes if r not in ALL_RUNTIMES]
     if unknown:

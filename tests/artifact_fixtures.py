@@ -19,7 +19,8 @@ from edge_pqrnn.data import load_dataset
 from edge_pqrnn.data.records import Dataset, Example
 from edge_pqrnn.model import ModelConfig
 from edge_pqrnn.projection import ProjectionSpec
-from edge_pqrnn.train import TrainConfig, load_run, train
+from edge_pqrnn.run import load_run
+from edge_pqrnn.train import TrainConfig, train
 
 CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "atlanta", "oakland", "pittsburgh"]
 DAYS = ["monday", "tuesday", "friday", "sunday"]

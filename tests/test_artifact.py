@@ -25,7 +25,7 @@ from edge_pqrnn.format import schema
 from edge_pqrnn.projection.ops import projection_model
 from edge_pqrnn.projection.reference import decode, token_rows
 from edge_pqrnn.quant.ptq import convert, representative_texts
-from edge_pqrnn.train import load_run
+from edge_pqrnn.run import load_run
 from hostile_texts import HOSTILE
 
 # The commands as `edge-pqrnn` will hold them, run in a fresh Python as a user would.

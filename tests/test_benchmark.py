@@ -6,7 +6,7 @@ import pytest
 
 from edge_pqrnn.benchmark import bucket_gain, default_buckets
 from edge_pqrnn.projection import project
-from edge_pqrnn.train import load_run
+from edge_pqrnn.run import load_run
 
 
 def test_default_buckets_are_quarter_and_half_of_T():

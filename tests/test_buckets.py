@@ -15,7 +15,7 @@ from edge_pqrnn.errors import ConfigError
 from edge_pqrnn.export import export
 from edge_pqrnn.model import unrolled_at
 from edge_pqrnn.projection import project
-from edge_pqrnn.train import load_run
+from edge_pqrnn.run import load_run
 
 BUCKET = 8  # the fixture's T is 16; its texts have 5-12 tokens with markers
 

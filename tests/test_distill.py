@@ -15,7 +15,9 @@ from edge_pqrnn.data.records import Example
 from edge_pqrnn.errors import ArtifactError, ConfigError, DataError
 from edge_pqrnn.evaluate import evaluate
 from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.train import Distillation, TrainConfig, load_run, train
+from edge_pqrnn.losses import Distillation
+from edge_pqrnn.run import load_run
+from edge_pqrnn.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

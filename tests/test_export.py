@@ -10,7 +10,7 @@ from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.export import export
 from edge_pqrnn.quant.ptq import analyse
 from edge_pqrnn.runtimes import interpreter, run_signature
-from edge_pqrnn.train import load_run
+from edge_pqrnn.run import load_run
 
 
 @pytest.fixture(scope="module")

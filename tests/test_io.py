@@ -112,7 +112,7 @@ def test_every_command_refuses_a_fifo_or_huge_artifact_with_one_line(built, odd_
 def test_gates_data_and_reference_files_go_through_the_same_path(built, odd_paths, tmp_path):
     from edge_pqrnn.data import load_dataset
     from edge_pqrnn.gates import load_gates
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.run import load_run
 
     with pytest.raises(ConfigError, match=f"^{odd_paths['fifo']} is a named pipe"):
         load_gates(odd_paths["fifo"])

@@ -34,7 +34,7 @@ from edge_pqrnn.projection import ProjectionSpec
 CHILD = r"""
 import os, sys, time
 import tensorflow
-import edge_pqrnn.converters.tflite_fuse, edge_pqrnn.quant.ptq, edge_pqrnn.train
+import edge_pqrnn.converters.tflite_fuse, edge_pqrnn.quant.ptq, edge_pqrnn.run
 from edge_pqrnn.export import export
 
 run_dir, out, mode = sys.argv[1:4]

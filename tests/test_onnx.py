@@ -16,7 +16,7 @@ from edge_pqrnn.export import export_onnx
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.validate import HOSTILE_TEXTS
 from edge_pqrnn.export import export
-from edge_pqrnn.train import load_run
+from edge_pqrnn.run import load_run
 from edge_pqrnn.validate import validate
 
 TEXTS = ["flights from boston to denver", "what is the cheapest fare to dallas tomorrow", "", "hi",

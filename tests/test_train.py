@@ -14,7 +14,8 @@ from edge_pqrnn.errors import ArtifactError, ConfigError
 from edge_pqrnn.evaluate import Logits, evaluate
 from edge_pqrnn.model import ModelConfig
 from edge_pqrnn.projection import ProjectionSpec
-from edge_pqrnn.train import TrainConfig, load_run, train
+from edge_pqrnn.run import load_run
+from edge_pqrnn.train import TrainConfig, train
 
 CITIES = ["boston", "denver", "new york", "san francisco", "dallas", "st. louis", "atlanta", "oakland"]
 DAYS = ["monday", "tuesday", "friday", "sunday"]
