@@ -143,6 +143,7 @@ def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, 
     import onnx
 
     from edge_pqrnn.converters import onnx_export
+    from edge_pqrnn.quant.onnx_qdq import quantize_int8
 
     seconds = {}
     start = time.perf_counter()
@@ -154,7 +155,7 @@ def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, 
     if int8:
         start = time.perf_counter()
         log(f"quantizing (onnxruntime static QDQ int8, {len(calibration)} calibration texts)...")
-        proto = onnx.load_from_string(onnx_export.quantize_int8(proto.SerializeToString(), run.spec, calibration))
+        proto = onnx.load_from_string(quantize_int8(proto.SerializeToString(), run.spec, calibration))
         scheme = "int8"
         seconds["quantize"] = time.perf_counter() - start
     if text_input:

@@ -15,7 +15,7 @@ build the inputs with the numpy reference ``edge_pqrnn.projection.project(texts,
 Stages, each a function returning data (the caller saves, atomically):
 
     to_onnx(run)                     -> float ModelProto, features in (opset 17, dynamic batch)
-    quantize_int8(float_bytes, ...)  -> int8 QDQ bytes (onnxruntime static quantizer)
+    (int8: edge_pqrnn.quant.onnx_qdq.quantize_int8, onnxruntime's static QDQ quantizer)
     with_text_input(model, spec)     -> the projection op in front: raw text in
     with_metadata(model, metadata)   -> the model with labels/projection/config in metadata_props
     (edge_pqrnn.build.build_onnx and edge_pqrnn.export.export_onnx put these together)
@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,10 +66,6 @@ PREPROCESSING = ("edge_pqrnn.projection.project(texts, ProjectionSpec.from_dict(
 #: The same for the raw-text graph: none, but the op library must be registered.
 PREPROCESSING_TEXT = ("none: input 'text' is a string tensor [B] of UTF-8 text; register the projection op "
                       "first: SessionOptions.register_custom_ops_library(edge_pqrnn.op_library())")
-#: Op types the int8 quantizer touches: the matmuls and convolutions, which hold nearly
-#: all weights. Quantizing the QRNN's elementwise gates too (onnxruntime's default)
-#: adds a requantization per unrolled step (measured: lower agreement, see docs/onnx.md).
-INT8_OP_TYPES = ("MatMul", "Conv", "Gemm")
 
 _EXPORT_AGAIN = "export it again with `edge-pqrnn export RUN_DIR --format onnx`"
 
@@ -139,66 +133,6 @@ def _fix_output_dims(proto: Any, max_tokens: int) -> None:
             dims[0].dim_param = "batch"
         if value.name == SLOT_OUTPUT and len(dims) == 3:
             dims[1].dim_value = max_tokens
-
-
-class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over projected texts."""
-
-    def __init__(self, texts: Sequence[str], spec: ProjectionSpec, batch_size: int = 32) -> None:
-        from edge_pqrnn.projection.reference import project
-
-        self._batches = []
-        for i in range(0, len(texts), batch_size):
-            p = project(list(texts[i : i + batch_size]), spec)
-            self._batches.append({"features": p.features, "mask": p.mask, "pool_weights": p.pool_weights})
-        self._iter = iter(self._batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._iter, None)
-
-    def rewind(self) -> None:
-        self._iter = iter(self._batches)
-
-
-def quantize_int8(float_model: bytes, spec: ProjectionSpec, calibration_texts: Sequence[str], *,
-                  op_types: Sequence[str] | None = INT8_OP_TYPES, per_channel: bool = True) -> bytes:
-    """Static int8 quantization (QDQ format) with onnxruntime's quantizer.
-
-    Activations are calibrated (MinMax) on the projected ``calibration_texts``: the same
-    texts the TFLite export calibrates on (:func:`edge_pqrnn.quant.ptq.representative_texts`).
-
-    Args:
-        float_model: the float .onnx bytes.
-        spec: the run's projection spec (to project the calibration texts).
-        calibration_texts: representative texts.
-        op_types: op types to quantize (None: onnxruntime's default, every op it can).
-        per_channel: per-output-channel weight scales.
-
-    Returns:
-        The int8 QDQ .onnx bytes (metadata_props are not carried over: add them again).
-
-    Raises:
-        ConfigError: no calibration texts.
-
-    Example:
-        >>> int8 = quantize_int8(proto.SerializeToString(), run.spec, texts)  # doctest: +SKIP
-    """
-    if not calibration_texts:
-        raise ConfigError("int8 ONNX needs calibration texts: pass training texts (representative_texts)")
-    _require_onnx()
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-onnx-") as tmp:
-        src, pre, dst = (os.path.join(tmp, n) for n in ("float.onnx", "pre.onnx", "int8.onnx"))
-        Path(src).write_bytes(float_model)
-        # Shape inference + graph cleanup first, as onnxruntime's quantizer recommends.
-        quant_pre_process(src, pre, skip_symbolic_shape=True)
-        quantize_static(pre, dst, _Calibration(calibration_texts, spec), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        op_types_to_quantize=list(op_types) if op_types else None)
-        return Path(dst).read_bytes()
 
 
 def with_text_input(proto: Any, spec: ProjectionSpec) -> Any:
@@ -580,6 +514,6 @@ def register_op_library(options: Any, name: str = "the model", library: str | No
 
 
 __all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OP_DOMAIN", "OnnxArtifact", "RUNTIME", "TEXT_INPUT",
-           "check_onnx", "is_onnx", "is_text_graph", "op_counts", "projection_onnx", "quantize_int8",
+           "check_onnx", "is_onnx", "is_text_graph", "op_counts", "projection_onnx",
            "register_op_library", "session_options", "text_input", "text_tensor", "to_onnx", "with_metadata",
            "with_text_input"]
