@@ -15,38 +15,31 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from edge_pqrnn._io import MAX_ARTIFACT_BYTES, read_file
 from edge_pqrnn.data.align import spans_from_tags
-from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError, InputError, OpLibraryError
+from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError, InputError, OpLibraryMissingError
 from edge_pqrnn.evaluate import Labels, Logits
 from edge_pqrnn.format import (DEQUANTIZE_OP, FO_POOL_OP, FORMAT, INT_MATMUL_OP, INTENT_OUTPUT, METADATA_NAME,
                                NUM_TOKENS_OUTPUT, PROJECTION_OP as OP_NAME, QUANTIZE_OP, SIGNATURE, SLOT_OUTPUT,
                                TEXT_INPUT as INPUT_NAME, bucket_signature, hash_problem, schema)
-from edge_pqrnn.projection.ops import op_library
 from edge_pqrnn.projection.reference import decode, token_rows
+from edge_pqrnn.runtimes.tflite import IN_PROCESS, open_interpreter, run_signature
 from edge_pqrnn.projection.spec import ProjectionSpec
 
 #: Runtimes :meth:`Artifact.load` can open in this process.
-RUNTIMES = ("litert", "tflite")
+RUNTIMES = IN_PROCESS
 
 _EXPORT_AGAIN = "export it again with `edge-pqrnn export`"
-
-
-class OpLibraryMissingError(ArtifactError, OpLibraryError):
-    """The op library the artifact needs is missing or not loadable (both an
-    :class:`ArtifactError`, since the artifact cannot open, and an :class:`OpLibraryError`)."""
 
 
 class SlotSpan(NamedTuple):
@@ -418,44 +411,6 @@ def runtime_version(runtime: str) -> str:
         return ""
 
 
-def _open_interpreter(data: bytes, name: str, runtime: str, library: str | None, num_threads: int) -> Any:
-    """An interpreter with the op delegate, every failure turned into one line."""
-    from edge_pqrnn.runtimes import interpreter
-
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)} "
-                          "(tflite-runtime 2.14 runs only through `edge-pqrnn validate --runtime tflite-runtime`)")
-    if library is None:
-        try:
-            library = op_library()
-        except OpLibraryError as exc:
-            overridden = "EDGE_PQRNN_OP_LIBRARY" in str(exc)
-            hint = ": unset it or point it at a built libpqrnn_projection.so" if overridden else ""
-            raise OpLibraryMissingError(f"cannot open {name}: {exc}{hint}") from exc
-    elif not os.path.isfile(library):
-        raise OpLibraryMissingError(f"cannot open {name}: the op library {library} does not exist; pass the path "
-                                    "of libpqrnn_projection.so, or none to use the one built by `pip install`")
-    # dlopen it first: a runtime's load_delegate on a bad file leaves a half-built
-    # Delegate whose __del__ prints a traceback at exit.
-    try:
-        if not hasattr(ctypes.CDLL(library), "tflite_plugin_create_delegate"):
-            raise OSError("it does not export tflite_plugin_create_delegate")
-    except OSError as exc:
-        raise OpLibraryMissingError(f"cannot open {name}: the op library {library} does not load as a TFLite "
-                                    f"delegate ({exc}); rebuild it with `pip install -e .`") from exc
-    try:
-        return interpreter(data, runtime=runtime, num_threads=num_threads, library=library)
-    except ImportError as exc:
-        raise ConfigError(f"runtime {runtime!r} is not installed ({exc}); `pip install ai-edge-litert` for litert, "
-                          "`pip install tensorflow` for tflite") from exc
-    except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if first.startswith("Failed to load delegate"):  # load_delegate's own wording
-            raise OpLibraryMissingError(f"cannot open {name}: the op library {library} does not load as a TFLite "
-                                        f"delegate ({first}); rebuild it with `pip install -e .`") from exc
-        raise ArtifactError(f"{name} is rejected by {runtime} ({first}): {_EXPORT_AGAIN}") from exc
-
-
 def _as_batch(texts: Sequence[str | bytes]) -> list[str | bytes]:
     """``texts`` as a list of str/bytes, or one :class:`InputError` saying what to pass.
 
@@ -647,10 +602,10 @@ class Artifact:
         if max_interpreters is not None and (isinstance(max_interpreters, bool)
                                              or not isinstance(max_interpreters, int) or max_interpreters < 1):
             raise ConfigError(f"max_interpreters must be a whole number of at least 1, got {max_interpreters!r}")
-        interp = _open_interpreter(data, name, runtime, library, num_threads)
+        interp = open_interpreter(data, name, runtime, library, num_threads)
 
         def open_another() -> Any:
-            return _open_interpreter(data, name, runtime, library, num_threads)
+            return open_interpreter(data, name, runtime, library, num_threads)
 
         try:
             artifact = cls(data, name, metadata, interp, runtime, open_another, max_interpreters)
@@ -711,8 +666,6 @@ class Artifact:
         """
         batch = _as_batch(texts)
         batch_size = _batch_size(batch_size)
-        from edge_pqrnn.runtimes import run_signature
-
         step = min(batch_size, self._max_batch or batch_size)
         out = self._empty_outputs(len(batch))
         pending = np.arange(len(batch))

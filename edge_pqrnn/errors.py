@@ -23,6 +23,11 @@ class ArtifactError(EdgePqrnnError):
     """A model artifact (.tflite, run dir) is missing, corrupt or not ours."""
 
 
+class OpLibraryMissingError(ArtifactError, OpLibraryError):
+    """The op library the artifact needs is missing or not loadable (both an
+    :class:`ArtifactError`, since the artifact cannot open, and an :class:`OpLibraryError`)."""
+
+
 class AgreementError(EdgePqrnnError):
     """A validated artifact disagrees with its float reference beyond the threshold."""
 

@@ -9,7 +9,7 @@ write a failing artifact, ``edge-pqrnn validate`` exits 1).
 
 The runtimes (:data:`ALL_RUNTIMES`): ``litert`` and ``tflite`` (tf.lite) in this
 process, ``tflite-runtime`` (2.14, in its own venv), and ``NAME@aarch64`` for each
-runtime of :func:`edge_pqrnn.arm.aarch64_runtimes` run on aarch64 Linux under qemu-user
+runtime of :func:`edge_pqrnn.runtimes.aarch64.aarch64_runtimes` run on aarch64 Linux under qemu-user
 (prepared once by ``edge-pqrnn matrix setup``). Every row is gated on its agreement with
 the float reference; an aarch64 row is also compared bit by bit with the same runtime on
 x86 (``bit_exact_vs_x86``, ``differing_texts``: informational, docs/matrix.md says why
@@ -30,10 +30,8 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,21 +42,22 @@ from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError
 from edge_pqrnn.evaluate import Labels, Logits, score
 from edge_pqrnn.projection import ProjectionSpec, Token
 from edge_pqrnn.projection.reference import decode, token_rows
+from edge_pqrnn.runtimes import IN_PROCESS, LEGACY_RUNTIME, run_legacy
+from edge_pqrnn.runtimes.aarch64 import run_aarch64_bytes
 
 #: The in-process runtimes, and the legacy one that runs in its own venv.
-RUNTIMES = ("litert", "tflite")
-LEGACY_RUNTIME = "tflite-runtime"
-#: A runtime name with this suffix runs on aarch64 under qemu (edge_pqrnn.arm).
+RUNTIMES = IN_PROCESS
+#: A runtime name with this suffix runs on aarch64 under qemu (edge_pqrnn.runtimes.aarch64).
 AARCH64 = "@aarch64"
 
 
 def _aarch64_runtimes() -> tuple[str, ...]:
-    from edge_pqrnn.arm import aarch64_runtimes
+    from edge_pqrnn.runtimes.aarch64 import aarch64_runtimes
 
     return tuple(name + AARCH64 for name in aarch64_runtimes())
 
 
-#: The aarch64 rows, one per runtime of :func:`edge_pqrnn.arm.aarch64_runtimes`.
+#: The aarch64 rows, one per runtime of :func:`edge_pqrnn.runtimes.aarch64.aarch64_runtimes`.
 AARCH64_RUNTIMES = _aarch64_runtimes()
 #: Every row of the matrix (``--runtime all``), in report order: litert first, so that it
 #: stays the primary runtime.
@@ -315,31 +314,6 @@ def _run_in_process(data: bytes, name: str, texts: list[str | bytes], batch_size
         return artifact.run(texts, batch_size), artifact.runtime_version
 
 
-def _run_legacy(data: bytes, texts: list[str | bytes], log: Callable[[str], None]) -> tuple[dict, str]:
-    from edge_pqrnn.runtimes import legacy_tflite_runtime_python, run_in_subprocess
-
-    python = legacy_tflite_runtime_python(log=log)
-    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-validate-") as tmp:
-        path = os.path.join(tmp, "artifact.tflite")
-        Path(path).write_bytes(data)
-        out = run_in_subprocess(python, "tflite_runtime.interpreter", path, texts)
-    version = str(out.pop("__version__", ""))
-    return out, version
-
-
-def _run_aarch64(data: bytes, runtime: str, texts: list[str | bytes]) -> tuple[dict, str]:
-    from edge_pqrnn.arm import run_aarch64
-
-    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-validate-") as tmp:
-        path = os.path.join(tmp, "artifact.tflite")
-        Path(path).write_bytes(data)
-        # Emulation runs ~100x slower than x86 (the ATIS test split: 1.5-5 min on 2 busy
-        # cores): arm's 10-minute default is too tight for large text sets.
-        out = run_aarch64(path, texts, runtime, timeout=600 + 1.0 * len(texts))
-    version = str(out.pop("__version__", ""))
-    return out, version
-
-
 def _run(runtime: str, data: bytes, texts: list[str | bytes], batch_size: int,
          log: Callable[[str], None], artifact_name: str = "<bytes>") -> tuple[dict, str]:
     """The artifact's outputs in one runtime (a row name) and that runtime's version.
@@ -351,9 +325,11 @@ def _run(runtime: str, data: bytes, texts: list[str | bytes], batch_size: int,
     try:
         if runtime.endswith(AARCH64):
             log(f"validate: running the artifact on {runtime} under qemu ({len(texts)} texts)...")
-            return _run_aarch64(data, runtime[: -len(AARCH64)], texts)
+            # Emulation runs ~100x slower than x86 (the ATIS test split: 1.5-5 min on 2 busy
+            # cores): aarch64's 10-minute default is too tight for large text sets.
+            return run_aarch64_bytes(data, runtime[: -len(AARCH64)], texts, timeout=600 + 1.0 * len(texts))
         if runtime == LEGACY_RUNTIME:
-            return _run_legacy(data, texts, log)
+            return run_legacy(data, texts, log)
         return _run_in_process(data, runtime, texts, batch_size, artifact_name)
     except subprocess.TimeoutExpired as exc:
         raise EdgePqrnnError(f"{runtime} did not finish within {exc.timeout:.0f} s") from exc
@@ -495,7 +471,7 @@ def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.nda
     """Fill an aarch64 row's ``*_vs_x86`` fields: its outputs against the same runtime on
     this machine (run once into ``extra`` when it is not a row itself; if that fails,
     they stay None)."""
-    from edge_pqrnn.arm import QEMU, QEMU_CPU, differing_texts, max_abs_diff
+    from edge_pqrnn.runtimes.aarch64 import QEMU, QEMU_CPU, differing_texts, max_abs_diff
 
     result.emulator = f"{QEMU} QEMU_CPU={QEMU_CPU}"
     out = outputs.get(result.name)

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from hostile_texts import HOSTILE, MIXED, random_texts
 
 from edge_pqrnn import arm
+from edge_pqrnn.runtimes import aarch64
 from edge_pqrnn.cli import main as cli
 from edge_pqrnn.data import load_dataset
 from edge_pqrnn.errors import EdgePqrnnError
@@ -54,20 +55,20 @@ def test_cross_build_uses_setup_pys_sources_and_flags():
     kwargs = {kw.arg: kw.value for kw in ext.keywords}
     sources = [pathlib.PurePath(ast.literal_eval(s) if isinstance(s, ast.Constant) else s.values[-1].value).name
                for s in kwargs["sources"].elts]
-    assert tuple(sources) == arm.SOURCES
-    assert tuple(ast.literal_eval(kwargs["extra_compile_args"])) == arm.SETUP_FLAGS
-    assert "-ffast-math" not in arm.SETUP_FLAGS + arm.HOST_FLAGS
+    assert tuple(sources) == aarch64.SOURCES
+    assert tuple(ast.literal_eval(kwargs["extra_compile_args"])) == aarch64.SETUP_FLAGS
+    assert "-ffast-math" not in aarch64.SETUP_FLAGS + aarch64.HOST_FLAGS
 
 
 def test_a_missing_tool_raises_with_the_exact_apt_line(monkeypatch, tmp_path):
     with pytest.raises(EdgePqrnnError) as info:
-        arm.require_tools({"edge-pqrnn-no-such-tool": "pkg-a", "/no/such/crti.o": "pkg-b"})
+        aarch64.require_tools({"edge-pqrnn-no-such-tool": "pkg-a", "/no/such/crti.o": "pkg-b"})
     assert "`apt-get install -y --no-install-recommends pkg-a pkg-b`" in str(info.value)
     assert "install=True" in str(info.value)
 
-    monkeypatch.setattr(arm.shutil, "which", lambda name: None)
+    monkeypatch.setattr(aarch64.shutil, "which", lambda name: None)
     with pytest.raises(EdgePqrnnError) as info:
-        arm.setup_matrix(cache=tmp_path, log=lambda _: None)
+        aarch64.setup_matrix(cache=tmp_path, log=lambda _: None)
     assert "apt-get install -y --no-install-recommends qemu-user-static gcc-aarch64-linux-gnu" in str(info.value)
     assert "debootstrap" in str(info.value)
     assert not any(tmp_path.iterdir())  # nothing prepared, nothing installed
@@ -99,14 +100,14 @@ def test_an_unprepared_matrix_gives_rows_that_say_why(tmp_path):
 def test_differing_texts_compares_bits_per_text():
     ref = {"a": np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, 4.0]], np.float32), "n": np.array([1, 2, 3], np.int32)}
     same = {k: v.copy() for k, v in ref.items()}
-    assert arm.differing_texts(same, ref) == 0  # identical NaN bits count as equal
+    assert aarch64.differing_texts(same, ref) == 0  # identical NaN bits count as equal
     signed_zero = {**same, "a": same["a"].copy()}
     signed_zero["a"][0, 0] = -0.0
-    assert arm.differing_texts(signed_zero, ref) == 1
+    assert aarch64.differing_texts(signed_zero, ref) == 1
     counts = {**same, "n": np.array([1, 2, 4], np.int32)}
-    assert arm.differing_texts(counts, ref) == 1
-    assert arm.differing_texts({"a": same["a"]}, ref) == 3  # a missing output: every text differs
-    assert arm.max_abs_diff(counts, ref) == 0.0  # only float outputs are differences in value
+    assert aarch64.differing_texts(counts, ref) == 1
+    assert aarch64.differing_texts({"a": same["a"]}, ref) == 3  # a missing output: every text differs
+    assert aarch64.max_abs_diff(counts, ref) == 0.0  # only float outputs are differences in value
 
 
 # ------------------------------------------------------------------ the real matrix
@@ -116,7 +117,7 @@ def test_differing_texts_compares_bits_per_text():
 def matrix():
     start = time.perf_counter()
     try:
-        prepared = arm.setup_matrix(install=CI, log=print)
+        prepared = aarch64.setup_matrix(install=CI, log=print)
     except EdgePqrnnError as exc:
         if CI:
             raise
@@ -142,7 +143,7 @@ def artifact_texts():
 def test_setup_is_fast_when_warm(matrix):
     lines = []
     start = time.perf_counter()
-    again = arm.setup_matrix(log=lines.append)
+    again = aarch64.setup_matrix(log=lines.append)
     assert time.perf_counter() - start < 10
     assert again.errors == {} and set(again.sites) == {"litert", "tflite-runtime"}
     assert not [ln for ln in lines if "rootfs" in ln or "wheels" in ln], lines  # nothing re-done
@@ -162,7 +163,7 @@ def test_cross_built_library_is_an_aarch64_op_provider(matrix):
     for symbol in (b"tflite_plugin_create_delegate", b"tflite_plugin_destroy_delegate", b"PQRNN_Register_PROJECTION",
                    b"PQRNN_Register_FO_POOL"):
         assert symbol in data
-    assert arm.build_aarch64_library() == matrix.library  # cached by sources and flags
+    assert aarch64.build_aarch64_library() == matrix.library  # cached by sources and flags
 
 
 @pytest.mark.slow
@@ -176,13 +177,13 @@ def test_projection_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, 
     texts = random_texts(3000, seed=7) + list(HOSTILE.values()) + non_ascii_texts()
     model = tmp_path / "projection.tflite"
     model.write_bytes(projection_model(spec))
-    out = arm.run_aarch64(model, texts, runtime)
+    out = aarch64.run_aarch64(model, texts, runtime)
     ref = project(texts, spec)
     assert out["__version__"]
     for name in OUTPUT_NAMES:
         expected = getattr(ref, name)
         assert out[name].dtype == expected.dtype and out[name].shape == expected.shape, name
-    assert arm.differing_texts(out, {name: getattr(ref, name) for name in OUTPUT_NAMES}) == 0
+    assert aarch64.differing_texts(out, {name: getattr(ref, name) for name in OUTPUT_NAMES}) == 0
 
 
 #: Runs every N.tflite of a folder in the emulated Python (the runtime worker takes text
@@ -213,9 +214,9 @@ def run_op_models_on_aarch64(matrix, runtime: str, cases: list[tuple[bytes, dict
     for i, (model, inputs) in enumerate(cases):
         (folder / f"{i:03d}.tflite").write_bytes(model)
         np.savez(folder / f"{i:03d}.in.npz", **inputs)
-    cmd = [shutil.which(arm.QEMU) or arm.QEMU, "-L", str(matrix.rootfs), str(matrix.python), "-c", OP_MODELS_GUEST,
-           arm.aarch64_runtimes()[runtime].module, str(matrix.library), str(folder), output]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=arm._guest_env(matrix.sites[runtime]))
+    cmd = [shutil.which(aarch64.QEMU) or aarch64.QEMU, "-L", str(matrix.rootfs), str(matrix.python), "-c", OP_MODELS_GUEST,
+           aarch64.aarch64_runtimes()[runtime].module, str(matrix.library), str(folder), output]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=aarch64._guest_env(matrix.sites[runtime]))
     assert proc.returncode == 0, proc.stderr[-2000:]
     return [np.load(folder / f"{i:03d}.out.npy") for i in range(len(cases))]
 
@@ -267,7 +268,7 @@ def test_int8_artifact_on_aarch64_litert_gives_x86s_answers(matrix, artifact, ar
     (row,) = arm.matrix_rows(artifact, artifact_texts, {"litert": x86}, runtimes=["litert"])
     print("\n" + arm.markdown_table([row]))
     assert row["loaded"], row["error"]
-    out = arm.run_aarch64(artifact, artifact_texts, "litert")
+    out = aarch64.run_aarch64(artifact, artifact_texts, "litert")
     # Bit-exact (issue 7): the recurrence and its o * c product run in our integer C op
     # (EdgePqrnnFoPool), where XNNPACK's x86 and ARM int8 MUL kernels rounded exact .5
     # ties apart; the rest of the int8 body is the same on both ISAs (docs/matrix.md).
@@ -286,7 +287,7 @@ def test_int8_artifact_runs_in_aarch64_tflite_runtime(matrix, artifact, artifact
     (row,) = arm.matrix_rows(artifact, artifact_texts, {"tflite-runtime": x86}, runtimes=["tflite-runtime"])
     print("\n" + arm.markdown_table([row]))
     assert row["loaded"], row["error"]
-    out = arm.run_aarch64(artifact, artifact_texts, "tflite-runtime")
+    out = aarch64.run_aarch64(artifact, artifact_texts, "tflite-runtime")
     assert np.array_equal(out["num_tokens"], x86["num_tokens"])
     # tflite-runtime 2.14 runs its builtin int8 FULLY_CONNECTED / CONV_2D kernels (ruy,
     # gemmlowp) on both ISAs, and they round requantisation ties differently on ARM (NEON)

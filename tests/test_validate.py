@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import artifact_fixtures
 from edge_pqrnn.artifact import Artifact
-from edge_pqrnn import arm
+from edge_pqrnn.runtimes import aarch64
 from edge_pqrnn.cli_artifact import RUNTIME_CHOICES, validate_command
 from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError
 from edge_pqrnn.runtimes import cache_dir
@@ -175,7 +175,7 @@ def test_export_gates_on_this_validation(built, tmp_path):
 def test_runtime_names_are_one_list():
     assert RUNTIME_CHOICES == (*ALL_RUNTIMES, "all")
     assert ALL_RUNTIMES[0] == "litert"  # the primary of --runtime all
-    assert AARCH64_RUNTIMES == tuple(f"{name}@aarch64" for name in arm.aarch64_runtimes())
+    assert AARCH64_RUNTIMES == tuple(f"{name}@aarch64" for name in aarch64.aarch64_runtimes())
 
 
 def test_missing_qemu_is_a_row_with_the_apt_line(built, monkeypatch, tmp_path):
@@ -184,7 +184,7 @@ def test_missing_qemu_is_a_row_with_the_apt_line(built, monkeypatch, tmp_path):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    assert shutil.which(arm.QEMU) is None
+    assert shutil.which(aarch64.QEMU) is None
     report = validate(built.path, built.run_dir, examples=built.dataset.test[:5], runtimes=("litert", "litert@aarch64"))
     row = report.runtimes["litert@aarch64"]
     assert (row.loaded, row.runtime, row.isa, row.seconds) == (False, "litert", "aarch64", None)
@@ -229,7 +229,7 @@ def matrix():
     when it cannot be set up here (the reason holds the apt-get line)."""
     start = time.perf_counter()
     try:
-        prepared = arm.setup_matrix(install=CI, log=print, runtimes=["litert", "tflite-runtime"])
+        prepared = aarch64.setup_matrix(install=CI, log=print, runtimes=["litert", "tflite-runtime"])
     except EdgePqrnnError as exc:
         if CI:
             raise

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn import arm
+from edge_pqrnn.runtimes import aarch64
 from edge_pqrnn.artifact import Artifact
 from edge_pqrnn.errors import EdgePqrnnError
 from edge_pqrnn.runtimes import run_in_subprocess
@@ -35,7 +35,7 @@ from edge_pqrnn.runtimes import run_in_subprocess
 DEMO = Path(__file__).resolve().parents[1]
 SHIM_SOURCE = DEMO / "tools" / "shim" / "glibc_shim.c"
 #: ISA -> (the Android library, the C compiler for the shim)
-TARGETS = {"aarch64": (DEMO / "app/src/main/jniLibs/arm64-v8a/libpqrnn_demo.so", arm.CROSS_CC),
+TARGETS = {"aarch64": (DEMO / "app/src/main/jniLibs/arm64-v8a/libpqrnn_demo.so", aarch64.CROSS_CC),
            "x86_64": (DEMO / "app/src/main/jniLibs/x86_64/libpqrnn_demo.so", "gcc")}
 
 
@@ -65,13 +65,13 @@ def run_target(isa: str, model: Path, texts: list[str], shim: Path) -> dict[str,
         env = {**os.environ, "LD_LIBRARY_PATH": str(shim)}
         return run_in_subprocess(sys.executable, "ai_edge_litert.interpreter", str(model), texts,
                                  library=str(library), env=env)
-    matrix = arm.load_matrix()
+    matrix = aarch64.load_matrix()
     if "litert" not in matrix.sites:
         raise EdgePqrnnError(matrix.errors.get("litert", "the aarch64 litert site is not prepared: run "
                                                          "`python -m edge_pqrnn.arm setup --install`"))
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "QEMU_CPU": arm.QEMU_CPU, "PYTHONNOUSERSITE": "1",
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "QEMU_CPU": aarch64.QEMU_CPU, "PYTHONNOUSERSITE": "1",
            "PYTHONPATH": str(matrix.sites["litert"]), "LD_LIBRARY_PATH": str(shim), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    qemu = shutil.which(arm.QEMU) or arm.QEMU
+    qemu = shutil.which(aarch64.QEMU) or aarch64.QEMU
     return run_in_subprocess(str(matrix.python), "ai_edge_litert.interpreter", str(model), texts,
                              library=str(library), env=env, command_prefix=[qemu, "-L", str(matrix.rootfs)])
 
@@ -98,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seconds = time.perf_counter() - start
         out.pop("__version__", None)
-        differing = arm.differing_texts(out, x86)
-        diff = arm.max_abs_diff(out, x86)
+        differing = aarch64.differing_texts(out, x86)
+        diff = aarch64.max_abs_diff(out, x86)
         line = (f"bit-exact with x86_64 on {len(texts) - differing}/{len(texts)} texts (max abs diff {diff:.3g}), "
                 f"{seconds:.1f} s")
         print(f"run_android_libs: {isa} Android libpqrnn_demo.so"
-              f"{' under qemu ' + arm.QEMU_CPU if isa == 'aarch64' else ' (host)'}: {line}")
+              f"{' under qemu ' + aarch64.QEMU_CPU if isa == 'aarch64' else ' (host)'}: {line}")
         ok = ok and differing == 0
         if isa == "aarch64":
             arm64_outputs, summary = out, line

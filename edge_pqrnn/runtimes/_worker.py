@@ -2,7 +2,7 @@
 
 Standalone on purpose (no edge_pqrnn import): it runs in small venvs (tflite-runtime
 with numpy < 2) and in emulated aarch64 Pythons, and isolates a runtime abort from the
-caller. Usage: python _runtime_worker.py --runtime-module M --model F --library L
+caller. Usage: python _worker.py --runtime-module M --model F --library L
 --texts JSON(base64 list) --out OUT.npz [--no-xnnpack]
 """
 
