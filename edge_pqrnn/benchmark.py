@@ -108,7 +108,7 @@ def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict
     builds them (no validation), keyed ``onnx-float`` and ``onnx-int8``."""
     import onnx
 
-    from edge_pqrnn.converters.onnx_export import quantize_int8, to_onnx, with_metadata, with_text_input
+    from edge_pqrnn.converters.onnx_export import quantize_int8, seal_onnx, to_onnx, with_metadata, with_text_input
     from edge_pqrnn.export import build_metadata
 
     proto = to_onnx(run)
@@ -117,7 +117,7 @@ def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict
     models = {}
     for scheme, model in (("float", proto), ("int8", int8)):
         model = with_metadata(with_text_input(model, run.spec), build_metadata(run, dataset_name, scheme))
-        models[f"onnx-{scheme}"] = model.SerializeToString()
+        models[f"onnx-{scheme}"] = seal_onnx(model)
     return models
 
 
