@@ -13,6 +13,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from edge_pqrnn._io import in_scratch_tempdir
 from edge_pqrnn.errors import AgreementError, ArtifactError, ConfigError
 
 FORMAT = "edge-pqrnn/1"
@@ -117,6 +118,7 @@ def bucket_bodies_of(run: Any, texts: Sequence[str], buckets: Sequence[int], sch
     return bodies
 
 
+@in_scratch_tempdir
 def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
            calibration_samples: int = 500, thresholds: Any = None,

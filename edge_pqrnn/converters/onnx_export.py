@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_pqrnn._io import in_scratch_tempdir
 from edge_pqrnn.artifact import (INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, Checked,
                                  OpLibraryMissingError, metadata_contents, read_source)
 from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, hash_problem, seal
@@ -643,6 +644,7 @@ class OnnxExportResult:
     seconds: dict[str, float]
 
 
+@in_scratch_tempdir
 def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, int8: bool = False,
                 check: bool = True, calibration_samples: int = 500, thresholds: Any = None, opset: int = OPSET,
                 text_input: bool = True, log: Callable[[str], None] = print) -> OnnxExportResult:
