@@ -10,11 +10,17 @@ new one, never half of one.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import errno
+import functools
 import os
+import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from edge_pqrnn.errors import EdgePqrnnError
 
@@ -27,6 +33,10 @@ MAX_RUN_FILE_BYTES = 64 * 2**20
 MAX_WEIGHTS_BYTES = 1 * 2**30
 #: Environment variable that replaces every limit above (bytes), for unusually big inputs.
 LIMIT_VARIABLE = "EDGE_PQRNN_MAX_FILE_BYTES"
+
+#: Per-process scratch folders (``<system temp>/edge-pqrnn-scratch-<pid>``), see
+#: :func:`scratch_tempdir`.
+SCRATCH_PREFIX = "edge-pqrnn-scratch-"
 
 _KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -201,3 +211,73 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_scratch(base: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the scratch folders of processes that no longer run (killed exports).
+
+    Args:
+        base: the folder holding them (default: the system temp folder).
+
+    Returns:
+        The folders removed.
+    """
+    base = Path(base if base is not None else tempfile.gettempdir())
+    removed = []
+    for folder in base.glob(f"{SCRATCH_PREFIX}*"):
+        pid = folder.name[len(SCRATCH_PREFIX):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_tempdir() -> Iterator[Path]:
+    """Within the block, Python's temp files go to this process's own scratch folder.
+
+    TensorFlow's autograph writes every traced function as a ``__autograph_generated_file*.py``
+    in the temp folder and removes them only at a clean exit: a killed export left them
+    behind for good. In a per-process folder they are found again: folders of processes
+    that no longer run are removed on entry (:func:`sweep_scratch`), and this process's
+    own at its exit.
+
+    Yields:
+        The scratch folder.
+    """
+    saved = tempfile.tempdir
+    base = Path(tempfile.gettempdir())
+    sweep_scratch(base)
+    mine = base / f"{SCRATCH_PREFIX}{os.getpid()}"
+    if not mine.is_dir():
+        mine.mkdir(mode=0o700, exist_ok=True)
+        atexit.register(shutil.rmtree, mine, True)  # runs before autograph's own (LIFO), which then skips
+    tempfile.tempdir = str(mine)
+    try:
+        yield mine
+    finally:
+        tempfile.tempdir = saved
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def in_scratch_tempdir(func: _F) -> _F:
+    """Run ``func`` inside :func:`scratch_tempdir` (for the stages that trace TensorFlow)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with scratch_tempdir():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

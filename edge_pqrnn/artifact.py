@@ -226,6 +226,45 @@ def read_metadata(model: Any, data: bytes) -> tuple[dict[str, Any] | None, str |
     return metadata, None
 
 
+def metadata_contents(metadata: dict[str, Any], export_again: str = _EXPORT_AGAIN
+                      ) -> tuple[ProjectionSpec, list[str], list[str]] | str:
+    """The projection spec, intents and tags of an artifact's metadata, every field's
+    type checked (a .tflite's and an .onnx's alike).
+
+    Args:
+        metadata: the decoded metadata JSON object.
+        export_again: the fix that ends most messages.
+
+    Returns:
+        ``(spec, intents, tags)``, or the one-line problem (ending in the fix): another
+        format, a missing or mistyped field (``intents``, ``tags``, ``slot_types`` lists
+        of strings; ``projection`` a valid spec; ``buckets`` a list of token counts
+        below T), or malformed labels.
+    """
+    if metadata.get("format") != FORMAT:
+        return (f"has metadata format {metadata.get('format')!r}, this edge-pqrnn reads {FORMAT!r}: install the "
+                f"edge-pqrnn version that wrote it ({metadata.get('toolkit_version', '?')}) or export it again")
+    try:
+        projection = metadata["projection"]
+        if not isinstance(projection, dict):
+            raise TypeError(f"projection must be an object, got a JSON {type(projection).__name__}")
+        spec = ProjectionSpec.from_dict(projection)
+        intents, tags, slot_types = metadata["intents"], metadata["tags"], metadata.get("slot_types", [])
+        lists = (intents, tags, slot_types)
+        if not all(isinstance(x, list) and all(isinstance(label, str) for label in x) for x in lists):
+            raise TypeError("intents, tags and slot_types must be lists of strings")
+        buckets = metadata.get("buckets") or []
+        if not isinstance(buckets, list) or not all(isinstance(t, int) and not isinstance(t, bool)
+                                                    and 1 < t < spec.max_tokens for t in buckets):
+            raise TypeError(f"buckets must be a list of token counts below {spec.max_tokens}")
+    except (KeyError, TypeError, ValueError, EdgePqrnnError) as exc:
+        return f"has incomplete metadata ({str(exc)[:80]}): {export_again}"
+    bad_tags = [t for t in tags if t != "O" and not (len(t) > 2 and t[:2] in ("B-", "I-"))]
+    if not intents or bad_tags:
+        return f"has malformed labels ({len(intents)} intents, bad tags {bad_tags[:3]}): {export_again}"
+    return spec, intents, tags
+
+
 def _signature(model: Any) -> Any | None:
     return next((s for s in model.signatureDefs or [] if decode_name(s.signatureKey) == SIGNATURE), None)
 
@@ -275,8 +314,9 @@ def find_problems(model: Any, data: bytes) -> list[str]:
 
     Checked in this order (the first one is what :meth:`Artifact.load` raises): exactly
     one projection op and no other custom op; metadata present, readable, of a known
-    format and matching the file's content hash; the op's options valid and equal to the
-    metadata's projection; labels well-formed; a ``serving_default`` signature with a
+    format and matching the file's content hash; its fields of the right types and the
+    labels well-formed (:func:`metadata_contents`); the op's options valid and equal to
+    the metadata's projection; a ``serving_default`` signature with a
     STRING ``text`` input and outputs shaped like the labels.
 
     Args:
@@ -309,20 +349,11 @@ def find_problems(model: Any, data: bytes) -> list[str]:
         problems.append(problem)
     if metadata is None:
         return problems
-    if metadata.get("format") != FORMAT:
-        problems.append(f"has metadata format {metadata.get('format')!r}, this edge-pqrnn reads {FORMAT!r}: "
-                        f"install the edge-pqrnn version that wrote it ({metadata.get('toolkit_version', '?')}) "
-                        "or export it again")
+    contents = metadata_contents(metadata, _EXPORT_AGAIN)
+    if isinstance(contents, str):
+        problems.append(contents)
         return problems
-    try:
-        spec = ProjectionSpec.from_dict(metadata["projection"])
-        intents, tags, slot_types = metadata["intents"], metadata["tags"], metadata.get("slot_types", [])
-        lists = (intents, tags, slot_types)
-        if not all(isinstance(x, list) and all(isinstance(label, str) for label in x) for x in lists):
-            raise TypeError("intents, tags and slot_types must be lists of strings")
-    except (KeyError, TypeError, EdgePqrnnError) as exc:
-        problems.append(f"has incomplete metadata ({str(exc)[:80]}): {_EXPORT_AGAIN}")
-        return problems
+    spec, intents, tags = contents
     if len(ops) == 1:
         options = bytes(ops[0].customOptions if ops[0].customOptions is not None else b"")
         try:
@@ -338,9 +369,6 @@ def find_problems(model: Any, data: bytes) -> list[str]:
             if op_spec != dataclasses.replace(spec, distortion=0.0):
                 problems.append(f"has {OP_NAME} options {op_spec.op_options()} that differ from its metadata's "
                                 f"projection {spec.op_options()} (edited after export?): {_EXPORT_AGAIN}")
-    bad_tags = [t for t in tags if t != "O" and not (len(t) > 2 and t[:2] in ("B-", "I-"))]
-    if not intents or bad_tags:
-        problems.append(f"has malformed labels ({len(intents)} intents, bad tags {bad_tags[:3]}): {_EXPORT_AGAIN}")
     signature = _signature(model)
     graph = model.subgraphs[0]  # present: _index_problem checked it
     if signature is None:
@@ -361,6 +389,37 @@ def find_problems(model: Any, data: bytes) -> list[str]:
         problems.append(f"has outputs {found} that do not fit its labels and projection (expected {expected}): "
                         f"the file is corrupted: {_EXPORT_AGAIN}")
     return problems
+
+
+def open_artifact(source: bytes | str | os.PathLike, runtime: str | None = None, *, name: str | None = None,
+                  **options: Any) -> "Artifact":
+    """Open a .tflite (:meth:`Artifact.load`) or an .onnx (``OnnxArtifact.load``): the one
+    usability check of ``predict``, ``inspect`` and ``gate`` (checked, opened, run once).
+
+    Args:
+        source: a path or the file's bytes (an .onnx is told by its name or first bytes).
+        runtime: ``litert``/``tflite`` for a .tflite (default litert), ``onnxruntime`` for
+            an .onnx (its default and only one); another is refused with the reason.
+        name: the name for messages (default: the path, or ``"<bytes>"``).
+        **options: passed to the ``load`` (``library``, ``num_threads``...).
+
+    Returns:
+        The opened artifact.
+
+    Raises:
+        ArtifactError: the file is not usable (the one-line reason).
+        ConfigError: the runtime does not run this kind of file, or is not installed.
+
+    Example:
+        >>> with open_artifact("atis.onnx") as model:  # doctest: +SKIP
+        ...     model.predict(["flights to boston"])
+    """
+    from edge_pqrnn.converters.onnx_export import RUNTIME as ONNX_RUNTIME
+    from edge_pqrnn.converters.onnx_export import OnnxArtifact, is_onnx
+
+    if is_onnx(source):
+        return OnnxArtifact.load(source, runtime=runtime or ONNX_RUNTIME, name=name, **options)
+    return Artifact.load(source, runtime=runtime or "litert", name=name, **options)
 
 
 class Checked(NamedTuple):
@@ -761,4 +820,4 @@ class Artifact:
 
 
 __all__ = ["Artifact", "Checked", "FORMAT", "OpLibraryMissingError", "Prediction", "RUNTIMES", "SlotSpan", "check",
-           "find_problems", "parse_flatbuffer", "read_metadata", "read_source"]
+           "find_problems", "metadata_contents", "open_artifact", "parse_flatbuffer", "read_metadata", "read_source"]

@@ -138,7 +138,7 @@ def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, 
         log: where progress lines go.
 
     Returns:
-        A :class:`Built` with the .onnx bytes (``body`` None).
+        A :class:`Built` with the sealed .onnx bytes (``body`` None).
     """
     import onnx
 
@@ -162,4 +162,4 @@ def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, 
         proto = onnx_export.with_text_input(proto, run.spec)
     proto = onnx_export.with_metadata(proto, build_metadata(run, dataset_name, scheme))
     onnx.checker.check_model(proto)
-    return Built(proto.SerializeToString(), scheme, None, seconds)
+    return Built(onnx_export.seal_onnx(proto), scheme, None, seconds)

@@ -4,7 +4,10 @@
 Each is a standalone ``click.Command`` registered in ``edge_pqrnn/cli.py`` with
 ``main.add_command(...)``; each turns an :class:`EdgePqrnnError` into one line
 ``error: ...`` on stderr and exit code 2 (no traceback), also when run on its own.
-Exit codes: 0 ok, 1 a validation check failed, 2 an error.
+
+The exit-code contract of every command (docs/troubleshooting.md): 0 ok; 1 a check
+failed (``validate``, ``gate``, ``matrix``); 2 bad input or an unusable file, one
+``error:`` line, no traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ EXIT_CHECK_FAILED, EXIT_ERROR = 1, 2
 
 
 def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Report edge-pqrnn errors as ``error: <message>`` and exit 2."""
+    """Report edge-pqrnn errors as ``error: <message>`` and exit 2 (for every command,
+    also when it runs outside the ``edge-pqrnn`` group)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -97,22 +101,22 @@ def _stdin_texts() -> list[bytes]:
 @click.command("predict")
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.argument("texts", nargs=-1)
-@click.option("--runtime", type=click.Choice(("litert", "tflite")), default="litert", show_default=True)
+@click.option("--runtime", type=click.Choice(("litert", "tflite", "onnxruntime")), default=None,
+              help="Runtime to run ARTIFACT in: litert (default) or tflite for a .tflite; onnxruntime (the only "
+                   "one, and the default) for an .onnx. A runtime that cannot run the file is refused.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per text.")
 @_one_line_errors
-def predict_command(artifact: str, texts: tuple[str, ...], runtime: str, as_json: bool) -> None:
-    """Intent, score and slot spans for each TEXT (no TEXT: one text per stdin line)."""
-    from edge_pqrnn.artifact import Artifact
+def predict_command(artifact: str, texts: tuple[str, ...], runtime: str | None, as_json: bool) -> None:
+    """Intent, score and slot spans for each TEXT (no TEXT: one text per stdin line).
+
+    An .onnx runs in onnxruntime alone (TensorFlow is not imported). Exit codes: 0 ok, 2
+    bad input or an unusable file (one `error:` line).
+    """
+    from edge_pqrnn.artifact import open_artifact
 
     # Arguments back to their exact bytes (undecodable bytes came in as surrogate escapes).
     batch = [os.fsencode(t) for t in texts] if texts else _stdin_texts()
-    from edge_pqrnn.converters.onnx_export import OnnxArtifact, is_onnx
-
-    if is_onnx(artifact):  # ONNX hook: an .onnx runs in onnxruntime (--runtime does not apply)
-        opened = OnnxArtifact.load(artifact)
-    else:
-        opened = Artifact.load(artifact, runtime=runtime)
-    with opened as model:
+    with open_artifact(artifact, runtime) as model:
         predictions = model.predict(batch)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False))
@@ -128,16 +132,21 @@ def predict_command(artifact: str, texts: tuple[str, ...], runtime: str, as_json
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 @_one_line_errors
 def inspect_command(artifact: str, as_json: bool) -> None:
-    """Signature, ops, tensor types, metadata and bytes per block of ARTIFACT (any .tflite).
+    """Signature, ops, tensor types, metadata and bytes per block of ARTIFACT (any .tflite
+    or .onnx).
 
-    Exits 1 when the file is not a usable edge-pqrnn artifact (its problems are listed).
+    The file gets the same usability check as `predict` (checked, opened in litert or
+    onnxruntime, run once). Exits 2 when it is not a usable edge-pqrnn artifact: the
+    description is still printed, its problems listed, and the first one is the
+    `error:` line.
     """
     from edge_pqrnn.inspect_artifact import inspect, render
 
     info = inspect(artifact)
     click.echo(json.dumps(info, indent=2, ensure_ascii=False) if as_json else render(info))
     if info["problems"]:
-        sys.exit(EXIT_CHECK_FAILED)
+        click.echo(f"error: {info['problems'][0]}", err=True)
+        sys.exit(EXIT_ERROR)
 
 
 #: The commands, for ``for command in COMMANDS: main.add_command(command)``.

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from edge_pqrnn.cli_artifact import EXIT_CHECK_FAILED, _one_line_errors
+
 
 @click.command("gate")
 @click.argument("artifact", type=click.Path(dir_okay=False))
@@ -17,10 +19,13 @@ import click
 @click.option("--only", multiple=True, type=click.Choice(["size", "latency", "accuracy"]),
               help="Check only these sections (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_one_line_errors
 def gate_command(artifact: str, gates_path: str, reference: str | None, only: tuple[str, ...], as_json: bool) -> None:
     """Check ARTIFACT against the gates: one ✓/✗ line per gate (measured vs limit).
 
-    Exits 1 when any gate fails, 2 on a bad gates file or a missing --reference.
+    ARTIFACT first gets the same usability check as `predict` (checked, opened, run once).
+    Exits 1 when any gate fails; 2 on an unusable artifact, a bad gates file or a missing
+    --reference (one `error:` line).
     """
     from edge_pqrnn.gates import gate, load_gates
 
@@ -33,7 +38,7 @@ def gate_command(artifact: str, gates_path: str, reference: str | None, only: tu
         for line in report.lines():
             click.echo(line)
     if not report.passed:
-        sys.exit(1)
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 @click.command("report")
@@ -42,6 +47,7 @@ def gate_command(artifact: str, gates_path: str, reference: str | None, only: tu
 @click.option("--reference", default=None, type=click.Path(file_okay=False),
               help="With an ARTIFACT source: its run directory (for scores and agreement with float).")
 @click.option("--repeats", default=300, show_default=True, help="Timed calls for the latency histogram.")
+@_one_line_errors
 def report_command(source: str, out_dir: str, reference: str | None, repeats: int) -> None:
     """Markdown report with plots for a RUN_DIR or an ARTIFACT (.tflite): confusion matrix,
     per-intent (and per-language) scores, latency histogram, bytes per block, agreement with float.

@@ -13,6 +13,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from edge_pqrnn._io import in_scratch_tempdir
 from edge_pqrnn.errors import AgreementError, ArtifactError, ConfigError
 
 
@@ -80,6 +81,7 @@ def validate_or_refuse(artifact: Any, run_dir: str | Path, examples: Any, out: s
     return report
 
 
+@in_scratch_tempdir
 def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
            calibration_samples: int = 500, thresholds: Any = None,
@@ -186,6 +188,7 @@ class OnnxExportResult:
     seconds: dict[str, float]
 
 
+@in_scratch_tempdir
 def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, int8: bool = False,
                 check: bool = True, calibration_samples: int = 500, thresholds: Any = None, opset: int | None = None,
                 text_input: bool = True, log: Callable[[str], None] = print) -> OnnxExportResult:

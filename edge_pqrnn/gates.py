@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn.errors import ConfigError
+from edge_pqrnn.errors import ArtifactError, ConfigError
 
 #: Allowed keys per section and their types (``float`` accepts ints too).
 SCHEMA: dict[str, dict[str, type]] = {
@@ -255,9 +255,9 @@ def gate(artifact: str | os.PathLike | bytes, gates: Gates, *, reference: str | 
     Raises:
         ConfigError: a needed ``reference`` is missing, or ``only`` names an unknown section
             (checked before any slow work).
-        ArtifactError: the artifact does not load.
+        ArtifactError: the artifact is not usable (:meth:`edge_pqrnn.artifact.Artifact.load`).
     """
-    from edge_pqrnn.artifact import check
+    from edge_pqrnn.artifact import Artifact
 
     sections = list(only) if only else list(gates.sections)
     unknown = [s for s in sections if s not in SCHEMA]
@@ -267,7 +267,10 @@ def gate(artifact: str | os.PathLike | bytes, gates: Gates, *, reference: str | 
     if reference is None and active.needs_reference():
         raise ConfigError(f"gates {', '.join(active.needs_reference())} need the float run: pass --reference RUN_DIR "
                           "(or drop them from the gates file, or use --only)")
-    data, name, _ = check(artifact)
+    # The usability check of `predict`: checked, opened and run once (a file that passes
+    # the checks but fails at run time is refused here, not as a failed gate).
+    with Artifact.load(artifact) as opened:
+        data, name = opened.data, opened.name
     results: list[GateResult] = []
     measured: dict[str, Any] = {"bytes": len(data)}
 
@@ -280,7 +283,13 @@ def gate(artifact: str | os.PathLike | bytes, gates: Gates, *, reference: str | 
         from edge_pqrnn.benchmark import invoker, time_variants
 
         threads, repeats = latency.get("threads", 1), latency.get("repeats", 200)
-        variants = {"artifact": invoker(data, text, xnnpack=True, threads=threads)}
+        try:  # one call first: a runtime failure is an unusable artifact, not a traceback
+            variants = {"artifact": invoker(data, text, xnnpack=True, threads=threads)}
+            variants["artifact"]()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"{name} does not run in litert on the latency text ({first[:160]}): export it "
+                                "again with `edge-pqrnn export`") from exc
         ref_kind = latency.get("reference", "float")
         if "max_ratio_vs_reference" in latency:
             if ref_kind == "float":

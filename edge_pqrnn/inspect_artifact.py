@@ -1,7 +1,9 @@
 """What is inside a .tflite: signature, ops, tensor types, metadata, and where the bytes go.
 
-Reads the flatbuffer only (no interpreter, no op library), so it also explains files
-that :meth:`edge_pqrnn.artifact.Artifact.load` refuses: their ``problems`` are listed.
+Reads the flatbuffer (or the ONNX protobuf) first, so it also explains files that
+:meth:`edge_pqrnn.artifact.Artifact.load` refuses: their ``problems`` are listed. A file
+that passes those checks then gets ``predict``'s usability check (opened in litert or
+onnxruntime and run once), so ``inspect`` never passes a file ``predict`` refuses.
 
 Example:
     >>> info = inspect("atis.int8.tflite")  # doctest: +SKIP
@@ -115,19 +117,22 @@ def _byte_blocks(model: Any, data: bytes, op_names: dict[int, str], config: dict
     return blocks
 
 
-def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
-    """Describe a .tflite file without running it.
+def inspect(source: bytes | str | os.PathLike, check_runtime: bool = True) -> dict[str, Any]:
+    """Describe a .tflite (or, through :func:`inspect_onnx`, an .onnx) file.
 
     Args:
         source: a path or .tflite bytes.
+        check_runtime: when the static checks pass, also open the file in litert and run
+            it once (the usability check of ``predict``): a file that only fails at run
+            time then has a problem too. False: the flatbuffer alone, no runtime.
 
     Returns:
         A JSON-ready dict: ``file`` (name, bytes), ``signatures`` (inputs/outputs with
         dtype and shape, -1 = dynamic), ``ops`` (``builtin`` and ``custom`` counts),
         ``tensor_types`` (counts), ``metadata`` (summary, or None), ``bytes`` (per
         block: projection op options, weights per layer, other constants, metadata,
-        graph tables) and ``problems`` (why :meth:`Artifact.load` would refuse it; empty
-        for a good artifact).
+        graph tables) and ``problems`` (why :meth:`Artifact.load` refuses it; empty
+        for a usable artifact).
 
     Raises:
         ArtifactError: the file is missing, not TFLite or does not parse.
@@ -136,6 +141,10 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
         >>> inspect("atis.int8.tflite")["metadata"]["hash_ok"]  # doctest: +SKIP
         True
     """
+    from edge_pqrnn.converters.onnx_export import is_onnx
+
+    if is_onnx(source):
+        return inspect_onnx(source, check_runtime)
     data, name = read_source(source)
     model = parse_flatbuffer(data, name)
     problems = find_problems(model, data)
@@ -157,30 +166,10 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
         for tensor in graph.tensors or []:
             types[type_names.get(tensor.type, f"#{tensor.type}")] += 1
     metadata, _ = read_metadata(model, data)
-    summary = None
-    if metadata is not None:
-        # Damaged metadata may hold any JSON: summarise what has the expected type (the
-        # problems list says what is wrong).
-        def count(key: str) -> int:
-            return len(metadata[key]) if isinstance(metadata.get(key), list) else 0
-
-        def table(value: Any) -> dict[str, Any]:
-            return value if isinstance(value, dict) else {}
-
-        summary = {
-            "format": metadata.get("format"),
-            "toolkit_version": metadata.get("toolkit_version"),
-            "dataset": metadata.get("dataset"),
-            "scheme": metadata.get("scheme"),
-            "portable_kernels": bool(metadata.get("portable_kernels", False)),
-            "intents": count("intents"),
-            "tags": count("tags"),
-            "slot_types": count("slot_types"),
-            "projection": table(metadata.get("projection")),
-            "model_config": {k: v for k, v in table(metadata.get("model_config")).items() if k != "projection"},
-            "content_sha256": metadata.get(HASH_FIELD),
-            "hash_ok": hash_problem(data, metadata) is None,
-        }
+    summary = _summary(metadata, data)
+    problems = [f"{name} {p}" for p in problems]
+    if not problems and check_runtime:
+        problems += _usability_problems(data, name, onnx=False)
     return {
         "file": {"name": name, "bytes": len(data)},
         "signatures": _signatures(model, type_names),
@@ -188,7 +177,118 @@ def inspect(source: bytes | str | os.PathLike) -> dict[str, Any]:
         "tensor_types": dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
         "metadata": summary,
         "bytes": _byte_blocks(model, data, op_names, (metadata or {}).get("model_config")),
-        "problems": [f"{name} {p}" for p in problems],
+        "problems": problems,
+    }
+
+
+def _summary(metadata: dict[str, Any] | None, data: bytes) -> dict[str, Any] | None:
+    """The metadata as :func:`inspect` shows it (None without metadata)."""
+    if metadata is None:
+        return None
+
+    # Damaged metadata may hold any JSON: summarise what has the expected type (the
+    # problems list says what is wrong).
+    def count(key: str) -> int:
+        return len(metadata[key]) if isinstance(metadata.get(key), list) else 0
+
+    def table(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    return {
+        "format": metadata.get("format"),
+        "toolkit_version": metadata.get("toolkit_version"),
+        "dataset": metadata.get("dataset"),
+        "scheme": metadata.get("scheme"),
+        "portable_kernels": bool(metadata.get("portable_kernels", False)),
+        "intents": count("intents"),
+        "tags": count("tags"),
+        "slot_types": count("slot_types"),
+        "projection": table(metadata.get("projection")),
+        "model_config": {k: v for k, v in table(metadata.get("model_config")).items() if k != "projection"},
+        "content_sha256": metadata.get(HASH_FIELD),
+        "hash_ok": hash_problem(data, metadata) is None,
+    }
+
+
+def _usability_problems(data: bytes, name: str, onnx: bool) -> list[str]:
+    """What `predict` would refuse on a file that passed the static checks: it is opened
+    in litert (or onnxruntime) and run once, as :func:`edge_pqrnn.artifact.open_artifact`
+    does for `predict` and `gate`."""
+    from edge_pqrnn.artifact import Artifact
+    from edge_pqrnn.errors import ArtifactError
+
+    try:
+        if onnx:
+            from edge_pqrnn.converters.onnx_export import OnnxArtifact
+
+            OnnxArtifact.load(data, name=name).close()
+        else:
+            Artifact.load(data, name=name).close()
+    except ArtifactError as exc:
+        return [str(exc)]
+    return []
+
+
+def inspect_onnx(source: bytes | str | os.PathLike, check_runtime: bool = True) -> dict[str, Any]:
+    """:func:`inspect` for an .onnx: graph inputs/outputs, op counts (custom domains
+    apart), initializer types, metadata (content hash checked) and problems.
+
+    Args:
+        source: a path or .onnx bytes.
+        check_runtime: also open it in onnxruntime and run it once (the usability check).
+
+    Returns:
+        The same keys as :func:`inspect` (``bytes`` is empty: ONNX has no block table).
+
+    Raises:
+        ArtifactError: the file is missing or not an ONNX model at all.
+    """
+    import json
+
+    import onnx
+
+    from edge_pqrnn.converters.onnx_export import METADATA_KEY, check_onnx
+    from edge_pqrnn.errors import ArtifactError
+
+    data, name = read_source(source)
+    problems: list[str] = []
+    try:
+        check_onnx(data, name)
+    except ArtifactError as exc:
+        if "is not a valid ONNX model" in str(exc):
+            raise
+        problems.append(str(exc))
+    if not problems and check_runtime:
+        problems += _usability_problems(data, name, onnx=True)
+    proto = onnx.load_from_string(data)
+    elem = onnx.TensorProto.DataType.Name
+
+    def describe(values: Any) -> list[dict[str, Any]]:
+        return [{"name": v.name, "dtype": elem(v.type.tensor_type.elem_type),
+                 "shape": [d.dim_value or -1 for d in v.type.tensor_type.shape.dim]} for v in values]
+
+    ops: dict[str, collections.Counter] = {"builtin": collections.Counter(), "custom": collections.Counter()}
+    for node in proto.graph.node:
+        if node.domain in ("", "ai.onnx"):
+            ops["builtin"][node.op_type] += 1
+        else:
+            ops["custom"][f"{node.domain}.{node.op_type}"] += 1
+    types = collections.Counter(elem(t.data_type) for t in proto.graph.initializer)
+    metadata = None
+    props = {p.key: p.value for p in proto.metadata_props}
+    try:
+        loaded = json.loads(props.get(METADATA_KEY, "null"))
+        metadata = loaded if isinstance(loaded, dict) else None
+    except ValueError:
+        pass
+    return {
+        "file": {"name": name, "bytes": len(data)},
+        "signatures": {"graph": {"inputs": describe(proto.graph.input), "outputs": describe(proto.graph.output)}},
+        "ops": {kind: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for kind, c in ops.items()},
+        "tensor_types": dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "metadata": _summary(metadata, data),
+        "bytes": {},
+        "problems": problems,
     }
 
 
@@ -249,4 +349,4 @@ def render(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["inspect", "render"]
+__all__ = ["inspect", "inspect_onnx", "render"]

@@ -502,6 +502,29 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{math.floor(value * 10_000) / 10_000:.4f}"
 
 
+def _differences(art_labels: Labels, art_spec: ProjectionSpec, run: Any) -> list[str]:
+    """What differs between the artifact's labels and projection and the run's, each as
+    ``what: artifact vs run`` (two summaries of counts alone can be identical: intents
+    in another order, another lower-casing)."""
+    out = []
+    for what in ("intents", "tags"):
+        mine, theirs = getattr(art_labels, what), getattr(run.labels, what)
+        if len(mine) != len(theirs):
+            out.append(f"{what}: {len(mine)} vs {len(theirs)}")
+        elif sorted(mine) == sorted(theirs) and list(mine) != list(theirs):
+            first = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+            out.append(f"{what}: the same {len(mine)} in another order (#{first}: {mine[first]!r} vs {theirs[first]!r})")
+        elif list(mine) != list(theirs):
+            first = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+            out.append(f"{what}: other labels (#{first}: {mine[first]!r} vs {theirs[first]!r})")
+    mine, theirs = _spec_without_distortion(art_spec), _spec_without_distortion(run.spec)
+    for field in dataclasses.fields(mine):
+        a, b = getattr(mine, field.name), getattr(theirs, field.name)
+        if a != b:
+            out.append(f"projection {field.name}: {a!r} vs {b!r}")
+    return out or ["no difference found"]
+
+
 def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, run: Any, main: RuntimeResult,
             primary: str | None, n_texts: int, n_hostile: int, accuracy: dict | None,
             results: dict[str, RuntimeResult], outputs: dict[str, dict], ref_counts: np.ndarray,
@@ -514,10 +537,8 @@ def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, ru
                                             f"T={art_spec.max_tokens}, F={art_spec.feature_size})"))
     else:
         checks.append(Check("labels", False, (
-            f"labels and projection: the artifact ({len(art_labels.intents)} intents, {len(art_labels.tags)} tags, "
-            f"T={art_spec.max_tokens}, F={art_spec.feature_size}) does not match the reference run "
-            f"({len(run.labels.intents)} intents, {len(run.labels.tags)} tags, T={run.spec.max_tokens}, "
-            f"F={run.spec.feature_size}): pass the run it was exported from")))
+            f"labels and projection: the artifact does not match the reference run "
+            f"({'; '.join(_differences(art_labels, art_spec, run))}): pass the run it was exported from")))
     who = f"{primary} vs float" if primary else "no runtime loaded"
     differ = None if main.intent_agreement is None else round((1 - main.intent_agreement) * n_texts)
     checks.append(Check(

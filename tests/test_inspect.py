@@ -92,11 +92,35 @@ def test_inspect_command(built, tmp_path):
     foreign = tmp_path / "projection.tflite"
     foreign.write_bytes(projection_model(ProjectionSpec(feature_size=8, max_tokens=4)))
     problem = runner.invoke(inspect_command, [str(foreign)])
-    assert problem.exit_code == 1 and "✗ " in problem.output
+    # exit-code contract (issue 23): an unusable file is 2, as for predict
+    assert problem.exit_code == 2 and "✗ " in problem.output
+    assert problem.output.strip().splitlines()[-1].startswith(f"error: {foreign} has no edge-pqrnn metadata")
     missing = runner.invoke(inspect_command, [str(tmp_path / "none.tflite")])
     assert missing.exit_code == 2
     assert missing.output == f"error: {tmp_path / 'none.tflite'} does not exist: pass the path of a .tflite written " \
                              "by `edge-pqrnn export`\n"
+
+
+def test_inspect_gate_and_predict_refuse_a_file_that_fails_only_at_run_time(built, tmp_path):
+    # Issue 23: a crafted artifact (an op's options edited, content hash re-sealed)
+    # passes every check made before a runtime; inspect and `gate --only size` passed it
+    # and gate on latency printed a traceback. All three now share predict's check.
+    from edge_pqrnn.cli import main
+
+    bad = tmp_path / "bad-options.tflite"
+    bad.write_bytes(artifact_fixtures.bad_runtime_options(built.artifact))
+    assert inspect(bad, check_runtime=False)["problems"] == []  # the static checks alone pass it
+    gates = tmp_path / "gates.toml"
+    gates.write_text("[size]\nmax_bytes = 10_000_000\n[latency]\np50_ms = 1000.0\nrepeats = 3\n")
+    expected = (f"error: {bad} does not run in litert (EdgePqrnnFoPool: unsupported version of the fo-pool options "
+                "(this op library implements version 1)")
+    runner = CliRunner()
+    for args in (["inspect", str(bad)], ["predict", str(bad), "flights"], ["gate", str(bad), "--gates", str(gates)],
+                 ["gate", str(bad), "--gates", str(gates), "--only", "size"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.strip().splitlines()[-1].startswith(expected), (args, result.output)
+        assert "Traceback" not in result.output
 
 
 # Every message artifact.py / validate.py raise, by a phrase that stays fixed (the ones

@@ -60,10 +60,10 @@ TEMP_FILE = re.compile(r"^\.model\.tflite\..+\.partial$")
 class Child:
     """The exporting child, with its output lines readable with a timeout."""
 
-    def __init__(self, run_dir: Path, out: Path, mode: str = "loop") -> None:
+    def __init__(self, run_dir: Path, out: Path, mode: str = "loop", env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), str(out), mode],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -148,3 +148,32 @@ def test_sigkill_during_export_leaves_the_previous_artifact(tmp_path):
         for child in children:
             if child.proc.poll() is None:
                 child.kill()
+
+
+def test_killed_export_leaves_no_autograph_files_once_the_next_one_starts(tmp_path):
+    # Issue 23: TensorFlow's autograph writes each traced function to a
+    # __autograph_generated_file*.py in the temp folder and removes them only at a clean
+    # exit; a killed export left them there for good. They now go to a per-process
+    # scratch folder, which the next export removes once its process is gone.
+    from edge_pqrnn._io import SCRATCH_PREFIX, sweep_scratch
+
+    run_dir, out, temp = tmp_path / "run", tmp_path / "out" / "model.tflite", tmp_path / "tmp"
+    temp.mkdir()
+    child = Child(run_dir, out, env={"TMPDIR": str(temp)})
+    try:
+        train_tiny_run(run_dir)
+        child.wait_for("ready")
+        child.go()
+        child.wait_for("start")
+        deadline = time.monotonic() + 120
+        while not list(temp.rglob("__autograph_generated_file*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.kill()
+    finally:
+        if child.proc.poll() is None:
+            child.kill()
+    leftovers = list(temp.rglob("__autograph_generated_file*"))
+    assert leftovers, "the export traced no function before the kill"
+    assert all(p.parent.name == f"{SCRATCH_PREFIX}{child.proc.pid}" for p in leftovers), leftovers
+    assert sweep_scratch(temp) == [temp / f"{SCRATCH_PREFIX}{child.proc.pid}"]
+    assert list(temp.iterdir()) == []

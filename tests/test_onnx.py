@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from edge_pqrnn.cli import main
 from edge_pqrnn.artifact import Artifact
 from edge_pqrnn.converters.onnx_export import (INPUTS, METADATA_KEY, OP_DOMAIN, TEXT_INPUT, OnnxArtifact, check_onnx,
-                                               is_onnx, is_text_graph, with_metadata)
+                                               is_onnx, is_text_graph, seal_onnx, with_metadata)
 from edge_pqrnn.export import export_onnx
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.validate import HOSTILE_TEXTS
@@ -144,12 +144,15 @@ def test_errors_say_what_to_do(tmp_path, float_onnx, tiny_run):
     del foreign.metadata_props[:]
     with pytest.raises(ArtifactError, match="has no edge-pqrnn metadata"):
         check_onnx(foreign.SerializeToString())
-    # The op node's attributes must be the metadata's projection.
+    # The op node's attributes must be the metadata's projection (edited and re-sealed:
+    # without the new hash the hash check refuses it first).
     edited = onnx.load(str(float_onnx))
     [node] = [n for n in edited.graph.node if n.domain == OP_DOMAIN]
     next(a for a in node.attribute if a.name == "max_tokens").i = 32
-    with pytest.raises(ArtifactError, match="projection op node .* does not match the metadata's projection"):
+    with pytest.raises(ArtifactError, match="does not match the content hash recorded at export"):
         check_onnx(edited.SerializeToString())
+    with pytest.raises(ArtifactError, match="projection op node .* does not match the metadata's projection"):
+        check_onnx(seal_onnx(with_metadata(edited, check_onnx(float_onnx).metadata)))
     with pytest.raises(OpLibraryError, match="the op library /nonexistent.so does not exist"):
         OnnxArtifact.load(float_onnx, library="/nonexistent.so")
     with pytest.raises(ConfigError, match="runs in 'onnxruntime' only"):
@@ -232,3 +235,86 @@ def test_benchmark_times_onnx_beside_the_tflite(tiny_run, float_onnx):
     assert given["variants"]["onnx-float"]["bytes"] == float_onnx.stat().st_size and given["onnx"] == str(float_onnx)
     with pytest.raises(ArtifactError, match="not a valid ONNX model"):
         benchmark_run(str(tiny_run), repeats=1, batch_sizes=(1,), threads=1, onnx=__file__, log=lambda _: None)
+
+
+# ------------------------------------------------------------------ integrity and the ONNX runtime path (issue 23)
+
+
+def _weight_offset(data: bytes) -> int:
+    """Where the bytes of the largest float initializer start in the file."""
+    proto = onnx.load_from_string(data)
+    biggest = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    at = data.find(biggest.raw_data)
+    assert at > 0 and data.count(biggest.raw_data) == 1
+    return at
+
+
+def test_onnx_content_hash_refuses_a_flipped_weight_bit_in_every_command(float_onnx, tiny_run, tmp_path):
+    # Issue 23: one flipped weight bit in an .onnx changed the logits, and predict and
+    # validate passed it. The .onnx now carries a content hash like the .tflite.
+    data = float_onnx.read_bytes()
+    assert len(check_onnx(data).metadata["content_sha256"]) == 64
+    flipped = bytearray(data)
+    flipped[_weight_offset(data) + 2] ^= 0x10
+    bad = tmp_path / "flipped.onnx"
+    bad.write_bytes(bytes(flipped))
+    message = (f"{bad} does not match the content hash recorded at export (changed after export): the file is "
+               "corrupted: export it again with `edge-pqrnn export RUN_DIR --format onnx`")
+    with pytest.raises(ArtifactError) as error:
+        check_onnx(bad)
+    assert str(error.value) == message
+    runner = CliRunner()
+    for args in (["predict", str(bad), "flights"], ["validate", str(bad), "--reference", str(tiny_run)],
+                 ["inspect", str(bad)]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.strip().splitlines()[-1] == f"error: {message}", args
+
+
+@pytest.mark.parametrize("key, value", [("intents", 5), ("intents", [1, 2]), ("tags", "O"), ("projection", [1]),
+                                        ("projection", {"feature_size": "big"}), ("slot_types", {"a": 1}),
+                                        ("buckets", "16"), ("format", 7)])
+def test_onnx_metadata_of_the_wrong_type_is_one_line(float_onnx, key, value):
+    # Issue 23: e.g. intents not a list gave a traceback. Edited and re-sealed, so only
+    # the type checks stand between the file and a runtime.
+    metadata = dict(check_onnx(float_onnx).metadata, **{key: value})
+    data = seal_onnx(with_metadata(onnx.load(str(float_onnx)), metadata))
+    with pytest.raises(ArtifactError, match=r"^<bytes> has (incomplete metadata|metadata format)"):
+        check_onnx(data)
+    with pytest.raises(ArtifactError, match=r"^<bytes> has (incomplete metadata|metadata format)"):
+        OnnxArtifact.load(data)
+
+
+def test_predict_on_onnx_imports_onnxruntime_not_tensorflow_and_honours_runtime(float_onnx, built):
+    import os
+    import subprocess
+    import sys
+
+    # Issue 23: predict on an .onnx imported TensorFlow (tf2onnx), ~7 s per call.
+    code = ("import sys\nfrom edge_pqrnn.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('exit', e.code)\nprint(sorted(m for m in ('tensorflow', 'tf2onnx', 'keras', 'onnxruntime') "
+            "if m in sys.modules))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code, "predict", str(float_onnx), "flights to boston"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.stdout.strip().splitlines()[-2:] == ["exit 0", "['onnxruntime']"], proc.stdout + proc.stderr
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", str(float_onnx), "hi", "--runtime", "litert"])
+    assert result.exit_code == 2
+    assert "error: an .onnx runs in 'onnxruntime' only, not 'litert'" in result.output
+    result = runner.invoke(main, ["predict", str(float_onnx), "hi", "--runtime", "onnxruntime"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["predict", str(built.path), "hi", "--runtime", "onnxruntime"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {built.path} is a .tflite, which runs in litert or tflite, not onnxruntime: drop --runtime, or run "
+        "the .onnx from `edge-pqrnn export --format onnx` in onnxruntime")
+
+
+def test_inspect_describes_an_onnx(float_onnx):
+    result = CliRunner().invoke(main, ["inspect", str(float_onnx), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output[result.output.index("{"):])
+    assert info["ops"]["custom"] == {f"{OP_DOMAIN}.EdgePqrnnProjection": 1}
+    assert info["metadata"]["hash_ok"] and info["problems"] == []
+    assert [i["name"] for i in info["signatures"]["graph"]["inputs"]] == [TEXT_INPUT]

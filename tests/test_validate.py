@@ -85,8 +85,37 @@ def test_reference_with_other_labels_fails_the_labels_check(built, tmp_path):
     report = validate(built.path, swapped, runtimes=("litert",))
     labels_check = next(c for c in report.checks if c.name == "labels")
     assert labels_check.passed is False
-    assert labels_check.line.endswith("does not match the reference run (3 intents, 9 tags, T=16, F=64): pass the "
-                                      "run it was exported from")
+    # Issue 23: the line showed two identical summaries (3 intents, 9 tags, T=16, F=64).
+    first, last = labels["intents"][0], labels["intents"][-1]
+    assert labels_check.line == ("labels and projection: the artifact does not match the reference run (intents: the "
+                                 f"same 3 in another order (#0: {last!r} vs {first!r})): pass the run it was exported "
+                                 "from")
+
+
+def test_reference_with_other_lower_casing_names_the_difference(built, tmp_path):
+    other = tmp_path / "cased-run"
+    shutil.copytree(built.run_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    config["projection"]["lowercase"] = not config["projection"]["lowercase"]
+    (other / "config.json").write_text(json.dumps(config))
+    report = validate(built.path, other, runtimes=("litert",))
+    labels_check = next(c for c in report.checks if c.name == "labels")
+    assert labels_check.passed is False
+    assert labels_check.line == ("labels and projection: the artifact does not match the reference run (projection "
+                                 f"lowercase: {not config['projection']['lowercase']!r} vs "
+                                 f"{config['projection']['lowercase']!r}): pass the run it was exported from")
+
+
+def test_validate_names_an_unloadable_artifact_by_its_path(built, tmp_path):
+    # Issue 23: the runtime row said "<bytes> does not run in litert".
+    import artifact_fixtures
+
+    bad = tmp_path / "bad-options.tflite"
+    bad.write_bytes(artifact_fixtures.bad_runtime_options(built.artifact))
+    report = validate(bad, built.run_dir, runtimes=("litert",))
+    line = next(c.line for c in report.checks if c.name == "runtime:litert")
+    assert line.startswith(f"runtime litert") and f"not loaded: {bad} does not run in litert" in line
+    assert "<bytes>" not in "\n".join(report.lines())
 
 
 def test_texts_only_measure_agreement_not_accuracy(built):

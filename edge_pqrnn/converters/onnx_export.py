@@ -41,11 +41,12 @@ from typing import Any
 import numpy as np
 
 from edge_pqrnn.artifact import (INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, Checked,
-                                 OpLibraryMissingError, read_source)
+                                 OpLibraryMissingError, metadata_contents, read_source)
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.evaluate import Labels
-from edge_pqrnn.format import (BODY_INPUTS as INPUTS, METADATA_NAME as METADATA_KEY, ONNX_DOMAIN as OP_DOMAIN,
-                               PROJECTION_OP as OP_NAME, PROJECTION_OUTPUTS as OUTPUT_NAMES, TEXT_INPUT)
+from edge_pqrnn.format import (HASH_FIELD, BODY_INPUTS as INPUTS, METADATA_NAME as METADATA_KEY, ONNX_DOMAIN as OP_DOMAIN,
+                               PROJECTION_OP as OP_NAME, PROJECTION_OUTPUTS as OUTPUT_NAMES, TEXT_INPUT, hash_problem,
+                               seal)
 from edge_pqrnn.projection.spec import ProjectionSpec
 
 #: The opset tf2onnx targets (>= 15 per DESIGN.md §6; 17 is onnxruntime 1.1x's well-trodden one).
@@ -70,14 +71,19 @@ PREPROCESSING_TEXT = ("none: input 'text' is a string tensor [B] of UTF-8 text; 
 _EXPORT_AGAIN = "export it again with `edge-pqrnn export RUN_DIR --format onnx`"
 
 
-def _require_onnx() -> None:
+def _require_onnx(export: bool = True) -> None:
+    """Import what ONNX export needs (onnx, onnxruntime, tf2onnx), or only what reading
+    and running an .onnx needs (``export=False``: onnx and onnxruntime; tf2onnx imports
+    TensorFlow, seconds of start-up that running a model must not pay)."""
+    import importlib
+
+    modules = ("onnx", "onnxruntime", "tf2onnx") if export else ("onnx", "onnxruntime")
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import tf2onnx  # noqa: F401
+        for module in modules:
+            importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"ONNX export needs onnx, onnxruntime and tf2onnx ({exc}): "
-                          "`pip install onnx onnxruntime tf2onnx`") from exc
+        what = "ONNX export needs" if export else "running an .onnx needs"
+        raise ConfigError(f"{what} {', '.join(modules)} ({exc}): `pip install {' '.join(modules)}`") from exc
 
 
 # ----------------------------------------------------------------------------------------
@@ -235,7 +241,10 @@ def with_metadata(proto: Any, metadata: dict[str, Any]) -> Any:
     ours = {METADATA_KEY, "preprocessing", *METADATA_FIELDS}
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in ours]
     del proto.metadata_props[:]
-    entries = kept + [(METADATA_KEY, json.dumps(metadata, ensure_ascii=False, sort_keys=True)),
+    # The content hash's placeholder, filled by seal_onnx() (as for a .tflite: the same
+    # JSON key, so edge_pqrnn.converters.tflite_fuse's hash functions read both formats).
+    payload = dict(metadata, **{HASH_FIELD: "0" * 64})
+    entries = kept + [(METADATA_KEY, json.dumps(payload, ensure_ascii=False, sort_keys=True)),
                       ("preprocessing", PREPROCESSING_TEXT if text_input(proto) else PREPROCESSING)]
     for key in METADATA_FIELDS:
         if key in metadata:
@@ -248,6 +257,26 @@ def with_metadata(proto: Any, metadata: dict[str, Any]) -> Any:
 
     proto.producer_name, proto.producer_version = "edge-pqrnn", __version__
     return proto
+
+
+def seal_onnx(proto: Any) -> bytes:
+    """The serialized model with its content hash written in: sha256 of the whole file
+    with the hash's own 64 digits zeroed (graph, weights and metadata alike), checked by
+    :func:`check_onnx` as :func:`edge_pqrnn.artifact.check` checks a .tflite's.
+
+    Args:
+        proto: a model that went through :func:`with_metadata` last.
+
+    Returns:
+        The .onnx bytes.
+
+    Raises:
+        ArtifactError: no hash placeholder (``with_metadata`` was not called).
+
+    Example:
+        >>> data = seal_onnx(with_metadata(proto, metadata))  # doctest: +SKIP
+    """
+    return seal(proto.SerializeToString())
 
 
 def op_counts(proto: Any) -> dict[str, int]:
@@ -286,7 +315,7 @@ def check_onnx(source: bytes | str | os.PathLike, name: str | None = None) -> Ch
         >>> check_onnx("atis.onnx").metadata["scheme"]  # doctest: +SKIP
         'float'
     """
-    _require_onnx()
+    _require_onnx(export=False)
     import onnx
 
     data, name = read_source(source, name)
@@ -303,10 +332,19 @@ def check_onnx(source: bytes | str | os.PathLike, name: str | None = None) -> Ch
                             f"model from another tool? {_EXPORT_AGAIN}")
     try:
         metadata = json.loads(props[METADATA_KEY])
-        spec = ProjectionSpec.from_dict(metadata["projection"])
-        intents, tags = metadata["intents"], metadata["tags"]
-    except (ValueError, KeyError, TypeError) as exc:
+        if not isinstance(metadata, dict):
+            raise ValueError(f"a JSON {type(metadata).__name__}, not an object")
+    except ValueError as exc:
         raise ArtifactError(f"{name} has unreadable edge-pqrnn metadata ({str(exc)[:80]}): {_EXPORT_AGAIN}") from exc
+    # The whole-file hash first, as for a .tflite: a flipped weight bit changes no
+    # structure, only logits.
+    problem = hash_problem(data, metadata)
+    if problem:
+        raise ArtifactError(f"{name} {problem}: the file is corrupted: {_EXPORT_AGAIN}")
+    contents = metadata_contents(metadata, _EXPORT_AGAIN)
+    if isinstance(contents, str):
+        raise ArtifactError(f"{name} {contents}")
+    spec, intents, tags = contents
     inputs = [i.name for i in proto.graph.input]
     outputs = {o.name: [d.dim_value or -1 for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
     expected_inputs = [TEXT_INPUT] if text_input(proto) else list(INPUTS)
@@ -515,5 +553,5 @@ def register_op_library(options: Any, name: str = "the model", library: str | No
 
 __all__ = ["INPUTS", "METADATA_KEY", "OPSET", "OP_DOMAIN", "OnnxArtifact", "RUNTIME", "TEXT_INPUT",
            "check_onnx", "is_onnx", "is_text_graph", "op_counts", "projection_onnx",
-           "register_op_library", "session_options", "text_input", "text_tensor", "to_onnx", "with_metadata",
+           "register_op_library", "seal_onnx", "session_options", "text_input", "text_tensor", "to_onnx", "with_metadata",
            "with_text_input"]

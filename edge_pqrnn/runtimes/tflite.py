@@ -101,6 +101,9 @@ def open_interpreter(data: bytes, name: str, runtime: str = "litert", library: s
         OpLibraryMissingError: the op library is missing or does not load as a delegate.
         ArtifactError: the runtime rejects the model.
     """
+    if runtime == "onnxruntime":
+        raise ConfigError(f"{name} is a .tflite, which runs in {' or '.join(IN_PROCESS)}, not onnxruntime: drop "
+                          "--runtime, or run the .onnx from `edge-pqrnn export --format onnx` in onnxruntime")
     if runtime not in IN_PROCESS:
         raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(IN_PROCESS)} "
                           "(tflite-runtime 2.14 runs only through `edge-pqrnn validate --runtime tflite-runtime`)")
