@@ -391,37 +391,6 @@ def find_problems(model: Any, data: bytes) -> list[str]:
     return problems
 
 
-def open_artifact(source: bytes | str | os.PathLike, runtime: str | None = None, *, name: str | None = None,
-                  **options: Any) -> "Artifact":
-    """Open a .tflite (:meth:`Artifact.load`) or an .onnx (``OnnxArtifact.load``): the one
-    usability check of ``predict``, ``inspect`` and ``gate`` (checked, opened, run once).
-
-    Args:
-        source: a path or the file's bytes (an .onnx is told by its name or first bytes).
-        runtime: ``litert``/``tflite`` for a .tflite (default litert), ``onnxruntime`` for
-            an .onnx (its default and only one); another is refused with the reason.
-        name: the name for messages (default: the path, or ``"<bytes>"``).
-        **options: passed to the ``load`` (``library``, ``num_threads``...).
-
-    Returns:
-        The opened artifact.
-
-    Raises:
-        ArtifactError: the file is not usable (the one-line reason).
-        ConfigError: the runtime does not run this kind of file, or is not installed.
-
-    Example:
-        >>> with open_artifact("atis.onnx") as model:  # doctest: +SKIP
-        ...     model.predict(["flights to boston"])
-    """
-    from edge_pqrnn.converters.onnx_export import RUNTIME as ONNX_RUNTIME
-    from edge_pqrnn.converters.onnx_export import OnnxArtifact, is_onnx
-
-    if is_onnx(source):
-        return OnnxArtifact.load(source, runtime=runtime or ONNX_RUNTIME, name=name, **options)
-    return Artifact.load(source, runtime=runtime or "litert", name=name, **options)
-
-
 class Checked(NamedTuple):
     """A file that passed :func:`check`: its bytes, name and verified metadata."""
 
@@ -820,4 +789,4 @@ class Artifact:
 
 
 __all__ = ["Artifact", "Checked", "FORMAT", "OpLibraryMissingError", "Prediction", "RUNTIMES", "SlotSpan", "check",
-           "find_problems", "metadata_contents", "open_artifact", "parse_flatbuffer", "read_metadata", "read_source"]
+           "find_problems", "metadata_contents", "parse_flatbuffer", "read_metadata", "read_source"]

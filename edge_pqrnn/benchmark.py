@@ -77,8 +77,8 @@ def onnx_invoker(model: bytes, text: str | Sequence[str], threads: int = 1) -> C
     """
     import onnxruntime as ort
 
-    from edge_pqrnn.converters.onnx_export import (check_onnx, is_text_graph, register_op_library, session_options,
-                                                   text_tensor)
+    from edge_pqrnn.onnx_artifact import check_onnx, is_text_graph
+    from edge_pqrnn.runtimes.onnxruntime import register_op_library, session_options, text_tensor
     from edge_pqrnn.projection import ProjectionSpec, project
 
     options = session_options(threads)
@@ -458,7 +458,7 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     threads = threads or os.cpu_count() or 1
     given_onnx = None
     if onnx is not None and not isinstance(onnx, bool):
-        from edge_pqrnn.converters.onnx_export import check_onnx
+        from edge_pqrnn.onnx_artifact import check_onnx
 
         given_onnx = check_onnx(onnx)  # a bad path fails now, before any conversion
     run, dataset_name, dataset = load_run_and_dataset(run_dir)

@@ -112,7 +112,7 @@ def predict_command(artifact: str, texts: tuple[str, ...], runtime: str | None, 
     An .onnx runs in onnxruntime alone (TensorFlow is not imported). Exit codes: 0 ok, 2
     bad input or an unusable file (one `error:` line).
     """
-    from edge_pqrnn.artifact import open_artifact
+    from edge_pqrnn.onnx_artifact import open_artifact
 
     # Arguments back to their exact bytes (undecodable bytes came in as surrogate escapes).
     batch = [os.fsencode(t) for t in texts] if texts else _stdin_texts()

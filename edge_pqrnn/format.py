@@ -65,6 +65,12 @@ _PLACEHOLDER = b"0" * 64
 _HASH_PREFIX = b'"' + HASH_FIELD.encode() + b'": "'
 
 
+def onnx_text_input(proto: Any) -> bool:
+    """Whether an .onnx graph (a ``ModelProto``) takes raw text (the projection op inside)
+    rather than the projection's features."""
+    return [i.name for i in proto.graph.input] == [TEXT_INPUT]
+
+
 def schema() -> Any:
     """TFLite's flatbuffer schema module (from ai_edge_litert, or TensorFlow)."""
     try:

@@ -141,7 +141,7 @@ def inspect(source: bytes | str | os.PathLike, check_runtime: bool = True) -> di
         >>> inspect("atis.int8.tflite")["metadata"]["hash_ok"]  # doctest: +SKIP
         True
     """
-    from edge_pqrnn.converters.onnx_export import is_onnx
+    from edge_pqrnn.onnx_artifact import is_onnx
 
     if is_onnx(source):
         return inspect_onnx(source, check_runtime)
@@ -212,14 +212,14 @@ def _summary(metadata: dict[str, Any] | None, data: bytes) -> dict[str, Any] | N
 
 def _usability_problems(data: bytes, name: str, onnx: bool) -> list[str]:
     """What `predict` would refuse on a file that passed the static checks: it is opened
-    in litert (or onnxruntime) and run once, as :func:`edge_pqrnn.artifact.open_artifact`
+    in litert (or onnxruntime) and run once, as :func:`edge_pqrnn.onnx_artifact.open_artifact`
     does for `predict` and `gate`."""
     from edge_pqrnn.artifact import Artifact
     from edge_pqrnn.errors import ArtifactError
 
     try:
         if onnx:
-            from edge_pqrnn.converters.onnx_export import OnnxArtifact
+            from edge_pqrnn.onnx_artifact import OnnxArtifact
 
             OnnxArtifact.load(data, name=name).close()
         else:
@@ -247,7 +247,8 @@ def inspect_onnx(source: bytes | str | os.PathLike, check_runtime: bool = True) 
 
     import onnx
 
-    from edge_pqrnn.converters.onnx_export import METADATA_KEY, check_onnx
+    from edge_pqrnn.format import METADATA_NAME as METADATA_KEY
+    from edge_pqrnn.onnx_artifact import check_onnx
     from edge_pqrnn.errors import ArtifactError
 
     data, name = read_source(source)

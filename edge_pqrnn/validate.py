@@ -42,8 +42,10 @@ from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError
 from edge_pqrnn.evaluate import Labels, Logits, score
 from edge_pqrnn.projection import ProjectionSpec, Token
 from edge_pqrnn.projection.reference import decode, token_rows
+from edge_pqrnn.onnx_artifact import OnnxArtifact, check_onnx, is_onnx
 from edge_pqrnn.runtimes import IN_PROCESS, LEGACY_RUNTIME, run_legacy
 from edge_pqrnn.runtimes.aarch64 import run_aarch64_bytes
+from edge_pqrnn.runtimes.onnxruntime import RUNTIME as ONNX_RUNTIME
 
 #: The in-process runtimes, and the legacy one that runs in its own venv.
 RUNTIMES = IN_PROCESS
@@ -308,8 +310,8 @@ def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray], ref_counts:
 def _run_in_process(data: bytes, name: str, texts: list[str | bytes], batch_size: int,
                     artifact_name: str) -> tuple[dict, str]:
     opener = Artifact
-    if name == "onnxruntime":  # ONNX hook: an .onnx (edge_pqrnn.converters.onnx_export)
-        from edge_pqrnn.converters.onnx_export import OnnxArtifact as opener
+    if name == ONNX_RUNTIME:  # an .onnx (edge_pqrnn.onnx_artifact)
+        opener = OnnxArtifact
     with opener.load(data, runtime=name, name=artifact_name) as artifact:
         return artifact.run(texts, batch_size), artifact.runtime_version
 
@@ -381,14 +383,11 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     if not runtimes and not legacy:
         raise ConfigError(f"no runtime to validate in: pass runtimes from {', '.join(ALL_RUNTIMES)} or legacy=True")
     thresholds = thresholds or Thresholds()
-    # ONNX hook: an .onnx (edge_pqrnn.converters.onnx_export) is checked as ONNX and runs
-    # in one row, onnxruntime; the report keys are the same.
-    from edge_pqrnn.converters import onnx_export
-
-    onnx_file = onnx_export.is_onnx(artifact.data if isinstance(artifact, Artifact) else artifact)
+    # An .onnx is checked as ONNX and runs in one row, onnxruntime; the report keys are the same.
+    onnx_file = is_onnx(artifact.data if isinstance(artifact, Artifact) else artifact)
     if onnx_file:
-        runtimes, legacy = (onnx_export.RUNTIME,), False
-    data, name, metadata = (onnx_export.check_onnx if onnx_file else check)(
+        runtimes, legacy = (ONNX_RUNTIME,), False
+    data, name, metadata = (check_onnx if onnx_file else check)(
         artifact.data if isinstance(artifact, Artifact) else artifact,
         artifact.name if isinstance(artifact, Artifact) else None)
     run = load_run(reference_run_dir)
@@ -431,7 +430,7 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     x86_only: dict[str, dict[str, np.ndarray] | None] = {}  # x86 references that are not rows
     for runtime, result in results.items():
         if runtime.endswith(AARCH64):
-            _compare_with_x86(result, outputs, x86_only, data, all_texts, batch_size, log)
+            _compare_with_x86(result, outputs, x86_only, data, all_texts, batch_size, log, name)
     if "litert" in outputs:
         for runtime, out in outputs.items():
             if runtime != "litert" and not runtime.endswith(AARCH64):
@@ -467,7 +466,7 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
 
 def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.ndarray]],
                       extra: dict[str, dict[str, np.ndarray] | None], data: bytes, texts: list[str | bytes],
-                      batch_size: int, log: Callable[[str], None]) -> None:
+                      batch_size: int, log: Callable[[str], None], name: str) -> None:
     """Fill an aarch64 row's ``*_vs_x86`` fields: its outputs against the same runtime on
     this machine (run once into ``extra`` when it is not a row itself; if that fails,
     they stay None)."""

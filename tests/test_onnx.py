@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from edge_pqrnn.cli import main
 from edge_pqrnn.artifact import Artifact
-from edge_pqrnn.converters.onnx_export import (INPUTS, METADATA_KEY, OP_DOMAIN, TEXT_INPUT, OnnxArtifact, check_onnx,
-                                               is_onnx, is_text_graph, seal_onnx, with_metadata)
+from edge_pqrnn.converters.onnx_export import INPUTS, METADATA_KEY, OP_DOMAIN, TEXT_INPUT, seal_onnx, with_metadata
+from edge_pqrnn.onnx_artifact import OnnxArtifact, check_onnx, is_onnx, is_text_graph
 from edge_pqrnn.export import export_onnx
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.validate import HOSTILE_TEXTS

@@ -10,7 +10,8 @@ import onnxruntime as ort
 import pytest
 from hostile_texts import HOSTILE, MIXED, random_texts
 
-from edge_pqrnn.converters.onnx_export import OP_DOMAIN, projection_onnx, register_op_library, text_tensor
+from edge_pqrnn.converters.onnx_export import OP_DOMAIN, projection_onnx
+from edge_pqrnn.runtimes.onnxruntime import register_op_library, text_tensor
 from edge_pqrnn.errors import OpLibraryError
 from edge_pqrnn.projection import ProjectionSpec, project
 from edge_pqrnn.projection.ops import op_library
@@ -158,7 +159,8 @@ def test_abi_in_a_fresh_process_exits_cleanly():
     # that also exits normally after the session is gone (library lifetime).
     code = (
         "import numpy as np, onnxruntime as ort\n"
-        "from edge_pqrnn.converters.onnx_export import projection_onnx, register_op_library, text_tensor\n"
+        "from edge_pqrnn.converters.onnx_export import projection_onnx\n"
+        "from edge_pqrnn.runtimes.onnxruntime import register_op_library, text_tensor\n"
         "from edge_pqrnn.projection import ProjectionSpec, project\n"
         "spec = ProjectionSpec(feature_size=40, max_tokens=8)\n"
         "o = ort.SessionOptions(); register_op_library(o)\n"
