@@ -1,4 +1,4 @@
-"""Teacher labelling on Apache Beam (edge_pqrnn.teacher.beam_label) against the local path:
+"""Teacher labelling on Apache Beam (edge_pqrnn.distill.beam) against the local path:
 same Parquet cache (bit-identical rows, byte-identical parts), augmentation split into a
 parallel and an ordered step that equals augment(), failed texts reported, never dropped.
 A tiny random teacher; in-process runs take seconds, the one multi-process run ~20 s."""
@@ -19,16 +19,16 @@ import pyarrow.parquet as pq  # noqa: E402
 from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from edge_pqrnn.augment import AugmentConfig, augment, slot_values  # noqa: E402
+from edge_pqrnn.distill.augment import AugmentConfig, augment, slot_values  # noqa: E402
 from edge_pqrnn.cli import main  # noqa: E402
 from edge_pqrnn.data import load_dataset  # noqa: E402
 from edge_pqrnn.distill import label_dataset  # noqa: E402
 from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError  # noqa: E402
 from edge_pqrnn.projection import ProjectionSpec  # noqa: E402
-from edge_pqrnn.teacher import beam_label as bl  # noqa: E402
-from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
-from edge_pqrnn.teacher.label import cache_key, label_texts, teacher_fingerprint  # noqa: E402
-from edge_pqrnn.teacher.model import load_teacher  # noqa: E402
+from edge_pqrnn.distill import beam as bl  # noqa: E402
+from edge_pqrnn.distill.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
+from edge_pqrnn.distill.label import cache_key, label_texts, teacher_fingerprint  # noqa: E402
+from edge_pqrnn.distill.teacher.model import load_teacher  # noqa: E402
 
 IN_PROCESS = ["direct_running_mode=in_memory"]  # one process: seconds, and monkeypatch reaches the DoFn
 

@@ -43,7 +43,7 @@ def test_teacher_comparison_times_torch_and_onnxruntime_beside_the_artifact(buil
 
     if not teacher_available():
         pytest.skip('needs the teacher extra: pip install -e ".[teacher]"')
-    from edge_pqrnn.teacher.model import tiny_encoder
+    from edge_pqrnn.distill.teacher.model import tiny_encoder
 
     texts = ["flights from boston to denver", "cheapest fare to dallas on monday"]
     encoder, tokenizer = tiny_encoder([ex.text for ex in built.dataset.train])

