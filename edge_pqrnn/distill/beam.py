@@ -19,13 +19,19 @@ The pipeline (each step a named transform)::
                         cached keys and duplicates, cut the rest into the local path's chunks
                         and length-sorted batches
     Reshuffle -> LabelBatch   the teacher, loaded once per worker in ``setup``   [parallel]
-    GroupByKey(chunk) -> WritePart    one Parquet part per chunk (label._write_part), atomic
+    GroupByKey(chunk) -> WritePart    one Parquet part per chunk (label.part_bytes), atomic
     failed -> WriteFailures           dead-letter rows, one JSONL file the driver reports
 
 Why planned batches and not ``BatchElements``: a row's logits depend in their last bits
 on the texts it is padded with (measured on the tiny teacher: up to 1.2e-7 apart for
-another batch composition), so bit-identical rows need the local path's batches. The
-teacher (>99% of the time) runs in parallel; the plan is one pass over strings.
+another batch composition), so bit-identical rows need the local path's batches: both
+paths cut them with :func:`edge_pqrnn.distill.label.plan_batches` and pick the variants
+with :func:`~edge_pqrnn.distill.label.pick_variants`. The teacher (>99% of the time)
+runs in parallel; the plan is one pass over strings.
+
+Modules: this one builds and runs the pipeline and reads its result;
+:mod:`edge_pqrnn.distill.beam_steps` holds the steps the workers run;
+:mod:`edge_pqrnn.distill.beam_io` the paths, parts, teacher files and dead letters.
 
 Failures are never dropped: a batch that raises is run again once; if it still fails,
 each text is run alone to find the culprits, the others are labelled together, and each
@@ -43,462 +49,49 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import glob as globlib
-import io
-import json
-import logging
 import os
-import random
 import shutil
 import tempfile
 import time
-import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
-from edge_pqrnn._io import atomic_write_bytes
-from edge_pqrnn.distill.augment import OPERATIONS, AugmentConfig, augment_one, other_locale_examples, slot_values
-from edge_pqrnn.data.records import Dataset, Example, stable_seed
-from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError
+from edge_pqrnn.data.records import Dataset, Example
+from edge_pqrnn.distill import beam_steps
+from edge_pqrnn.distill.augment import AugmentConfig, active_operations, other_locale_examples
+from edge_pqrnn.distill.beam_io import (
+    FAILED_FILE,
+    PLAN_FILE,
+    RUNS_DIR,
+    TEXT_PREFIX,
+    BeamDependencyError,
+    beam,
+    cached_keys,
+    is_remote,
+    join,
+    load_examples,
+    read_run,
+    require_beam,
+    stage_teacher,
+    teacher_stand_in,
+    write_failures,
+)
+from edge_pqrnn.distill.kd import LABELS_CACHE, check_labels, label_dataset
+from edge_pqrnn.distill.label import teacher_fingerprint
+from edge_pqrnn.errors import ConfigError, EdgePqrnnError
 from edge_pqrnn.projection import ProjectionSpec
-from edge_pqrnn.projection.reference import decode as decode_text
-from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.distill.teacher import TeacherDependencyError
 
-BEAM_HINT = 'pip install -e ".[beam]"  (apache-beam with protobuf>=6.31.1,<7, plus the teacher extra)'
-
-# Beam warns on import about optional GCP clients ("apitools not found"): noise here.
-logging.disable(logging.WARNING)
-try:
-    import apache_beam as beam
+if beam is not None:
     from apache_beam.io.filesystems import FileSystems
-    from apache_beam.metrics import Metrics
-except ImportError as _exc:  # pragma: no cover - exercised by the error test via require_beam
-    beam = None
-    _BEAM_IMPORT_ERROR: ImportError | None = _exc
-else:
-    _BEAM_IMPORT_ERROR = None
-finally:
-    logging.disable(logging.NOTSET)
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 #: The local runner, default of :func:`beam_label`.
 DEFAULT_RUNNER = "DirectRunner"
-#: Where a run keeps its plan and dead letters, inside the cache directory (not matched
-#: by the cache's ``part-*.parquet`` glob).
-RUNS_DIR = "_beam"
-FAILED_FILE = "failed.jsonl"
-PLAN_FILE = "plan.json"
-TEXT_PREFIX = "text:"
-#: Files of a teacher directory a worker needs (copied from a remote path once per worker).
-_TEACHER_FILES = ("teacher.json", "labels.json", "tokenizer.json", "model.safetensors", "metrics.json")
-
-
-class BeamDependencyError(TeacherDependencyError):
-    """apache-beam (the ``beam`` extra) is not installed."""
 
 
 class LabelFailuresError(EdgePqrnnError):
     """Some texts could not be labelled; their rows are not in the cache."""
-
-
-def require_beam() -> Any:
-    """The ``apache_beam`` module, or :class:`BeamDependencyError` with the pip line.
-
-    Raises:
-        BeamDependencyError: apache-beam is not installed.
-    """
-    if beam is None:
-        raise BeamDependencyError(
-            f"scale-out labelling (--runner) needs apache-beam, which is not installed "
-            f"({_BEAM_IMPORT_ERROR or 'No module named apache_beam'}); install the beam extra: {BEAM_HINT}"
-        )
-    return beam
-
-
-# --- sources ----------------------------------------------------------------------------
-
-
-def read_text_files(pattern: str) -> list[Example]:
-    """One example per non-empty line of the files matching ``pattern`` (comma-separated
-    globs; files in sorted order), without labels (``intent=""``, no slots).
-
-    Raises:
-        DataError: no file matches or a file is not UTF-8.
-    """
-    paths: list[str] = []
-    for part in pattern.split(","):
-        matched = sorted(globlib.glob(os.path.expanduser(part.strip())))
-        if not matched:
-            raise DataError(f"no file matches {part.strip()!r} (--data text:GLOB[,GLOB]: one text per line)")
-        paths += matched
-    examples: list[Example] = []
-    for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path} is not UTF-8 ({exc}); convert it, e.g. iconv -t UTF-8") from exc
-        examples += [Example(line.strip(), "") for line in lines if line.strip()]
-    return examples
-
-
-def load_examples(data: str | Dataset, languages: list[str] | None = None) -> tuple[list[Example], Dataset | None]:
-    """The examples to label: a dataset's train split, or the lines of text files.
-
-    Args:
-        data: a dataset spec (as for ``train --data``), a loaded :class:`Dataset`, or
-            ``text:GLOB[,GLOB]`` (one unlabelled text per line).
-        languages: languages of a multilingual dataset.
-
-    Returns:
-        ``(examples, dataset)`` (``dataset`` is None for text files).
-    """
-    if isinstance(data, Dataset):
-        return list(data.train), data
-    if data.startswith(TEXT_PREFIX):
-        return read_text_files(data[len(TEXT_PREFIX):]), None
-    from edge_pqrnn.data import load_dataset
-
-    dataset = load_dataset(data, languages=languages)
-    return list(dataset.train), dataset
-
-
-# --- augmentation, split into a parallel part and one ordered pass ------------------------
-
-
-def _operations(config: AugmentConfig) -> tuple[list[str], list[float]]:
-    operations = [op for op in OPERATIONS if config.weights.get(op, 0) > 0]
-    return operations, [config.weights[op] for op in operations]
-
-
-def variant_candidates(example: Example, config: AugmentConfig, values: Mapping) -> list[list[str | None]]:
-    """For each copy ``k``, the texts :func:`edge_pqrnn.distill.augment.augment` would try for
-    ``example``, in its order (the drawn operation, then the fallbacks), from the same
-    generator seeded by ``(config.seed, text, k)``.
-
-    Computing every fallback eagerly consumes the generator in the same order as
-    ``augment`` does lazily, so candidate ``i`` is the text ``augment`` gets if the
-    first ``i`` are rejected. An operation that raises ends the list with ``None``.
-    """
-    if not config.copies:
-        return []
-    operations, weights = _operations(config)
-    out: list[list[str | None]] = []
-    for k in range(config.copies):
-        rng = random.Random(stable_seed(config.seed, example.text, k))
-        first = rng.choices(operations, weights)[0]
-        texts: list[str | None] = []
-        for operation in [first] + [op for op in operations if op != first]:
-            try:
-                texts.append(augment_one(example, operation, rng, config, values).text)
-            except Exception:  # noqa: BLE001 - augment() would raise only if it got here
-                texts.append(None)
-                break
-        out.append(texts)
-    return out
-
-
-def pick_variants(originals: Sequence[str], candidates: Iterable[list[list[str | None]]]) -> list[str]:
-    """The augmented texts :func:`edge_pqrnn.distill.augment.augment` returns, from the candidates
-    of each example in input order: per copy, the first non-empty text not seen before.
-
-    Raises:
-        ConfigError: a candidate ``augment`` would have reached raised.
-    """
-    seen = set(originals)
-    out: list[str] = []
-    for per_example in candidates:
-        for texts in per_example:
-            for text in texts:
-                if text is None:
-                    raise ConfigError("an augmentation operation failed on a training text; run the local "
-                                      "path (without --runner) to see the error")
-                if text and text not in seen:
-                    seen.add(text)
-                    out.append(text)
-                    break
-    return out
-
-
-# --- the cache, local or on a Beam file system ---------------------------------------------
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def _join(directory: str, name: str) -> str:
-    return FileSystems.join(directory, name) if _is_remote(directory) else str(Path(directory) / name)
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    """Atomic write: local via temp file + rename; remote via a temp object + rename."""
-    if not _is_remote(path):
-        atomic_write_bytes(path, data)
-        return
-    tmp = f"{path}.partial-{os.getpid()}-{time.time_ns()}"
-    with FileSystems.create(tmp) as f:
-        f.write(data)
-    FileSystems.rename([tmp], [path])
-
-
-def _read_bytes(path: str) -> bytes:
-    if not _is_remote(path):
-        return Path(path).read_bytes()
-    with FileSystems.open(path) as f:
-        return f.read()
-
-
-def cached_keys(cache_dir: str) -> set[str]:
-    """The keys already in a cache directory (local or a Beam file system path)."""
-    from edge_pqrnn.errors import ArtifactError
-    from edge_pqrnn.distill.label import PART_GLOB, pq
-
-    if _is_remote(cache_dir):
-        matches = FileSystems.match([_join(cache_dir, PART_GLOB)])[0].metadata_list
-        parts = sorted(m.path for m in matches)
-    else:
-        parts = sorted(str(p) for p in Path(cache_dir).glob(PART_GLOB))
-    keys: set[str] = set()
-    for part in parts:
-        try:
-            keys.update(pq.read_table(io.BytesIO(_read_bytes(part)), columns=["key"]).column("key").to_pylist())
-        except Exception as exc:
-            raise ArtifactError(f"{part} is not a readable Parquet file ({exc}); delete it and label again") from exc
-    return keys
-
-
-def _write_part(cache_dir: str, name: str, keys: list[str], texts: list[str], intent: np.ndarray,
-                slot_rows: list[np.ndarray]) -> None:
-    """One part in the local path's format (``label._write_part`` itself), published
-    atomically under ``name``: a fixed name per (run, chunk), so a bundle the runner
-    retries replaces its part instead of adding a copy."""
-    from edge_pqrnn.distill import label
-
-    local = not _is_remote(cache_dir)
-    # A local part is made inside the cache directory: same file system, so the rename is atomic.
-    with tempfile.TemporaryDirectory(prefix=".part-", dir=cache_dir if local else None) as tmp:
-        label._write_part(Path(tmp), keys, texts, intent, slot_rows)
-        [part] = Path(tmp).glob(label.PART_GLOB)
-        if local:
-            os.replace(part, Path(cache_dir) / name)
-        else:
-            _write_bytes(_join(cache_dir, name), part.read_bytes())
-
-
-def _local_teacher(teacher_dir: str, names: Sequence[str] = _TEACHER_FILES) -> str:
-    """A local directory with the teacher's files (a remote one is copied to a temp dir)."""
-    if not _is_remote(teacher_dir):
-        return teacher_dir
-    local = tempfile.mkdtemp(prefix="edge_pqrnn_teacher_")
-    for name in names:
-        atomic_write_bytes(Path(local) / name, _read_bytes(_join(teacher_dir, name)))
-    return local
-
-
-# --- the pipeline's steps -------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class PlannedBatch:
-    """One teacher forward pass: texts of chunk ``chunk`` in the local path's batch order.
-
-    Attributes:
-        chunk: index of the chunk (one Parquet part).
-        positions: each text's position in its chunk (the part's row order).
-        keys, texts: the cache keys and texts.
-    """
-
-    chunk: int
-    positions: tuple[int, ...]
-    keys: tuple[str, ...]
-    texts: tuple[str, ...]
-
-
-def plan_batches(todo: Sequence[tuple[str, str]], chunk_size: int, batch_size: int) -> Iterator[PlannedBatch]:
-    """Cut ``(key, text)`` pairs into the chunks and batches ``label_texts`` uses: chunks of
-    ``chunk_size`` in order; inside a chunk, texts sorted by length (stable), batches of
-    ``batch_size`` (``Teacher.predict`` -> ``predict_logits``)."""
-    for chunk, start in enumerate(range(0, len(todo), chunk_size)):
-        items = todo[start : start + chunk_size]
-        order = sorted(range(len(items)), key=lambda j: len(items[j][1]))
-        for b in range(0, len(order), batch_size):
-            index = order[b : b + batch_size]
-            yield PlannedBatch(chunk, tuple(index), tuple(items[j][0] for j in index),
-                               tuple(items[j][1] for j in index))
-
-
-if beam is not None:
-
-    class _SlotValues(beam.CombineFn):
-        """``augment.slot_values`` over a PCollection of examples."""
-
-        def create_accumulator(self) -> dict:
-            return {}
-
-        def add_input(self, acc: dict, element: tuple[int, Example]) -> dict:
-            for key, values in slot_values([element[1]]).items():
-                acc.setdefault(key, set()).update(values)
-            return acc
-
-        def merge_accumulators(self, accumulators: Iterable[dict]) -> dict:
-            merged: dict = {}
-            for acc in accumulators:
-                for key, values in acc.items():
-                    merged.setdefault(key, set()).update(values)
-            return merged
-
-        def extract_output(self, acc: dict) -> dict:
-            return {key: sorted(values) for key, values in acc.items()}
-
-    class _Plan(beam.DoFn):
-        """The one ordered pass: variants, keys, resume, chunks and batches."""
-
-        def __init__(self, fingerprint: str, spec: dict, cache_dir: str, others: list[str], chunk_size: int,
-                     batch_size: int, run_dir: str):
-            self.fingerprint, self.spec, self.cache_dir, self.others = fingerprint, spec, cache_dir, others
-            self.chunk_size, self.batch_size, self.run_dir = chunk_size, batch_size, run_dir
-
-        def process(self, candidates: list[tuple[int, str, list]]) -> Iterator[PlannedBatch]:
-            from edge_pqrnn.distill.label import cache_key
-
-            candidates = sorted(candidates, key=lambda c: c[0])
-            originals = [text for _, text, _ in candidates]
-            variants = pick_variants(originals, (c for _, _, c in candidates))
-            texts = originals + variants + self.others
-            spec = ProjectionSpec.from_dict(self.spec)
-            cached = cached_keys(self.cache_dir)
-            todo: dict[str, str] = {}
-            from_cache: set[str] = set()
-            for text in texts:
-                key = cache_key(self.fingerprint, spec, text)
-                if key in cached:
-                    from_cache.add(key)
-                elif key not in todo:
-                    todo[key] = text
-            plan = {"texts": len(texts), "train": len(originals), "augmented": len(variants),
-                    "other_locale": len(self.others), "unique": len(todo) + len(from_cache),
-                    "from_cache": len(from_cache), "todo_keys": list(todo)}
-            _write_bytes(_join(self.run_dir, PLAN_FILE), json.dumps(plan).encode("utf-8"))
-            yield from plan_batches(list(todo.items()), self.chunk_size, self.batch_size)
-
-    class _LabelBatch(beam.DoFn):
-        """Runs the teacher on planned batches; the model is loaded once per worker."""
-
-        FAILED = "failed"
-
-        def __init__(self, teacher_dir: str, spec: dict, threads: int | None):
-            self.teacher_dir, self.spec, self.threads = teacher_dir, spec, threads
-            self.labelled = Metrics.counter("edge_pqrnn", "texts_labelled")
-            self.failed = Metrics.counter("edge_pqrnn", "texts_failed")
-            self.retried = Metrics.counter("edge_pqrnn", "batches_retried")
-
-        def setup(self) -> None:
-            from edge_pqrnn.distill.teacher.model import load_teacher, torch
-
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            self._local = _local_teacher(self.teacher_dir)
-            self.teacher = load_teacher(self._local)
-            self._spec = ProjectionSpec.from_dict(self.spec)
-
-        def teardown(self) -> None:
-            if getattr(self, "_local", self.teacher_dir) != self.teacher_dir:  # a copy of a remote teacher
-                shutil.rmtree(self._local, ignore_errors=True)
-
-        def _rows(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-            return label_batch(self.teacher, texts, self._spec)
-
-        def process(self, batch: PlannedBatch) -> Iterator[Any]:
-            items = list(zip(batch.positions, batch.keys, batch.texts))
-            try:
-                rows = self._rows(batch.texts)
-            except Exception:  # noqa: BLE001 - one retry of the whole batch (transient)
-                self.retried.inc()
-                try:
-                    rows = self._rows(batch.texts)
-                except Exception:  # noqa: BLE001 - isolate the culprits
-                    yield from self._isolate(batch.chunk, items)
-                    return
-            for (position, key, text), (intent, slots) in zip(items, rows):
-                yield (batch.chunk, (position, key, text, intent, slots))
-            self.labelled.inc(len(items))
-
-        def _isolate(self, chunk: int, items: list[tuple[int, str, str]]) -> Iterator[Any]:
-            good: list[tuple[int, str, str]] = []
-            for item in items:
-                try:
-                    self._rows([item[2]])
-                    good.append(item)
-                except Exception as exc:  # noqa: BLE001 - reported through the dead-letter output
-                    self.failed.inc()
-                    yield beam.pvalue.TaggedOutput(self.FAILED, {
-                        "key": item[1], "text": item[2], "chunk": chunk,
-                        "error": f"{type(exc).__name__}: {exc}",
-                        "traceback": "".join(traceback.format_exception(exc))[-2000:],
-                    })
-            if good:  # the others together, in their batch order, as one pass
-                try:
-                    rows = self._rows([t for _, _, t in good])
-                except Exception as exc:  # noqa: BLE001 - fails only together: report them all
-                    for _, key, text in good:
-                        self.failed.inc()
-                        yield beam.pvalue.TaggedOutput(self.FAILED, {
-                            "key": key, "text": text, "chunk": chunk,
-                            "error": f"{type(exc).__name__} in a batch (each text alone passed): {exc}",
-                            "traceback": "".join(traceback.format_exception(exc))[-2000:]})
-                    return
-                for (position, key, text), (intent, slots) in zip(good, rows):
-                    yield (chunk, (position, key, text, intent, slots))
-                self.labelled.inc(len(good))
-
-    class _WritePart(beam.DoFn):
-        """One chunk's rows, in the chunk's order, as one Parquet part."""
-
-        def __init__(self, cache_dir: str, run_id: str):
-            self.cache_dir, self.run_id = cache_dir, run_id
-            self.parts = Metrics.counter("edge_pqrnn", "parts_written")
-
-        def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator[int]:
-            chunk, rows = element
-            rows = sorted(rows, key=lambda r: r[0])
-            name = f"part-{self.run_id}-{chunk:06d}-{rows[0][1][:12]}.parquet"
-            _write_part(self.cache_dir, name, [r[1] for r in rows], [r[2] for r in rows],
-                        np.stack([r[3] for r in rows]), [r[4] for r in rows])
-            self.parts.inc()
-            yield len(rows)
-
-    def _write_failures(failures: list[dict], run_dir: str) -> None:
-        if failures:
-            failures = sorted(failures, key=lambda f: (f["chunk"], f["key"]))
-            data = "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
-            _write_bytes(_join(run_dir, FAILED_FILE), data.encode("utf-8"))
-
-
-def _candidates(item: tuple[int, Example], config: AugmentConfig, pool: Mapping) -> tuple[int, str, list]:
-    return item[0], item[1].text, variant_candidates(item[1], config, pool)
-
-
-def label_batch(teacher: Any, texts: Sequence[str], spec: ProjectionSpec) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Intent logits [I] and slot rows [rows, tags] per text, from ONE forward pass over
-    ``texts`` (already length-sorted: ``predict_logits``' own stable sort keeps them), cut
-    exactly as ``label_texts`` cuts them."""
-    from edge_pqrnn.distill.teacher.model import predict_logits
-
-    logits = predict_logits(teacher.model, teacher.tokenizer, list(texts), spec, teacher.max_length,
-                            batch_size=max(1, len(texts)))
-    out = []
-    for n, text in enumerate(texts):
-        r = len(token_rows(decode_text(text), spec))
-        slots = logits.slots[n, :r] if logits.slots is not None else np.zeros((r, 0), np.float32)
-        out.append((logits.intent[n], slots))
-    return out
-
-
-# --- the driver -----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -600,42 +193,6 @@ def _split_option(option: str) -> tuple[str, str]:
     return key, value
 
 
-def stage_teacher(teacher_dir: str, fingerprint: str, temp_location: str | None) -> str:
-    """Where the workers read the teacher: a local directory is copied once to
-    ``TEMP_LOCATION/edge_pqrnn_teacher/FINGERPRINT/`` when ``temp_location`` is a remote
-    path (``gs://...``: Dataflow workers cannot see this machine's files), as Beam stages
-    packages; otherwise the path is used as given (DirectRunner, a shared file system, or
-    Flink/Spark with ``environment_type=LOOPBACK``).
-
-    Returns:
-        The path to hand to the workers.
-    """
-    if _is_remote(teacher_dir) or not temp_location or not _is_remote(temp_location):
-        return teacher_dir
-    target = _join(_join(temp_location, "edge_pqrnn_teacher"), fingerprint)
-    for name in _TEACHER_FILES:
-        path = _join(target, name)
-        if not FileSystems.exists(path):
-            _write_bytes(path, (Path(teacher_dir) / name).read_bytes())
-    return target
-
-
-def _teacher_stand_in(teacher_dir: str) -> Any:
-    """What ``label.teacher_fingerprint`` and ``kd.check_labels`` read of a teacher
-    (its path and labels), without loading the model."""
-    from edge_pqrnn.evaluate import Labels
-
-    local = _local_teacher(teacher_dir, ("teacher.json", "metrics.json", "labels.json"))
-    for name in ("metrics.json", "teacher.json", "labels.json"):
-        if not (Path(local) / name).is_file():
-            from edge_pqrnn.errors import ArtifactError
-
-            raise ArtifactError(f"{Path(teacher_dir) / name} is missing: not a finished teacher directory; run "
-                                "`edge-pqrnn teacher finetune --data NAME --out DIR` first")
-    labels = Labels.from_dict(json.loads((Path(local) / "labels.json").read_text(encoding="utf-8")))
-    return SimpleNamespace(path=Path(local), labels=labels)
-
-
 def beam_label(
     data: str | Dataset,
     teacher_dir: str | Path,
@@ -689,23 +246,58 @@ def beam_label(
         EdgePqrnnError: the runner failed (its error, and that the cache resumes).
     """
     require_beam()
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from edge_pqrnn.distill.kd import LABELS_CACHE, check_labels
-    from edge_pqrnn.distill.label import teacher_fingerprint
-
     augment_config = augment_config or AugmentConfig()
     if batch_size < 1 or chunk_size < 1:
         raise ConfigError(f"batch_size and chunk_size must be >= 1, got {batch_size} and {chunk_size}")
     flags = pipeline_flags(runner, num_workers, pipeline_options)
-    teacher_dir = str(teacher_dir)
-    cache = str(cache_dir) if cache_dir is not None else _join(teacher_dir, LABELS_CACHE)
-    stand_in = _teacher_stand_in(teacher_dir)
+    job = _prepare(data, str(teacher_dir), spec, flags, augment_config, other_locales, other_per_intent, languages,
+                   cache_dir, runner, num_workers, threads_per_worker, batch_size, chunk_size)
+    started = time.monotonic()
+    try:
+        with beam.Pipeline(options=PipelineOptions(flags)) as p:
+            _build_pipeline(p, job)
+    except EdgePqrnnError:
+        raise
+    except Exception as exc:
+        raise EdgePqrnnError(
+            f"the Beam pipeline failed on {runner} ({type(exc).__name__}: {str(exc)[:2000]}); parts finished "
+            f"before the failure stay in {job.cache}: run the same command again to resume"
+        ) from exc
+    seconds = time.monotonic() - started
+    return _collect(job.cache, job.run_dir, runner, num_workers, seconds, log)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What the driver settles before the pipeline runs (see :func:`beam_label`)."""
+
+    examples: list[Example]
+    others: list[Example]
+    spec: ProjectionSpec
+    augment_config: AugmentConfig
+    fingerprint: str
+    worker_teacher: str
+    cache: str
+    run_id: str
+    run_dir: str
+    threads_per_worker: int | None
+    batch_size: int
+    chunk_size: int
+
+
+def _prepare(data: str | Dataset, teacher_dir: str, spec: ProjectionSpec, flags: list[str],
+             augment_config: AugmentConfig, other_locales: Sequence[str], other_per_intent: int,
+             languages: list[str] | None, cache_dir: str | Path | None, runner: str, num_workers: int,
+             threads_per_worker: int | None, batch_size: int, chunk_size: int) -> _Job:
+    """Check the teacher against the data, fingerprint and stage it, load the texts and
+    make the run's directory: everything the driver does before the pipeline."""
+    cache = str(cache_dir) if cache_dir is not None else join(teacher_dir, LABELS_CACHE)
+    stand_in = teacher_stand_in(teacher_dir)
     examples, dataset = load_examples(data, languages)
     if dataset is not None:
         check_labels(stand_in, dataset)
     fingerprint = teacher_fingerprint(stand_in)
-    if _is_remote(teacher_dir):
+    if is_remote(teacher_dir):
         shutil.rmtree(stand_in.path, ignore_errors=True)  # the json files copied for the fingerprint
     all_options = PipelineOptions(flags).get_all_options()
     worker_teacher = stage_teacher(teacher_dir, fingerprint, all_options.get("temp_location"))
@@ -713,53 +305,44 @@ def beam_label(
                                    per_intent=other_per_intent, seed=augment_config.seed)
     if threads_per_worker is None and runner.rsplit(".", 1)[-1] == "DirectRunner":
         threads_per_worker = max(1, (os.cpu_count() or 1) // num_workers)
-    if not _is_remote(cache):
+    if not is_remote(cache):
         Path(cache).mkdir(parents=True, exist_ok=True)
     run_id = str(time.time_ns())
-    run_dir = _join(_join(cache, RUNS_DIR), f"run-{run_id}")
-    if not _is_remote(run_dir):
+    run_dir = join(join(cache, RUNS_DIR), f"run-{run_id}")
+    if not is_remote(run_dir):
         Path(run_dir).mkdir(parents=True)
-    substitute = augment_config.copies > 0 and "substitute" in _operations(augment_config)[0]
+    return _Job(examples, others, spec, augment_config, fingerprint, worker_teacher, cache, run_id, run_dir,
+                threads_per_worker, batch_size, chunk_size)
 
-    started = time.monotonic()
-    try:
-        with beam.Pipeline(options=PipelineOptions(flags)) as p:
-            indexed = p | "Examples" >> beam.Create(list(enumerate(examples)), reshuffle=True)
-            values = (indexed | "SlotValues" >> beam.CombineGlobally(_SlotValues())) if substitute else \
-                (p | "NoSlotValues" >> beam.Create([{}]))
-            candidates = indexed | "Candidates" >> beam.Map(_candidates, augment_config,
-                                                            pool=beam.pvalue.AsSingleton(values))
-            labelled = (
-                candidates
-                | "AllCandidates" >> beam.combiners.ToList()
-                | "Plan" >> beam.ParDo(_Plan(fingerprint, spec.to_dict(), cache, [ex.text for ex in others],
-                                            chunk_size, batch_size, run_dir))
-                | "Spread" >> beam.Reshuffle()
-                | "LabelBatch" >> beam.ParDo(_LabelBatch(worker_teacher, spec.to_dict(), threads_per_worker))
-                .with_outputs(_LabelBatch.FAILED, main="rows")
-            )
-            _ = labelled.rows | "ByChunk" >> beam.GroupByKey() | "WritePart" >> beam.ParDo(_WritePart(cache, run_id))
-            _ = (labelled[_LabelBatch.FAILED] | "AllFailures" >> beam.combiners.ToList()
-                 | "WriteFailures" >> beam.Map(_write_failures, run_dir))
-    except EdgePqrnnError:
-        raise
-    except Exception as exc:
-        raise EdgePqrnnError(
-            f"the Beam pipeline failed on {runner} ({type(exc).__name__}: {str(exc)[:2000]}); parts finished "
-            f"before the failure stay in {cache}: run the same command again to resume"
-        ) from exc
-    seconds = time.monotonic() - started
-    return _collect(cache, run_dir, runner, num_workers, seconds, log)
+
+def _build_pipeline(p: Any, job: _Job) -> None:
+    """Wire the named transforms of the module docstring onto pipeline ``p``."""
+    steps = beam_steps
+    config = job.augment_config
+    substitute = config.copies > 0 and "substitute" in active_operations(config)[0]
+    indexed = p | "Examples" >> beam.Create(list(enumerate(job.examples)), reshuffle=True)
+    values = (indexed | "SlotValues" >> beam.CombineGlobally(steps.SlotValues())) if substitute else \
+        (p | "NoSlotValues" >> beam.Create([{}]))
+    candidates = indexed | "Candidates" >> beam.Map(steps.example_candidates, config, pool=beam.pvalue.AsSingleton(values))
+    labelled = (
+        candidates
+        | "AllCandidates" >> beam.combiners.ToList()
+        | "Plan" >> beam.ParDo(steps.Plan(job.fingerprint, job.spec.to_dict(), job.cache,
+                                          [ex.text for ex in job.others], job.chunk_size, job.batch_size,
+                                          job.run_dir))
+        | "Spread" >> beam.Reshuffle()
+        | "LabelBatch" >> beam.ParDo(steps.LabelBatch(job.worker_teacher, job.spec.to_dict(), job.threads_per_worker))
+        .with_outputs(steps.LabelBatch.FAILED, main="rows")
+    )
+    _ = labelled.rows | "ByChunk" >> beam.GroupByKey() | "WritePart" >> beam.ParDo(steps.WritePart(job.cache, job.run_id))
+    _ = (labelled[steps.LabelBatch.FAILED] | "AllFailures" >> beam.combiners.ToList()
+         | "WriteFailures" >> beam.Map(write_failures, job.run_dir))
 
 
 def _collect(cache: str, run_dir: str, runner: str, num_workers: int, seconds: float,
              log: Callable[[str], None]) -> BeamLabelResult:
     """Read the run's plan and dead letters back; check that no planned key went missing."""
-    plan = json.loads(_read_bytes(_join(run_dir, PLAN_FILE)))
-    failed_path = _join(run_dir, FAILED_FILE)
-    has_failed = os.path.exists(failed_path) if not _is_remote(failed_path) else FileSystems.exists(failed_path)
-    failures = [json.loads(line) for line in _read_bytes(failed_path).decode("utf-8").splitlines()] \
-        if has_failed else []
+    plan, failures = read_run(run_dir)
     present = cached_keys(cache)
     failed_keys = {f["key"] for f in failures}
     lost = [k for k in plan["todo_keys"] if k not in present and k not in failed_keys]
@@ -771,8 +354,8 @@ def _collect(cache: str, run_dir: str, runner: str, num_workers: int, seconds: f
         augmented=plan["augmented"], other_locale=plan["other_locale"], unique=plan["unique"],
         from_cache=plan["from_cache"], labelled=len(plan["todo_keys"]) - len(failures), failures=failures,
         seconds=seconds, run_dir=run_dir if failures else None)
-    if not failures and _is_remote(run_dir):
-        FileSystems.delete([_join(run_dir, PLAN_FILE)])  # object stores have no directories to remove
+    if not failures and is_remote(run_dir):
+        FileSystems.delete([join(run_dir, PLAN_FILE)])  # object stores have no directories to remove
     elif not failures:
         shutil.rmtree(run_dir, ignore_errors=True)
         try:
@@ -820,8 +403,6 @@ def benchmark_label(
         processes skew a timing on a shared machine), and for the local arm
         ``label_seconds`` (without the teacher load).
     """
-    from edge_pqrnn.distill import label_dataset
-
     augment_config = augment_config or AugmentConfig()
     if isinstance(data, str) and data.startswith(TEXT_PREFIX):
         raise ConfigError("the benchmark takes a dataset (atis, csv:PATH, ...), not text:GLOB")
@@ -837,7 +418,7 @@ def benchmark_label(
         local = label_dataset(dataset, teacher_dir, spec, augment_config=augment_config, cache_dir=local_cache,
                               progress=False, log=lambda _: None)
         seconds = time.monotonic() - started
-        import torch
+        import torch  # loaded by label_dataset's teacher already
 
         rows.append({"path": "local", "workers": 1, "threads_per_worker": torch.get_num_threads(),
                      "texts": local.labels.labelled, "seconds": seconds,
@@ -864,22 +445,11 @@ def benchmark_label(
 
 
 __all__ = [
-    "BEAM_HINT",
     "DEFAULT_RUNNER",
     "BeamDependencyError",
     "BeamLabelResult",
     "LabelFailuresError",
-    "PlannedBatch",
     "beam_label",
     "benchmark_label",
-    "cached_keys",
-    "label_batch",
-    "load_examples",
-    "pick_variants",
     "pipeline_flags",
-    "plan_batches",
-    "read_text_files",
-    "require_beam",
-    "stage_teacher",
-    "variant_candidates",
 ]
