@@ -46,6 +46,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 
+from edge_pqrnn.data import load_dataset
 from edge_pqrnn.data.records import Example, stable_seed
 from edge_pqrnn.errors import ConfigError
 from edge_pqrnn.projection.reference import SPLIT, char_class
@@ -402,8 +403,6 @@ def other_locale_examples(languages: Sequence[str], exclude: Sequence[str] = (),
     Raises:
         DataError: an unknown locale (the message lists the valid ones).
     """
-    from edge_pqrnn.data import load_dataset
-
     wanted = [lang for lang in languages if lang not in set(exclude)]
     if not wanted:
         return []

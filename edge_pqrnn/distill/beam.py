@@ -79,6 +79,7 @@ from edge_pqrnn.distill.beam_io import (
 )
 from edge_pqrnn.distill.kd import LABELS_CACHE, check_labels, label_dataset
 from edge_pqrnn.distill.label import teacher_fingerprint
+from edge_pqrnn.distill.teacher.model import torch
 from edge_pqrnn.errors import ConfigError, EdgePqrnnError
 from edge_pqrnn.projection import ProjectionSpec
 
@@ -418,8 +419,6 @@ def benchmark_label(
         local = label_dataset(dataset, teacher_dir, spec, augment_config=augment_config, cache_dir=local_cache,
                               progress=False, log=lambda _: None)
         seconds = time.monotonic() - started
-        import torch  # loaded by label_dataset's teacher already
-
         rows.append({"path": "local", "workers": 1, "threads_per_worker": torch.get_num_threads(),
                      "texts": local.labels.labelled, "seconds": seconds,
                      "texts_per_second": local.labels.labelled / seconds, "label_seconds": local.labels.seconds,

@@ -39,12 +39,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from edge_pqrnn._io import atomic_write_bytes
+from edge_pqrnn.distill.teacher import require
+from edge_pqrnn.distill.teacher.model import METRICS_FILE, TEACHER_FILE, Teacher, predict_logits
 from edge_pqrnn.errors import ArtifactError, ConfigError
 from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.projection.reference import decode as decode_text
 from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.distill.teacher import require
-from edge_pqrnn.distill.teacher.model import METRICS_FILE, TEACHER_FILE, Teacher, predict_logits
 
 pa = require("pyarrow")
 pq = require("pyarrow.parquet")

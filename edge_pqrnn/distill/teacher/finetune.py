@@ -29,11 +29,6 @@ from tqdm.auto import tqdm
 
 from edge_pqrnn.data.align import bio_tags, tag_vocabulary
 from edge_pqrnn.data.records import Dataset, Example
-from edge_pqrnn.errors import ConfigError, DataError
-from edge_pqrnn.evaluate import Labels, score
-from edge_pqrnn.projection import ProjectionSpec
-from edge_pqrnn.projection.reference import decode as decode_text
-from edge_pqrnn.projection.reference import token_rows
 from edge_pqrnn.distill.teacher import require
 from edge_pqrnn.distill.teacher.e5 import load_e5_encoder
 from edge_pqrnn.distill.teacher.model import (
@@ -50,6 +45,11 @@ from edge_pqrnn.distill.teacher.model import (
     save_teacher_files,
     tiny_encoder,
 )
+from edge_pqrnn.errors import ConfigError, DataError
+from edge_pqrnn.evaluate import Labels, score
+from edge_pqrnn.projection import ProjectionSpec
+from edge_pqrnn.projection.reference import decode as decode_text
+from edge_pqrnn.projection.reference import token_rows
 
 torch = require("torch")
 
