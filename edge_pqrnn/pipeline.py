@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edge_pqrnn.projection import ProjectionSpec
 
 if TYPE_CHECKING:
-    from edge_pqrnn.augment import AugmentConfig
+    from edge_pqrnn.distill.augment import AugmentConfig
 
 
 def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = None,
@@ -33,7 +33,7 @@ def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = N
     Returns:
         The :class:`edge_pqrnn.train.TrainResult`.
     """
-    from edge_pqrnn.augment import augment
+    from edge_pqrnn.distill.augment import augment
     from edge_pqrnn.data import load_dataset
     from edge_pqrnn.model import ModelConfig
     from edge_pqrnn.train import TrainConfig, train

@@ -30,8 +30,8 @@ from edge_pqrnn.data.align import bio_tags, tag_vocabulary
 from edge_pqrnn.data.records import Dataset, Example
 from edge_pqrnn.errors import ConfigError, DataError
 from edge_pqrnn.evaluate import Labels, Logits, score
-from edge_pqrnn.model import INTENT_OUTPUT, SLOT_OUTPUT, ModelConfig, build_model, count_params
 from edge_pqrnn.losses import Distillation, make_kd_step, make_train_step
+from edge_pqrnn.model import INTENT_OUTPUT, SLOT_OUTPUT, ModelConfig, build_model, count_params
 from edge_pqrnn.projection import Projection, ProjectionSpec, Token, project
 from edge_pqrnn.run import check_target, concat_logits, model_inputs, save_header, save_run, staging
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from edge_pqrnn.augment import (
+from edge_pqrnn.distill.augment import (
     AugmentConfig,
     augment,
     char_noise,

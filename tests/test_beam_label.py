@@ -1,4 +1,4 @@
-"""Teacher labelling on Apache Beam (edge_pqrnn.teacher.beam_label) against the local path:
+"""Teacher labelling on Apache Beam (edge_pqrnn.distill.beam) against the local path:
 same Parquet cache (bit-identical rows, byte-identical parts), augmentation split into a
 parallel and an ordered step that equals augment(), failed texts reported, never dropped.
 A tiny random teacher; in-process runs take seconds, the one multi-process run ~20 s."""
@@ -19,16 +19,17 @@ import pyarrow.parquet as pq  # noqa: E402
 from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from edge_pqrnn.augment import AugmentConfig, augment, slot_values  # noqa: E402
+from edge_pqrnn.distill.augment import AugmentConfig, augment, slot_values, variant_candidates  # noqa: E402
 from edge_pqrnn.cli import main  # noqa: E402
 from edge_pqrnn.data import load_dataset  # noqa: E402
 from edge_pqrnn.distill import label_dataset  # noqa: E402
 from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError  # noqa: E402
 from edge_pqrnn.projection import ProjectionSpec  # noqa: E402
-from edge_pqrnn.teacher import beam_label as bl  # noqa: E402
-from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
-from edge_pqrnn.teacher.label import cache_key, label_texts, teacher_fingerprint  # noqa: E402
-from edge_pqrnn.teacher.model import load_teacher  # noqa: E402
+from edge_pqrnn.distill import beam as bl  # noqa: E402
+from edge_pqrnn.distill import beam_io, beam_steps  # noqa: E402
+from edge_pqrnn.distill.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
+from edge_pqrnn.distill.label import cache_key, label_texts, pick_variants, teacher_fingerprint  # noqa: E402
+from edge_pqrnn.distill.teacher.model import load_teacher  # noqa: E402
 
 IN_PROCESS = ["direct_running_mode=in_memory"]  # one process: seconds, and monkeypatch reaches the DoFn
 
@@ -68,8 +69,8 @@ def part_bytes(cache: Path) -> list[bytes]:
 def test_candidates_then_pick_equal_augment(dataset, config):
     examples = list(dataset.train) + list(dataset.train[:5])  # repeats: later ones must dedup
     values = slot_values(examples)
-    candidates = [bl.variant_candidates(ex, config, values) for ex in examples]
-    assert bl.pick_variants([ex.text for ex in examples], candidates) == [a.text for a in augment(examples, config)]
+    candidates = [variant_candidates(ex, config, values) for ex in examples]
+    assert pick_variants([ex.text for ex in examples], candidates) == [a.text for a in augment(examples, config)]
 
 
 @pytest.mark.slow
@@ -89,7 +90,7 @@ def test_beam_multiprocess_equals_local_label_dataset(dataset, teacher_dir, tmp_
     assert a.keys() == b.keys() and len(a) == local.labels.labelled
     assert all(a[k] == b[k] for k in a)  # every float bit-identical
     assert part_bytes(tmp_path / "local") == part_bytes(tmp_path / "beam")  # the part files too
-    assert not (tmp_path / "beam" / bl.RUNS_DIR).exists()  # a clean run leaves only the parts
+    assert not (tmp_path / "beam" / beam_io.RUNS_DIR).exists()  # a clean run leaves only the parts
 
 
 def test_chunks_batches_and_resume_match_label_texts(dataset, teacher_dir, tmp_path):
@@ -115,14 +116,14 @@ def test_failing_text_is_reported_not_dropped(teacher_dir, tmp_path, monkeypatch
     lines = ["flights to boston", "POISON flights to denver", "list flights from dallas", "what is fare code h"]
     (tmp_path / "a.txt").write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")
     (tmp_path / "b.txt").write_text("\n".join(lines[2:]) + "\n\n", encoding="utf-8")
-    real = bl.label_batch
+    real = beam_steps.label_batch
 
     def poisoned(teacher, texts, spec):
         if any("POISON" in t for t in texts):
             raise ValueError("teacher blew up on this text")
         return real(teacher, texts, spec)
 
-    monkeypatch.setattr(bl, "label_batch", poisoned)
+    monkeypatch.setattr(beam_steps, "label_batch", poisoned)
     spec = ProjectionSpec()
     kwargs = dict(augment_config=AugmentConfig(copies=1), num_workers=1, pipeline_options=IN_PROCESS,
                   log=lambda _: None)
@@ -137,23 +138,23 @@ def test_failing_text_is_reported_not_dropped(teacher_dir, tmp_path, monkeypatch
     assert cache_key(fingerprint, spec, "flights to boston") in rows  # its batch-mates were labelled
     assert cache_key(fingerprint, spec, "POISON flights to denver") not in rows
     assert len(rows) == result.labelled == result.unique - len(failed)
-    dead = Path(result.run_dir) / bl.FAILED_FILE
+    dead = Path(result.run_dir) / beam_io.FAILED_FILE
     assert {json.loads(line)["text"] for line in dead.read_text().splitlines()} == failed
     with pytest.raises(bl.LabelFailuresError, match=rf"{len(failed)} of {result.unique} texts failed.*POISON.*"
                        r"teacher blew up.*run the same command again"):
         result.raise_for_failures()
     # the cause fixed, the same call labels only what failed
-    monkeypatch.setattr(bl, "label_batch", real)
+    monkeypatch.setattr(beam_steps, "label_batch", real)
     again = bl.beam_label(f"text:{tmp_path}/*.txt", teacher_dir, spec, cache_dir=tmp_path / "cache", **kwargs)
     assert again.failures == [] and again.labelled == len(failed) and again.from_cache == len(rows)
 
 
 def test_a_planned_key_missing_from_the_output_is_a_failure(tmp_path):
-    run_dir = tmp_path / "cache" / bl.RUNS_DIR / "run-1"
+    run_dir = tmp_path / "cache" / beam_io.RUNS_DIR / "run-1"
     run_dir.mkdir(parents=True)
     plan = {"texts": 1, "train": 1, "augmented": 0, "other_locale": 0, "unique": 1, "from_cache": 0,
             "todo_keys": ["k" * 32]}
-    (run_dir / bl.PLAN_FILE).write_text(json.dumps(plan))
+    (run_dir / beam_io.PLAN_FILE).write_text(json.dumps(plan))
     result = bl._collect(str(tmp_path / "cache"), str(run_dir), "DirectRunner", 1, 1.0, lambda _: None)
     assert result.labelled == 0 and len(result.failures) == 1 and "lost by the runner" in result.failures[0]["error"]
     with pytest.raises(bl.LabelFailuresError, match="1 of 1 texts failed"):
@@ -204,13 +205,13 @@ def test_pipeline_flags_per_runner():
 
 def test_text_sources_and_missing_beam(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="no file matches"):
-        bl.read_text_files(str(tmp_path / "none-*.txt"))
+        beam_io.read_text_files(str(tmp_path / "none-*.txt"))
     (tmp_path / "t.txt").write_bytes(b"caf\xe9\n")
     with pytest.raises(DataError, match="not UTF-8"):
-        bl.read_text_files(str(tmp_path / "t.txt"))
-    monkeypatch.setattr(bl, "beam", None)
-    with pytest.raises(bl.BeamDependencyError, match=r'pip install -e "\.\[beam\]"'):
-        bl.require_beam()
+        beam_io.read_text_files(str(tmp_path / "t.txt"))
+    monkeypatch.setattr(beam_io, "beam", None)
+    with pytest.raises(beam_io.BeamDependencyError, match=r'pip install -e "\.\[beam\]"'):
+        beam_io.require_beam()
 
 
 def test_a_worker_that_cannot_load_the_teacher_fails_the_run_loudly(teacher_dir, tmp_path):
@@ -277,21 +278,21 @@ def test_remote_paths_through_beam_filesystems(dataset, teacher_dir, tmp_path):
     result.raise_for_failures()
     assert result.labelled == local.labels.labelled
     assert part_bytes(tmp_path / "local") == part_bytes(tmp_path / "remote_cache")
-    assert bl.cached_keys(f"beamtest://{tmp_path}/remote_cache") == set(cache_rows(tmp_path / "local"))
+    assert beam_io.cached_keys(f"beamtest://{tmp_path}/remote_cache") == set(cache_rows(tmp_path / "local"))
     assert not list((tmp_path / "remote_cache").rglob("*.json*"))  # the run's plan is removed after a clean run
     # a local teacher is staged under a remote temp_location, once per fingerprint
-    staged = bl.stage_teacher(str(teacher_dir), "f" * 32, f"beamtest://{tmp_path}/tmp")
+    staged = beam_io.stage_teacher(str(teacher_dir), "f" * 32, f"beamtest://{tmp_path}/tmp")
     assert staged == f"beamtest://{tmp_path}/tmp/edge_pqrnn_teacher/{'f' * 32}"
     for name in ("teacher.json", "model.safetensors", "metrics.json"):
         assert (tmp_path / "tmp" / "edge_pqrnn_teacher" / ("f" * 32) / name).read_bytes() == \
             (teacher_dir / name).read_bytes()
-    assert bl.stage_teacher(str(teacher_dir), "f" * 32, None) == str(teacher_dir)  # DirectRunner: as given
+    assert beam_io.stage_teacher(str(teacher_dir), "f" * 32, None) == str(teacher_dir)  # DirectRunner: as given
 
 
 def test_a_retried_chunk_replaces_its_part(tmp_path):
     import numpy as np
 
-    write = bl._WritePart(str(tmp_path), "123")
+    write = beam_steps.WritePart(str(tmp_path), "123")
     rows = [(1, "b" * 32, "to boston", np.ones(3, np.float32), np.zeros((2, 4), np.float32)),
             (0, "a" * 32, "hi", np.zeros(3, np.float32), np.ones((1, 4), np.float32))]
     assert list(write.process((7, rows))) == [2]

@@ -39,16 +39,18 @@ def test_no_buckets_below_eight_rows(built):
 
 
 def test_teacher_comparison_times_torch_and_onnxruntime_beside_the_artifact(built):
-    from edge_pqrnn.benchmark import teacher_available, teacher_comparison
+    from edge_pqrnn.benchmark import teacher_comparison
+    from edge_pqrnn.distill.teacher import teacher_available
 
     if not teacher_available():
         pytest.skip('needs the teacher extra: pip install -e ".[teacher]"')
-    from edge_pqrnn.teacher.model import tiny_encoder
+    from edge_pqrnn.distill.teacher.bench import teacher_timer
+    from edge_pqrnn.distill.teacher.model import tiny_encoder
 
     texts = ["flights from boston to denver", "cheapest fare to dallas on monday"]
     encoder, tokenizer = tiny_encoder([ex.text for ex in built.dataset.train])
-    result = teacher_comparison(built.artifact, texts, repeats=3, log=lambda _: None, encoder=encoder,
-                                tokenizer=tokenizer, bucketed=(built.artifact, ["serving_default"] * 2))
+    result = teacher_comparison(built.artifact, texts, repeats=3, teacher=teacher_timer(encoder, tokenizer),
+                                log=lambda _: None, bucketed=(built.artifact, ["serving_default"] * 2))
     assert set(result["p50_ms"]) == {"teacher-torch-fp32", "teacher-ort-int8", "int8", "int8-buckets"}
     assert result["torch_fp32_over_int8_buckets"] == pytest.approx(
         result["p50_ms"]["teacher-torch-fp32"] / result["p50_ms"]["int8-buckets"])

@@ -168,7 +168,7 @@ def fake_entry(name: str = "atis") -> dict:
 
 
 def test_write_results_keeps_other_content_and_replaces_its_section(tmp_path):
-    from edge_pqrnn.distill_results import SECTION_BEGIN, write_results
+    from edge_pqrnn.distill.results import SECTION_BEGIN, write_results
 
     (tmp_path / "results.json").write_text(json.dumps({"atis": {"float": {"intent_accuracy": 0.96}},
                                                        "snips": {"x": 1}}, indent=1) + "\n")
@@ -185,7 +185,7 @@ def test_write_results_keeps_other_content_and_replaces_its_section(tmp_path):
 
 
 def test_seed_runs_are_summarised_and_must_share_their_settings(tmp_path):
-    from edge_pqrnn.distill_results import _check_seed_runs, _seed_summary, write_results
+    from edge_pqrnn.distill.results import _check_seed_runs, _seed_summary, write_results
 
     def run(seed: int, accuracy: float, kd_weight: float = 0.5) -> dict:
         return dict(fake_entry()["student_hard"], run=f"runs/s{seed}", int8={"intent_accuracy": accuracy, "slot_f1": None},
@@ -206,7 +206,7 @@ def test_seed_runs_are_summarised_and_must_share_their_settings(tmp_path):
 
 
 def test_multilingual_entry_has_per_language_ratios_and_table(tmp_path):
-    from edge_pqrnn.distill_results import _per_language_ratios, write_results
+    from edge_pqrnn.distill.results import _per_language_ratios, write_results
 
     teacher = {"per_language": {"de": {"n": 10, "accuracy": 0.9, "macro_f1": 0.8, "slot_f1": 0.8},
                                 "th": {"n": 20, "accuracy": 1.0, "macro_f1": 1.0, "slot_f1": 0.5}}}
@@ -230,7 +230,7 @@ def test_ablation_sweep_resumes_and_writes_table_json_and_plot(tmp_path):
     pytest.importorskip("matplotlib", reason='report extra not installed: pip install -e ".[report]"')
     from click.testing import CliRunner
 
-    from edge_pqrnn.ablation import SECTION_BEGIN, Point, ablate, sweep_points
+    from edge_pqrnn.distill.ablation import SECTION_BEGIN, Point, ablate, sweep_points
     from edge_pqrnn.cli import main
 
     with pytest.raises(ConfigError, match="unknown ablation axis depth; choose from augmentation"):

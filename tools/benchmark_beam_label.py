@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Teacher labelling throughput: the local path vs Apache Beam's DirectRunner with 1..N
-worker processes, in one run, on the same texts (edge_pqrnn.teacher.beam_label.benchmark_label).
+worker processes, in one run, on the same texts (edge_pqrnn.distill.beam.benchmark_label).
 
     python tools/benchmark_beam_label.py --teacher runs/teacher_atis --data atis --limit 1000
     python tools/benchmark_beam_label.py --e5-teacher /tmp/e5_teacher --data atis --limit 1000
@@ -26,9 +26,9 @@ def make_e5_teacher(out: Path, data: str) -> Path:
         return out
     from edge_pqrnn.data import load_dataset
     from edge_pqrnn.projection import ProjectionSpec
-    from edge_pqrnn.teacher.e5 import load_e5_encoder
-    from edge_pqrnn.teacher.finetune import _labels
-    from edge_pqrnn.teacher.model import JointTeacher, _write_json, save_teacher_files, torch
+    from edge_pqrnn.distill.teacher.e5 import load_e5_encoder
+    from edge_pqrnn.distill.teacher.finetune import _labels
+    from edge_pqrnn.distill.teacher.model import JointTeacher, _write_json, save_teacher_files, torch
 
     dataset = load_dataset(data)
     labels = _labels(dataset)
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="Also write the rows as JSON here.")
     args = parser.parse_args(argv)
 
-    from edge_pqrnn.augment import AugmentConfig
+    from edge_pqrnn.distill.augment import AugmentConfig
     from edge_pqrnn.projection import ProjectionSpec
-    from edge_pqrnn.teacher.beam_label import benchmark_label
+    from edge_pqrnn.distill.beam import benchmark_label
 
     teacher = args.teacher or make_e5_teacher(args.e5_teacher, args.data)
     rows = benchmark_label(args.data, teacher, ProjectionSpec(), workers=[int(w) for w in args.workers.split(",")],

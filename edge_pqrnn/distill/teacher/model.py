@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from edge_pqrnn._io import atomic_write_bytes, destination_mode
+from edge_pqrnn.distill.teacher import require
+from edge_pqrnn.distill.teacher.e5 import build_tokenizer
 from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.evaluate import Labels, Logits
 from edge_pqrnn.projection import ProjectionSpec, Token
 from edge_pqrnn.projection.reference import decode as decode_text
 from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.teacher import require
 
 torch = require("torch")
 transformers = require("transformers")
@@ -227,12 +229,8 @@ def tiny_encoder(texts: Sequence[str], hidden: int = 32, layers: int = 2, heads:
         seed: torch seed of the initialisation.
 
     Returns:
-        ``(model, tokenizer)`` like :func:`edge_pqrnn.teacher.e5.load_e5_encoder`.
+        ``(model, tokenizer)`` like :func:`edge_pqrnn.distill.teacher.e5.load_e5_encoder`.
     """
-    from collections import Counter
-
-    from edge_pqrnn.teacher.e5 import build_tokenizer
-
     words = Counter(w for t in texts for w in decode_text(t).split())
     chars = sorted({c for t in texts for c in decode_text(t) if not c.isspace()})
     pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁"]
@@ -303,7 +301,7 @@ def _read_json(path: Path) -> Any:
 
 
 def load_teacher(path: str | Path) -> Teacher:
-    """Load a teacher directory written by :func:`edge_pqrnn.teacher.finetune.finetune`.
+    """Load a teacher directory written by :func:`edge_pqrnn.distill.teacher.finetune.finetune`.
 
     Args:
         path: the teacher directory.

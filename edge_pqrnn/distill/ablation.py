@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_pqrnn._io import atomic_write_bytes
+from edge_pqrnn.distill.augment import AugmentConfig
+from edge_pqrnn.distill.kd import DISTILL_FILE, distill_train
+from edge_pqrnn.distill.results import merge_results
 from edge_pqrnn.errors import ConfigError
+from edge_pqrnn.run import is_finished, read_metrics
 
 SECTION_BEGIN = "<!-- ablations:begin (edge-pqrnn teacher ablate) -->"
 SECTION_END = "<!-- ablations:end -->"
@@ -74,11 +78,8 @@ def sweep_points(centre: Point, axes: Sequence[str]) -> dict[str, list[Point]]:
 
 def _run_point(data: str, teacher_dir: Path, runs_dir: Path, point: Point, epochs: int, seed: int,
                progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from edge_pqrnn.augment import AugmentConfig
-    from edge_pqrnn.distill import distill_train
-
     run_dir = runs_dir / point.name
-    if not (run_dir / "metrics.json").is_file():
+    if not is_finished(run_dir):
         log(f"ablation {point.name}: training ({epochs} epochs)")
         distill_train(data, teacher_dir, run_dir, model_options=SIZES[point.size],
                       train_options={"epochs": epochs, "patience": epochs, "seed": seed,
@@ -88,8 +89,8 @@ def _run_point(data: str, teacher_dir: Path, runs_dir: Path, point: Point, epoch
                       overwrite=run_dir.exists(), progress=progress, log=log)
     else:
         log(f"ablation {point.name}: reusing the finished run")
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    distill = json.loads((run_dir / "distill.json").read_text(encoding="utf-8"))
+    metrics = read_metrics(run_dir)
+    distill = json.loads((run_dir / DISTILL_FILE).read_text(encoding="utf-8"))
     test = metrics["test"]
     return {
         "run": str(run_dir),
@@ -161,7 +162,7 @@ def ablate(data: str, teacher_dir: str | Path, runs_dir: str | Path, *, axes: Se
 def plot(entry: dict[str, Any], path: str | Path) -> Path:
     """One panel per axis: intent accuracy and slot F1 of the students, the teacher as
     dashed lines. Needs matplotlib (extra ``report``)."""
-    try:
+    try:  # heavy and optional: loaded for the plot only
         import matplotlib
 
         matplotlib.use("Agg")
@@ -235,8 +236,6 @@ def markdown_section(entries: dict[str, dict[str, Any]]) -> str:
 def write_ablations(entry: dict[str, Any], docs_dir: str | Path = "docs", notes: str | None = None) -> list[Path]:
     """Plot, merge ``entry`` into ``docs/results.json`` (key ``<dataset>.ablations``) and
     rewrite the marked section of ``docs/results.md``; everything else is kept."""
-    from edge_pqrnn.distill_results import merge_results
-
     docs_dir = Path(docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
     plot_path = plot(entry, docs_dir / f"ablations_{entry['dataset'].replace(':', '_')}.png")

@@ -2,7 +2,7 @@
 
 For each text the cache holds the teacher's intent logits and, per token row of the
 *student's* projection spec, its slot logits (the teacher reads the first sub-word of
-each row, :func:`edge_pqrnn.teacher.model.encode_batch`), so soft slot targets line up
+each row, :func:`edge_pqrnn.distill.teacher.model.encode_batch`), so soft slot targets line up
 with the student's rows whatever the two tokenisers do.
 
 The cache is a directory of ``part-*.parquet`` files (zstd), one per labelled chunk,
@@ -13,6 +13,11 @@ interrupted run resumes from the last finished chunk. Columns::
 
     key: string, text: string, num_rows: int32,
     intent: list<float32> [intents], slots: list<float32> [num_rows * tags]
+
+The texts still to label are cut by :func:`plan_batches` (chunks, then length-sorted
+batches) and each batch goes through :func:`label_batch`; the Beam path
+(:mod:`edge_pqrnn.distill.beam`) uses the same plan, the same variant choice
+(:func:`pick_variants`) and the same part writer, so both write byte-identical parts.
 
 Example:
     >>> labels = label_texts(load_teacher("runs/teacher_atis"), texts, spec, "runs/labels")  # doctest: +SKIP
@@ -26,19 +31,20 @@ import dataclasses
 import hashlib
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from edge_pqrnn._io import atomic_write_bytes
-from edge_pqrnn.errors import ArtifactError
+from edge_pqrnn.distill.teacher import require
+from edge_pqrnn.distill.teacher.model import METRICS_FILE, TEACHER_FILE, Teacher, predict_logits
+from edge_pqrnn.errors import ArtifactError, ConfigError
 from edge_pqrnn.projection import ProjectionSpec
 from edge_pqrnn.projection.reference import decode as decode_text
 from edge_pqrnn.projection.reference import token_rows
-from edge_pqrnn.teacher import require
-from edge_pqrnn.teacher.model import METRICS_FILE, TEACHER_FILE, Teacher
 
 pa = require("pyarrow")
 pq = require("pyarrow.parquet")
@@ -128,7 +134,8 @@ def _list_array(rows: list[np.ndarray]) -> object:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32()))
 
 
-def _write_part(cache_dir: Path, keys: list[str], texts: list[str], intent: np.ndarray, slot_rows: list[np.ndarray]) -> None:
+def part_bytes(keys: list[str], texts: list[str], intent: np.ndarray, slot_rows: list[np.ndarray]) -> bytes:
+    """One cache part (zstd Parquet) holding these rows, in this order."""
     table = pa.table(
         {
             "key": pa.array(keys, pa.string()),
@@ -140,7 +147,102 @@ def _write_part(cache_dir: Path, keys: list[str], texts: list[str], intent: np.n
     )
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(cache_dir / f"part-{time.time_ns()}-{keys[0][:12]}.parquet", sink.getvalue())
+    return sink.getvalue()
+
+
+def _write_part(cache_dir: Path, keys: list[str], texts: list[str], intent: np.ndarray, slot_rows: list[np.ndarray]) -> None:
+    data = part_bytes(keys, texts, intent, slot_rows)
+    atomic_write_bytes(cache_dir / f"part-{time.time_ns()}-{keys[0][:12]}.parquet", data)
+
+
+def split_cached(keys: Sequence[str], texts: Sequence[str], cached: Container[str]) -> tuple[dict[str, str], set[str]]:
+    """The texts still to label (key -> text, first occurrence, in order) and the keys
+    found in ``cached``."""
+    todo: dict[str, str] = {}
+    from_cache: set[str] = set()
+    for key, text in zip(keys, texts):
+        if key in cached:
+            from_cache.add(key)
+        elif key not in todo:
+            todo[key] = text
+    return todo, from_cache
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedBatch:
+    """One teacher forward pass: texts of chunk ``chunk`` in the batch order of :func:`plan_batches`.
+
+    Attributes:
+        chunk: index of the chunk (one Parquet part).
+        positions: each text's position in its chunk (the part's row order).
+        keys, texts: the cache keys and texts.
+    """
+
+    chunk: int
+    positions: tuple[int, ...]
+    keys: tuple[str, ...]
+    texts: tuple[str, ...]
+
+
+def plan_batches(todo: Sequence[tuple[str, str]], chunk_size: int, batch_size: int) -> Iterator[PlannedBatch]:
+    """Cut ``(key, text)`` pairs into chunks of ``chunk_size`` in order (one Parquet part
+    each) and, inside a chunk, texts sorted by length (stable) into batches of
+    ``batch_size``: far less padding. A row's logits depend in their last bits on the
+    texts it is padded with, so the local and the Beam path both label these batches."""
+    for chunk, start in enumerate(range(0, len(todo), chunk_size)):
+        items = todo[start : start + chunk_size]
+        order = sorted(range(len(items)), key=lambda j: len(items[j][1]))
+        for b in range(0, len(order), batch_size):
+            index = order[b : b + batch_size]
+            yield PlannedBatch(chunk, tuple(index), tuple(items[j][0] for j in index),
+                               tuple(items[j][1] for j in index))
+
+
+def pick_variants(originals: Sequence[str], candidates: Iterable[list[list[str | None]]]) -> list[str]:
+    """The augmented texts :func:`edge_pqrnn.distill.augment.augment` returns, from the
+    candidates of each example in input order (:func:`~edge_pqrnn.distill.augment.variant_candidates`):
+    per copy, the first non-empty text not seen before.
+
+    Raises:
+        ConfigError: a candidate ``augment`` would have reached raised.
+    """
+    seen = set(originals)
+    out: list[str] = []
+    for per_example in candidates:
+        for texts in per_example:
+            for text in texts:
+                if text is None:
+                    raise ConfigError("an augmentation operation failed on a training text; run the local "
+                                      "path (without --runner) to see the error")
+                if text and text not in seen:
+                    seen.add(text)
+                    out.append(text)
+                    break
+    return out
+
+
+def label_batch(teacher: Any, texts: Sequence[str], spec: ProjectionSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Intent logits [I] and slot rows [rows, tags] per text, from ONE forward pass over
+    ``texts`` (a planned batch, already length-sorted: ``predict_logits``' own stable
+    sort keeps the order), slot logits cut to each text's token rows."""
+    logits = predict_logits(teacher.model, teacher.tokenizer, list(texts), spec, teacher.max_length,
+                            batch_size=max(1, len(texts)))
+    out = []
+    for n, text in enumerate(texts):
+        r = len(token_rows(decode_text(text), spec))
+        slots = logits.slots[n, :r] if logits.slots is not None else np.zeros((r, 0), np.float32)
+        out.append((logits.intent[n], slots))
+    return out
+
+
+def _label_chunk(teacher: Teacher, items: Sequence[tuple[str, str]], spec: ProjectionSpec,
+                 batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The rows of one chunk, in the chunk's order, labelled batch by planned batch."""
+    rows: list[Any] = [None] * len(items)
+    for batch in plan_batches(items, len(items), batch_size):
+        for position, row in zip(batch.positions, label_batch(teacher, batch.texts, spec)):
+            rows[position] = row
+    return rows
 
 
 def label_texts(
@@ -157,7 +259,7 @@ def label_texts(
     """Teacher logits for ``texts`` over ``spec``'s token rows, via the Parquet cache.
 
     Args:
-        teacher: a loaded teacher (:func:`edge_pqrnn.teacher.model.load_teacher`).
+        teacher: a loaded teacher (:func:`edge_pqrnn.distill.teacher.model.load_teacher`).
         texts: the texts (duplicates are labelled once).
         spec: the student's projection spec (its rows carry the slot logits).
         cache_dir: the cache directory (created if missing).
@@ -177,25 +279,17 @@ def label_texts(
     fingerprint = teacher_fingerprint(teacher)
     keys = [cache_key(fingerprint, spec, t) for t in texts]
     cached = _read_cache(cache_dir, set(keys))
-    todo: dict[str, str] = {}
-    for key, text in zip(keys, texts):
-        if key not in cached and key not in todo:
-            todo[key] = text
+    todo, _ = split_cached(keys, texts, cached)
     started = time.monotonic()
     if todo:
         items = list(todo.items())
         bar = tqdm(total=len(items), desc="teacher labels", disable=not progress, unit="text")
         for i in range(0, len(items), chunk_size):
             chunk = items[i : i + chunk_size]
-            chunk_texts = [t for _, t in chunk]
-            logits = teacher.predict(chunk_texts, batch_size=batch_size, spec=spec)
-            rows = [len(token_rows(decode_text(t), spec)) for t in chunk_texts]
-            slot_rows = [
-                logits.slots[n, :r] if logits.slots is not None else np.zeros((r, 0), np.float32)
-                for n, r in enumerate(rows)
-            ]
-            _write_part(cache_dir, [k for k, _ in chunk], chunk_texts, logits.intent, slot_rows)
-            for (key, _), intent, slot in zip(chunk, logits.intent, slot_rows):
+            rows = _label_chunk(teacher, chunk, spec, batch_size)
+            _write_part(cache_dir, [k for k, _ in chunk], [t for _, t in chunk], np.stack([r[0] for r in rows]),
+                        [r[1] for r in rows])
+            for (key, _), (intent, slot) in zip(chunk, rows):
                 cached[key] = (intent, slot.reshape(-1), len(slot))
             bar.update(len(chunk))
         bar.close()

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_pqrnn.distill.teacher import require
 from edge_pqrnn.errors import ArtifactError
-from edge_pqrnn.teacher import require
 
 MAGIC = b"E5S1"
 F32, Q4_0 = 0, 1

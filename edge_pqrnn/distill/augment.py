@@ -44,8 +44,9 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
+from edge_pqrnn.data import load_dataset
 from edge_pqrnn.data.records import Example, stable_seed
 from edge_pqrnn.errors import ConfigError
 from edge_pqrnn.projection.reference import SPLIT, char_class
@@ -331,21 +332,57 @@ def augment(examples: Sequence[Example], config: AugmentConfig | None = None) ->
         grouped by source example in input order.
     """
     config = config or AugmentConfig()
-    operations = [op for op in OPERATIONS if config.weights.get(op, 0) > 0]
-    weights = [config.weights[op] for op in operations]
-    values = slot_values(examples) if "substitute" in operations else {}
+    values = slot_values(examples) if "substitute" in active_operations(config)[0] else {}
     seen = {ex.text for ex in examples}
     out: list[Example] = []
     for ex in examples:
         for k in range(config.copies):
-            rng = random.Random(stable_seed(config.seed, ex.text, k))
-            first = rng.choices(operations, weights)[0]
-            for operation in [first] + [op for op in operations if op != first]:
-                new = augment_one(ex, operation, rng, config, values)
+            for new in _attempts(ex, k, config, values):
                 if new.text and new.text not in seen:
                     seen.add(new.text)
                     out.append(new)
                     break
+    return out
+
+
+def active_operations(config: AugmentConfig) -> tuple[list[str], list[float]]:
+    """The operations of positive weight, in :data:`OPERATIONS` order, and their weights."""
+    operations = [op for op in OPERATIONS if config.weights.get(op, 0) > 0]
+    return operations, [config.weights[op] for op in operations]
+
+
+def _attempts(example: Example, k: int, config: AugmentConfig, values: Mapping) -> Iterator[Example]:
+    """Variant ``k``'s tries, lazily: the drawn operation, then the others as fallbacks,
+    all from one generator seeded by ``(config.seed, text, k)``."""
+    operations, weights = active_operations(config)
+    rng = random.Random(stable_seed(config.seed, example.text, k))
+    first = rng.choices(operations, weights)[0]
+    for operation in [first] + [op for op in operations if op != first]:
+        yield augment_one(example, operation, rng, config, values)
+
+
+def variant_candidates(example: Example, config: AugmentConfig, values: Mapping) -> list[list[str | None]]:
+    """For each copy ``k``, the texts :func:`augment` would try for ``example``, in its
+    order (the drawn operation, then the fallbacks), from the same generator.
+
+    Computing every fallback eagerly consumes the generator in the same order as
+    ``augment`` does lazily, so candidate ``i`` is the text ``augment`` gets if the
+    first ``i`` are rejected (the choice: :func:`edge_pqrnn.distill.label.pick_variants`).
+    An operation that raises ends the list with ``None``.
+    """
+    out: list[list[str | None]] = []
+    for k in range(config.copies):
+        texts: list[str | None] = []
+        tries = _attempts(example, k, config, values)
+        while True:
+            try:
+                texts.append(next(tries).text)
+            except StopIteration:
+                break
+            except Exception:  # noqa: BLE001 - augment() would raise only if it got here
+                texts.append(None)
+                break
+        out.append(texts)
     return out
 
 
@@ -366,8 +403,6 @@ def other_locale_examples(languages: Sequence[str], exclude: Sequence[str] = (),
     Raises:
         DataError: an unknown locale (the message lists the valid ones).
     """
-    from edge_pqrnn.data import load_dataset
-
     wanted = [lang for lang in languages if lang not in set(exclude)]
     if not wanted:
         return []
@@ -379,6 +414,7 @@ __all__ = [
     "MASK_TOKEN",
     "OPERATIONS",
     "AugmentConfig",
+    "active_operations",
     "augment",
     "augment_one",
     "char_noise",
@@ -388,4 +424,5 @@ __all__ = [
     "slot_values",
     "substitute_slots",
     "swap_words",
+    "variant_candidates",
 ]

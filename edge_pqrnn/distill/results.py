@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_pqrnn._io import atomic_write_bytes
+from edge_pqrnn.artifact import Artifact
+from edge_pqrnn.data import load_dataset
+from edge_pqrnn.distill.kd import DISTILL_FILE
 from edge_pqrnn.errors import ArtifactError
+from edge_pqrnn.evaluate import evaluate
+from edge_pqrnn.export import export
+from edge_pqrnn.run import METRICS_FILE, read_metrics
 
 SECTION_BEGIN = "<!-- distillation:begin (edge-pqrnn teacher results) -->"
 SECTION_END = "<!-- distillation:end -->"
@@ -55,11 +61,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _student(run_dir: Path, dataset: Any, log: Callable[[str], None]) -> dict[str, Any]:
-    from edge_pqrnn.artifact import Artifact
-    from edge_pqrnn.evaluate import evaluate
-    from edge_pqrnn.export import export
-
-    metrics = _read_metrics(run_dir)
+    metrics = read_metrics(run_dir)
     artifact_path = run_dir / ARTIFACT_NAME
     export_seconds = None
     if not artifact_path.is_file():
@@ -81,7 +83,7 @@ def _student(run_dir: Path, dataset: Any, log: Callable[[str], None]) -> dict[st
         "export_seconds": round(export_seconds, 1) if export_seconds is not None else None,
         "train_config": metrics["train_config"],
     }
-    distill_file = run_dir / "distill.json"
+    distill_file = run_dir / DISTILL_FILE
     if distill_file.is_file():
         info = json.loads(distill_file.read_text(encoding="utf-8"))
         entry["distillation"] = {k: info[k] for k in ("train_texts", "augmented_texts", "other_locale_texts",
@@ -97,7 +99,7 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path | S
     Args:
         data: the dataset spec (``atis``...).
         teacher_dir: the fine-tuned teacher (its test metrics are re-read from
-            ``metrics.json``, computed by :func:`edge_pqrnn.teacher.finetune.finetune`).
+            ``metrics.json``, computed by :func:`edge_pqrnn.distill.teacher.finetune.finetune`).
         hard_run: a student run trained without a teacher, or several (same settings,
             other seeds): the first is the headline row, all of them enter ``seeds``.
         kd_run: a student run trained with ``--teacher``, or several, likewise.
@@ -109,17 +111,15 @@ def distill_results(data: str, teacher_dir: str | Path, hard_run: str | Path | S
     Raises:
         ArtifactError: a directory is missing or unfinished.
     """
-    from edge_pqrnn.data import load_dataset
-
     teacher_dir = Path(teacher_dir)
     hard_runs, kd_runs = _run_list(hard_run, "hard_run"), _run_list(kd_run, "kd_run")
     for path in (teacher_dir, *hard_runs, *kd_runs):
-        if not (path / "metrics.json").is_file():
+        if not (path / METRICS_FILE).is_file():  # the teacher's directory marks its end the same way
             raise ArtifactError(f"{path} is not a finished teacher/run directory (no metrics.json)")
     for runs in (hard_runs, kd_runs):  # before any export: a mismatch must not cost minutes first
-        _check_seed_runs([(str(path), _read_metrics(path)["train_config"]) for path in runs])
+        _check_seed_runs([(str(path), read_metrics(path)["train_config"]) for path in runs])
     dataset = load_dataset(data)
-    teacher = _read_metrics(teacher_dir)
+    teacher = json.loads((teacher_dir / METRICS_FILE).read_text(encoding="utf-8"))
     hards = [_student(path, dataset, log) for path in hard_runs]
     kds = [_student(path, dataset, log) for path in kd_runs]
     hard, kd = hards[0], kds[0]
@@ -176,10 +176,6 @@ def _run_list(runs: str | Path | Sequence[str | Path], name: str) -> list[Path]:
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return round(sum(present) / len(present), 4) if present else None
-
-
-def _read_metrics(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
 
 
 def _check_seed_runs(runs: list[tuple[str, dict[str, Any]]]) -> None:
