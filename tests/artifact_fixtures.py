@@ -128,7 +128,8 @@ def resealed(data: bytes, edit, metadata: dict | None = None) -> bytes:
     """``data`` parsed, changed in place by ``edit(model)``, its metadata attached again
     (``metadata``, default the file's own) and the content hash sealed: a crafted file
     that passes the hash check, as an attacker (or a buggy tool) would write it."""
-    from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, attach_metadata, model_bytes, read_metadata, seal
+    from edge_pqrnn.converters.tflite_fuse import read_metadata
+    from edge_pqrnn.format import HASH_FIELD, attach_metadata, model_bytes, seal
     from edge_pqrnn.projection.ops import schema
 
     model = schema().ModelT.InitFromPackedBuf(data, 0)
