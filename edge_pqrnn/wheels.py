@@ -90,7 +90,7 @@ def build_sdist(out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     before = set(out.glob("*.tar.gz"))
     arm._run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out), str(ROOT)],
-         "building the sdist failed (`build` is in the dev extra: pip install -e '.[dev]')")
+             "building the sdist failed (`build` is in the dev extra: pip install -e '.[dev]')")
     made = sorted(set(out.glob("*.tar.gz")) - before) or sorted(out.glob("edge_pqrnn-*.tar.gz"))
     return made[-1]
 
@@ -105,7 +105,7 @@ def auditwheel_show(wheel: Path) -> dict:
     Raises:
         EdgePqrnnError: auditwheel is not installed, or found no manylinux policy.
     """
-    if shutil.which("auditwheel") is None and not _has_module("auditwheel"):
+    if not _has_module("auditwheel"):
         raise EdgePqrnnError("auditwheel is not installed: pip install auditwheel (it is in the dev extra)")
     proc = arm._run([sys.executable, "-m", "auditwheel", "show", str(wheel)], f"auditwheel show {wheel.name} failed")
     text = " ".join(proc.stdout.split())
@@ -161,8 +161,8 @@ def build_wheel(isa: str, sdist: Path, out_dir: str | os.PathLike) -> Wheel:
         library = arm.compile_op_library(cc, Path(tmp) / "op" / LIBRARY_NAME, isa)
         env = {**os.environ, "EDGE_PQRNN_PREBUILT_OP": str(library), "EDGE_PQRNN_WHEEL_PLATFORM": f"linux_{isa}"}
         arm._run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
-              "--no-build-isolation", "-w", str(Path(tmp) / "raw"), str(sdist)],
-             f"building the {isa} wheel from {sdist.name} failed", env=env)
+                  "--no-build-isolation", "-w", str(Path(tmp) / "raw"), str(sdist)],
+                 f"building the {isa} wheel from {sdist.name} failed", env=env)
         raw = next((Path(tmp) / "raw").glob("*.whl"))
         shown = auditwheel_show(raw)
         if shown["external_libraries"]:
@@ -171,7 +171,7 @@ def build_wheel(isa: str, sdist: Path, out_dir: str | os.PathLike) -> Wheel:
         # Nothing to graft (the library needs libc alone): retag for the policy found, then
         # check that auditwheel agrees with the new tag.
         retagged = arm._run([sys.executable, "-m", "wheel", "tags", "--platform-tag", shown["policy"], str(raw)],
-                        f"retagging {raw.name} failed (`wheel` is in the dev extra)").stdout.split()[-1]
+                            f"retagging {raw.name} failed (`wheel` is in the dev extra)").stdout.split()[-1]
         target = out / retagged
         shutil.move(str(raw.parent / retagged), target)
         if auditwheel_show(target)["policy"] != shown["policy"]:
@@ -213,13 +213,20 @@ def wheelhouse(isa: str, cache: str | os.PathLike | None = None) -> Path:
     return Path(cache if cache is not None else cache_dir()) / "wheelhouse" / isa
 
 
-def base_pins() -> list[str]:
-    """The base requirements pinned to this machine's versions, e.g. ``ai-edge-litert==2.3.0``."""
-    return [arm._host_pin(name) for name in BASE_REQUIREMENTS]
+def python_tag(isa: str) -> str:
+    """The CPython the wheelhouse is for: the matrix rootfs's on aarch64, this one's on x86_64."""
+    version = arm.PYTHON_VERSION if isa == "aarch64" else f"{sys.version_info.major}.{sys.version_info.minor}"
+    return "cp" + version.replace(".", "")
+
+
+def base_pins(isa: str) -> list[str]:
+    """What a wheelhouse for ``isa`` holds: the base requirements pinned to this machine's
+    versions (e.g. ``ai-edge-litert==2.3.0``) and the CPython tag (``cp311``)."""
+    return [*(arm._host_pin(name) for name in BASE_REQUIREMENTS), python_tag(isa)]
 
 
 def prepare_wheelhouse(isa: str, cache: str | os.PathLike | None = None, log=print) -> Path:
-    """Download the base install's dependency wheels for ``isa`` (cp311), for offline installs.
+    """Download the base install's dependency wheels for ``isa``, for offline installs.
 
     The install tests install the built wheel from here with ``--no-index``: no network
     at test time. aarch64 also gets pip's own wheel (the rootfs Python has no pip; pip
@@ -231,17 +238,17 @@ def prepare_wheelhouse(isa: str, cache: str | os.PathLike | None = None, log=pri
     dest = wheelhouse(isa, cache)
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    requirements = base_pins()
-    platforms = tuple(tag.replace("aarch64", isa) for tag in arm.PLATFORMS)  # the matrix's tags, per ISA
-    flags = ["--only-binary=:all:", "--python-version", arm.PYTHON_VERSION, "--implementation", "cp",
-             "--abi", "cp" + arm.PYTHON_VERSION.replace(".", ""), *(a for p in platforms for a in ("--platform", p))]
-    log(f"wheelhouse {isa}: pip download {' '.join(requirements)}")
-    arm._run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", *flags, "-d", str(partial),
-          *requirements], f"pip download of the {isa} wheels failed")
+    *requirements, tag = base_pins(isa)
+    platforms = tuple(p.replace("aarch64", isa) for p in arm.PLATFORMS)  # the matrix's tags, for this ISA
+    flags = ["--only-binary=:all:", "--python-version", tag[2:3] + "." + tag[3:], "--implementation", "cp",
+             "--abi", tag, *(a for p in platforms for a in ("--platform", p))]
+    log(f"wheelhouse {isa} ({tag}): pip download {' '.join(requirements)}")
+    arm._run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", *flags,
+              "-d", str(partial), *requirements], f"pip download of the {isa} wheels failed")
     if isa == "aarch64":
         arm._run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
-              "--only-binary=:all:", "-d", str(partial), arm._host_pin("pip")], "pip download of pip failed")
-    (partial / PINS_FILE).write_text("\n".join(requirements) + "\n")
+                  "--only-binary=:all:", "-d", str(partial), arm._host_pin("pip")], "pip download of pip failed")
+    (partial / PINS_FILE).write_text("\n".join(base_pins(isa)) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(partial, dest)
     return dest

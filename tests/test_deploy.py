@@ -184,7 +184,7 @@ def test_the_sdist_still_builds_the_library_from_source(built_wheels, tmp_path):
 
 def wheelhouse_or_skip(isa: str) -> pathlib.Path:
     house = wheels.wheelhouse(isa)
-    pins = wheels.base_pins()
+    pins = wheels.base_pins(isa)
     recorded = (house / wheels.PINS_FILE).read_text().split() if (house / wheels.PINS_FILE).is_file() else None
     if recorded != pins:
         why = "absent" if recorded is None else f"prepared for {' '.join(recorded)}, not {' '.join(pins)}"

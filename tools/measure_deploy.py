@@ -99,7 +99,7 @@ def main() -> int:
             rows.setdefault(name, []).append(case())
 
     sizes = {name: megabytes(site_packages(venv)) for name, venv in (("base", args.base), ("full", args.full))}
-    print(f"| install | site-packages MB |\n|---|---|")
+    print("| install | site-packages MB |\n|---|---|")
     for name, size in sizes.items():
         print(f"| {name} | {size:.1f} |")
     print(f"full / base = {sizes['full'] / sizes['base']:.1f}x\n")
