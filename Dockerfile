@@ -11,7 +11,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
-# A C compiler builds the projection op library during `pip install`. Versions follow
+# The train extra: quickstart trains, exports and validates (docs/deploy.md has the
+# runtime-only install). A C compiler builds the projection op library during `pip install`. Versions follow
 # the base image's Debian release, so they are not pinned here.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -21,7 +22,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY edge_pqrnn ./edge_pqrnn
-RUN python3 -m pip install . && useradd --create-home --uid 10001 app
+RUN python3 -m pip install ".[train]" && useradd --create-home --uid 10001 app
 
 USER 10001
 WORKDIR /home/app

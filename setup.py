@@ -5,10 +5,23 @@ extension module): TFLite runtimes load it with load_delegate(), onnxruntime wit
 SessionOptions.register_custom_ops_library() (projection_ort.c), apps with dlopen().
 """
 
+import os
+import shutil
+
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1
+    from wheel.bdist_wheel import bdist_wheel
+
 NATIVE = "edge_pqrnn/projection/native"
+#: Set only by the prebuilt-wheel builder (edge_pqrnn/wheels.py, tools/build_wheels.sh):
+#: package this already compiled library (e.g. cross-built for aarch64) and tag the wheel
+#: for that platform. Unset (pip install, the sdist), the library is compiled here.
+PREBUILT = os.environ.get("EDGE_PQRNN_PREBUILT_OP")
+PLATFORM = os.environ.get("EDGE_PQRNN_WHEEL_PLATFORM")
 
 
 class BuildOpLibrary(build_ext):
@@ -18,6 +31,21 @@ class BuildOpLibrary(build_ext):
 
     def get_export_symbols(self, ext):  # no PyInit_*: this is not a Python module
         return []
+
+    def build_extension(self, ext):
+        if not PREBUILT:
+            return super().build_extension(ext)
+        target = self.get_ext_fullpath(ext.name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(PREBUILT, target)
+
+
+class PlatformWheel(bdist_wheel):
+    def get_tag(self):
+        # The library uses no Python C API: one wheel serves every CPython 3 (py3-none),
+        # for one platform.
+        _, _, platform = super().get_tag()
+        return "py3", "none", PLATFORM or platform
 
 
 setup(
@@ -37,5 +65,5 @@ setup(
                                 "-Wall", "-Wextra"],
         )
     ],
-    cmdclass={"build_ext": BuildOpLibrary},
+    cmdclass={"build_ext": BuildOpLibrary, "bdist_wheel": PlatformWheel},
 )

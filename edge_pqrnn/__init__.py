@@ -17,7 +17,8 @@ from edge_pqrnn.projection import ProjectionSpec, project
 from edge_pqrnn.projection.ops import op_library
 
 
-# Stage entry points, imported on first use (they pull in TensorFlow): public name ->
+# Stage entry points, imported on first use (most pull in TensorFlow, which only the
+# train extra installs; Artifact does not): public name ->
 # (module, name there). export()/validate() get distinct names because the submodules
 # edge_pqrnn.export / edge_pqrnn.validate would shadow them once imported.
 _LAZY = {

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
 warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
 
-from edge_pqrnn.errors import ConfigError, EdgePqrnnError
+from edge_pqrnn.errors import ConfigError, EdgePqrnnError, missing_extra
 from edge_pqrnn.projection import ProjectionSpec, project
 from edge_pqrnn.projection.spec import MODES
 
@@ -43,13 +43,19 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         command = ctx.protected_args[:1] + ctx.args[:1]  # e.g. ["validate", ...], ["matrix", "table"]
-        if (command and (command[0] in _TF_COMMANDS or command == ["matrix", "table"])
-                and "--help" not in ctx.args):
-            _import_tensorflow_quietly()
         try:
+            if (command and (command[0] in _TF_COMMANDS or command == ["matrix", "table"])
+                    and "--help" not in ctx.args):
+                _import_tensorflow_quietly()
             return super().invoke(ctx)
         except EdgePqrnnError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except ImportError as exc:  # the base install: a command that needs an extra
+            missing = missing_extra(exc)
+            if missing is None:
+                raise
+            click.echo(f"error: {missing}", err=True)
             sys.exit(2)
 
 

@@ -260,16 +260,36 @@ def build_aarch64_library(cache: str | os.PathLike | None = None, log: Log = lam
     if out.is_file():
         return out
     require_tools(CROSS_TOOLS)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{LIBRARY_NAME}.{os.getpid()}.partial")
-    cmd = [CROSS_CC, *HOST_FLAGS, *SETUP_FLAGS, f"-I{NATIVE}", "-shared", "-o", str(tmp),
-           *(str(NATIVE / s) for s in SOURCES)]
     log(f"aarch64 matrix: cross-building {LIBRARY_NAME} with {CROSS_CC}")
+    return compile_op_library(CROSS_CC, out, "aarch64")
+
+
+def compile_op_library(cc: str, out: Path, isa: str) -> Path:
+    """Compile the op library with ``cc`` and setup.py's flags (plus what setuptools adds).
+
+    The one place the flags meet a compiler outside setup.py: the aarch64 matrix and the
+    prebuilt wheels of both ISAs (:mod:`edge_pqrnn.wheels`) build through it.
+
+    Args:
+        cc: the C compiler (``gcc``, ``aarch64-linux-gnu-gcc``).
+        out: the shared object to write (atomically: temp file + rename).
+        isa: the target, for the error message.
+
+    Returns:
+        ``out``.
+
+    Raises:
+        OpLibraryError: the compiler failed (the message holds its last error line).
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    cmd = [cc, *HOST_FLAGS, *SETUP_FLAGS, f"-I{NATIVE}", "-shared", "-o", str(tmp),
+           *(str(NATIVE / s) for s in SOURCES)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         errors = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.strip().splitlines()
-        raise OpLibraryError(f"cross-building the op library for aarch64 failed: {errors[-1] if errors else ''}")
+        raise OpLibraryError(f"building the op library for {isa} with {cc} failed: {errors[-1] if errors else ''}")
     os.replace(tmp, out)  # atomic: a concurrent build never sees half a library
     return out
 

@@ -129,7 +129,7 @@ def open_interpreter(data: bytes, name: str, runtime: str = "litert", library: s
         return interpreter(data, runtime=runtime, num_threads=num_threads, library=library)
     except ImportError as exc:
         raise ConfigError(f"runtime {runtime!r} is not installed ({exc}); `pip install ai-edge-litert` for litert, "
-                          "`pip install tensorflow` for tflite") from exc
+                          "`pip install 'edge-pqrnn[train]'` for tflite") from exc
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if first.startswith("Failed to load delegate"):  # load_delegate's own wording
