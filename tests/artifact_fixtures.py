@@ -125,39 +125,3 @@ def build(tmp_path_factory) -> Built:
         _CACHE["built"] = Built(run_dir, other, artifact, path, batch1, data)
     return _CACHE["built"]
 
-
-def resealed(data: bytes, edit, metadata: dict | None = None) -> bytes:
-    """``data`` parsed, changed in place by ``edit(model)``, its metadata attached again
-    (``metadata``, default the file's own) and the content hash sealed: a crafted file
-    that passes the hash check, as an attacker (or a buggy tool) would write it."""
-    from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, attach_metadata, model_bytes, read_metadata, seal
-    from edge_pqrnn.projection.ops import schema
-
-    model = schema().ModelT.InitFromPackedBuf(data, 0)
-    edit(model)
-    meta = dict(read_metadata(data) if metadata is None else metadata)
-    meta.pop(HASH_FIELD, None)
-    for entry in model.metadata or []:  # empty the old metadata buffer: one hash slot in the file
-        if entry.name in (b"edge_pqrnn", "edge_pqrnn"):
-            model.buffers[entry.buffer].data = None
-    attach_metadata(model, meta)
-    return seal(model_bytes(model))
-
-
-def bad_runtime_options(data: bytes) -> bytes:
-    """The artifact with one EdgePqrnnFoPool op's options set to an unknown version: it
-    passes every check made before a runtime, and fails when the runtime prepares it."""
-    from flatbuffers import flexbuffers
-
-    from edge_pqrnn.artifact import builtin_code, decode_name
-    from edge_pqrnn.projection.fo_pool import FO_POOL_OP
-
-    def edit(model) -> None:
-        for op in model.subgraphs[0].operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if builtin_code(code) == 32 and decode_name(code.customCode) == FO_POOL_OP:  # 32: CUSTOM
-                op.customOptions = list(flexbuffers.Dumps({"version": 99, "reverse": 0}))
-                return
-        raise AssertionError("no EdgePqrnnFoPool op")
-
-    return resealed(data, edit)

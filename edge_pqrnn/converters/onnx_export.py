@@ -46,7 +46,8 @@ import numpy as np
 
 from edge_pqrnn._io import in_scratch_tempdir
 from edge_pqrnn.artifact import (INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, Checked,
-                                 OpLibraryMissingError, metadata_contents, read_source)
+                                 OpLibraryMissingError, check_outputs, metadata_contents, read_source,
+                                 runtime_failure)
 from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, hash_problem, seal
 from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
 from edge_pqrnn.evaluate import Labels
@@ -528,19 +529,29 @@ class OnnxArtifact(Artifact):
             raise ArtifactError(f"{self.name} was closed: load it again with OnnxArtifact.load()")
         names = [o.name for o in self._interp.get_outputs()]
         chunks = []
-        for i in range(0, len(batch), batch_size):
-            if self.text_input:
-                out = dict(zip(names, self._interp.run(names, {TEXT_INPUT: text_tensor(batch[i : i + batch_size])})))
-            else:
-                p = project(batch[i : i + batch_size], self.spec)
-                values = self._interp.run(names, {"features": p.features, "mask": p.mask,
-                                                  "pool_weights": p.pool_weights})
-                out = dict(zip(names, values))
-                out[NUM_TOKENS_OUTPUT] = p.num_tokens
-            chunks.append(out)
-        if not chunks:
-            return self._empty_outputs()
-        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+        try:
+            for i in range(0, len(batch), batch_size):
+                if self.text_input:
+                    values = self._interp.run(names, {TEXT_INPUT: text_tensor(batch[i : i + batch_size])})
+                    out = dict(zip(names, values))
+                else:
+                    p = project(batch[i : i + batch_size], self.spec)
+                    values = self._interp.run(names, {"features": p.features, "mask": p.mask,
+                                                      "pool_weights": p.pool_weights})
+                    out = dict(zip(names, values))
+                    out[NUM_TOKENS_OUTPUT] = p.num_tokens
+                chunks.append(out)
+            if not chunks:
+                return self._empty_outputs()
+            merged = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+            expected = self._empty_outputs(len(batch))
+            if {k: v.shape for k, v in merged.items()} != {k: v.shape for k, v in expected.items()}:
+                raise ValueError(f"outputs shaped {({k: v.shape for k, v in merged.items()})}, expected "
+                                 f"{({k: v.shape for k, v in expected.items()})}")
+        except Exception as exc:  # onnxruntime's own errors, or outputs of another shape
+            raise runtime_failure(self.name, self.runtime, exc) from exc
+        check_outputs(self.name, self.runtime, merged, self.spec.max_tokens)
+        return merged
 
 
 def text_tensor(texts: Sequence[str | bytes]) -> np.ndarray:
