@@ -279,12 +279,12 @@ def _index_problem(model: Any) -> str | None:
     """The first index (op code, tensor, buffer) pointing outside its table, if any: a
     damaged table must not crash the checks below (nor reach a runtime)."""
     codes, buffers = len(model.operatorCodes or []), len(model.buffers or [])
+    fully_connected = schema().BuiltinOperator.FULLY_CONNECTED
     if not model.subgraphs:
         return "has no subgraph"
 
-    def bad(indices: Any, size: int, optional: bool = False) -> int | None:
-        low = -1 if optional else 0  # -1 marks an omitted optional op input
-        return next((int(i) for i in (indices if indices is not None else []) if not low <= i < size), None)
+    def bad(indices: Any, size: int) -> int | None:
+        return next((int(i) for i in (indices if indices is not None else []) if not 0 <= i < size), None)
 
     for graph in model.subgraphs:
         tensors = len(graph.tensors or [])
@@ -292,8 +292,14 @@ def _index_problem(model: Any) -> str | None:
                   ("graph output", bad(graph.outputs, tensors), tensors),
                   ("tensor buffer", bad([t.buffer for t in graph.tensors or []], buffers), buffers)]
         for op in graph.operators or []:
+            # No omitted (-1) input but a float FULLY_CONNECTED's bias: litert crashed on an
+            # omitted RESHAPE shape.
+            inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+            if (len(inputs) > 2 and inputs[2] == -1 and 0 <= op.opcodeIndex < codes
+                    and builtin_code(model.operatorCodes[op.opcodeIndex]) == fully_connected):
+                inputs = inputs[:2] + inputs[3:]
             checks += [("op code", bad([op.opcodeIndex], codes), codes),
-                       ("op input", bad(op.inputs, tensors, optional=True), tensors),
+                       ("op input", bad(inputs, tensors), tensors),
                        ("op output", bad(op.outputs, tensors), tensors)]
         for what, index, size in checks:
             if index is not None:
@@ -306,6 +312,106 @@ def _index_problem(model: Any) -> str | None:
     for what, index, size in checks:
         if index is not None:
             return f"has an out-of-range {what} index ({index}, table size {size})"
+    return None
+
+
+#: The zero-point range of each quantized tensor type (schema TensorType codes).
+_ZERO_POINTS = {9: (-128, 127), 3: (0, 255), 7: (0, 0), 2: (0, 0), 4: (0, 0)}  # INT8, UINT8, INT16, INT32, INT64
+
+
+def _graph_problem(model: Any) -> str | None:
+    """The first break of the rules every exported graph follows, which a runtime trusts
+    (found crashing litert by tests/test_mutation.py): each op reads only graph inputs,
+    constants or outputs of earlier ops, and writes tensors nothing else writes; each
+    quantized tensor has finite positive scales, zero points in its type's range, and
+    one scale per tensor or per channel of a dimension it has."""
+    for g, graph in enumerate(model.subgraphs):
+        tensors = graph.tensors or []
+        buffers = model.buffers or []
+        constant = {i for i, t in enumerate(tensors) if 0 < t.buffer < len(buffers)
+                    and buffers[t.buffer].data is not None and len(buffers[t.buffer].data)}
+        ready = set(int(i) for i in (graph.inputs if graph.inputs is not None else [])) | constant
+        for n, op in enumerate(graph.operators or []):
+            inputs = [int(i) for i in (op.inputs if op.inputs is not None else []) if i >= 0]
+            missing = [i for i in inputs if i not in ready]
+            if missing:
+                return f"has op {n} of subgraph {g} reading tensor {missing[0]}, which nothing before it writes"
+            for i in (int(i) for i in (op.outputs if op.outputs is not None else [])):
+                if i in ready:
+                    return f"has op {n} of subgraph {g} writing tensor {i}, which is already written or constant"
+                ready.add(i)
+        for i, tensor in enumerate(tensors):
+            q = tensor.quantization
+            scales = np.asarray(q.scale if q is not None and q.scale is not None else [], np.float64)
+            zeros = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], np.int64)
+            if not len(scales) and not len(zeros):
+                continue
+            low, high = _ZERO_POINTS.get(tensor.type, (-(2**31), 2**31 - 1))
+            shape = tensor_shape(tensor)
+            channels = shape[q.quantizedDimension] if 0 <= q.quantizedDimension < len(shape) else None
+            if not (np.isfinite(scales).all() and (scales > 0).all() and (scales < 1e30).all()):
+                return f"has tensor {i} of subgraph {g} with a quantization scale that is not a finite positive number"
+            if len(zeros) != len(scales) or not ((zeros >= low) & (zeros <= high)).all():
+                return f"has tensor {i} of subgraph {g} with zero points outside [{low}, {high}] or of another count"
+            if len(scales) > 1 and len(scales) != channels:
+                return (f"has tensor {i} of subgraph {g} with {len(scales)} scales for dimension "
+                        f"{q.quantizedDimension} of shape {shape}")
+    return None
+
+
+#: The builtin ops an export can hold, with their (inputs, outputs) counts (None: given
+#: by the op's options; a tuple: any of these). A runtime trusts both: litert crashed on
+#: a MUL recoded as a STRIDED_SLICE and on a SPLIT whose numSplits was not its outputs.
+_BUILTIN_ARITY: dict[str, tuple[Any, Any]] = {
+    **{op: (2, 1) for op in ("ADD", "SUB", "MUL", "DIV", "GATHER", "REDUCE_PROD", "SUM", "MEAN", "REDUCE_MAX",
+                             "EXPAND_DIMS", "PAD", "TRANSPOSE", "BATCH_MATMUL", "MAXIMUM", "MINIMUM",
+                             "SQUARED_DIFFERENCE")},
+    **{op: (1, 1) for op in ("QUANTIZE", "DEQUANTIZE", "SHAPE", "SQUEEZE", "LOGISTIC", "TANH", "RELU", "CAST",
+                             "SOFTMAX", "RSQRT", "SQRT", "NEG")},
+    **{op: (3, 1) for op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "SLICE", "PADV2", "SELECT_V2")},
+    "STRIDED_SLICE": (4, 1), "RESHAPE": ((1, 2), 1), "SPLIT": (2, None), "SPLIT_V": (3, None),
+    "UNPACK": (1, None), "PACK": (None, 1), "CONCATENATION": (None, 1),
+}
+#: Options whose value counts the op's outputs (or inputs, for PACK).
+_COUNT_OPTIONS = {"SPLIT": ("numSplits", "outputs"), "SPLIT_V": ("numSplits", "outputs"),
+                  "UNPACK": ("num", "outputs"), "PACK": ("valuesCount", "inputs")}
+#: Ranges of the options fields a runtime indexes or loops with (name: (low, high)).
+_OPTION_RANGES = {"fusedActivationFunction": (0, 5), "padding": (0, 1), "strideW": (1, 64), "strideH": (1, 64),
+                  "dilationWFactor": (1, 64), "dilationHFactor": (1, 64), "axis": (-8, 8), "batchDims": (-8, 8),
+                  "beginMask": (0, 255), "endMask": (0, 255), "ellipsisMask": (0, 0), "newAxisMask": (0, 255),
+                  "shrinkAxisMask": (0, 255), "weightsFormat": (0, 0), "depthMultiplier": (1, 1 << 16),
+                  "quantizedBiasType": (0, 20)}
+
+
+def _op_problem(model: Any) -> str | None:
+    """The first builtin op that is not one an export holds, has another number of inputs
+    or outputs than its kind takes (or its options say), or options out of range."""
+    names = {v: k for k, v in vars(schema().BuiltinOperator).items() if not k.startswith("_")}
+    for g, graph in enumerate(model.subgraphs):
+        for n, op in enumerate(graph.operators or []):
+            name = names.get(builtin_code(model.operatorCodes[op.opcodeIndex]), "?")
+            if name == "CUSTOM":
+                continue  # ours only (checked below), and our op library checks its own options
+            where = f"op {n} of subgraph {g} ({name})"
+            if name not in _BUILTIN_ARITY:
+                return f"has {where}, a builtin op no edge-pqrnn export holds"
+            counts = {"inputs": len(op.inputs if op.inputs is not None else []),
+                      "outputs": len(op.outputs if op.outputs is not None else [])}
+            options = vars(op.builtinOptions) if op.builtinOptions is not None else {}
+            for side, want in zip(("inputs", "outputs"), _BUILTIN_ARITY[name]):
+                if name in _COUNT_OPTIONS and _COUNT_OPTIONS[name][1] == side:
+                    want = options.get(_COUNT_OPTIONS[name][0])
+                    if not isinstance(want, int) or want < 1:
+                        return f"has {where} with {_COUNT_OPTIONS[name][0]} {want!r}"
+                if want is None:
+                    if counts[side] < 1:
+                        return f"has {where} with no {side}"
+                elif counts[side] not in (want if isinstance(want, tuple) else (want,)):
+                    return f"has {where} with {counts[side]} {side} where it takes {want}"
+            for key, value in options.items():
+                low, high = _OPTION_RANGES.get(key, (None, None))
+                if low is not None and isinstance(value, (int, float)) and not low <= value <= high:
+                    return f"has {where} with option {key} = {value!r} outside [{low}, {high}]"
     return None
 
 
@@ -327,7 +433,7 @@ def find_problems(model: Any, data: bytes) -> list[str]:
         One-line problems, each ending in what to do; empty for a good artifact.
     """
     s = schema()
-    problem = _index_problem(model)
+    problem = _index_problem(model) or _graph_problem(model) or _op_problem(model)
     if problem:
         return [f"{problem}: the file is corrupted: {_EXPORT_AGAIN}"]
     problems: list[str] = []
@@ -482,6 +588,29 @@ def _original_offsets(text: str) -> list[int] | None:
     # Every other character is valid UTF-8 on its own, so decoding drops exactly the
     # surrogates and keeps the rest in order.
     return [i for i, ch in enumerate(text) if not "\ud800" <= ch <= "\udfff"]
+
+
+def runtime_failure(name: str, runtime: str, exc: BaseException) -> ArtifactError:
+    """A runtime's own error (invoke, allocation, shapes) as one line naming the file."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ArtifactError(f"{name} does not run in {runtime} ({first[:200]}): {_EXPORT_AGAIN}")
+
+
+def check_outputs(name: str, runtime: str, out: dict[str, np.ndarray], max_tokens: int) -> None:
+    """Refuse outputs that no intact artifact gives: non-finite logits, token counts
+    outside [0, T] (what a file with damaged quantization or shapes can produce).
+
+    Raises:
+        ArtifactError: the first such output, as one line.
+    """
+    for key, value in out.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ArtifactError(f"{name} gives non-finite {key} in {runtime} (damaged quantization parameters or "
+                                f"weights): the file is corrupted: {_EXPORT_AGAIN}")
+    counts = out.get(NUM_TOKENS_OUTPUT)
+    if counts is not None and len(counts) and not ((counts >= 0) & (counts <= max_tokens)).all():
+        raise ArtifactError(f"{name} gives token counts outside [0, {max_tokens}] in {runtime}: the file is "
+                            f"corrupted: {_EXPORT_AGAIN}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -698,21 +827,26 @@ class Artifact:
         out = self._empty_outputs(len(batch))
         pending = np.arange(len(batch))
         with self._pool.take(self.name) as interp:
-            for signature, max_tokens in self.signatures:
-                if not len(pending):
-                    break
-                texts = [batch[i] for i in pending]
-                chunks = [run_signature(interp, texts[i : i + step], signature) for i in range(0, len(texts), step)]
-                part = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-                # A bucket filled to its T may have truncated the text: the next bucket retries it.
-                done = (part[NUM_TOKENS_OUTPUT] < max_tokens) | (signature == SIGNATURE)
-                rows = pending[done]
-                for key, value in part.items():
-                    if key == SLOT_OUTPUT:
-                        out[key][rows, :max_tokens] = value[done]
-                    else:
-                        out[key][rows] = value[done]
-                pending = pending[~done]
+            try:
+                for signature, max_tokens in self.signatures:
+                    if not len(pending):
+                        break
+                    texts = [batch[i] for i in pending]
+                    chunks = [run_signature(interp, texts[i : i + step], signature)
+                              for i in range(0, len(texts), step)]
+                    part = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+                    # A bucket filled to its T may have truncated the text: the next bucket retries it.
+                    done = (part[NUM_TOKENS_OUTPUT] < max_tokens) | (signature == SIGNATURE)
+                    rows = pending[done]
+                    for key, value in part.items():
+                        if key == SLOT_OUTPUT:
+                            out[key][rows, :max_tokens] = value[done]
+                        else:
+                            out[key][rows] = value[done]
+                    pending = pending[~done]
+            except Exception as exc:  # the runtime's own errors, or outputs of another shape
+                raise runtime_failure(self.name, self.runtime, exc) from exc
+        check_outputs(self.name, self.runtime, out, self.spec.max_tokens)
         return out
 
     def _empty_outputs(self, n: int = 0) -> dict[str, np.ndarray]:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn.artifact import (NUM_TOKENS_OUTPUT, Artifact, Checked, _as_batch, _batch_size, metadata_contents,
-                                 read_source)
+from edge_pqrnn.artifact import (NUM_TOKENS_OUTPUT, Artifact, Checked, _as_batch, _batch_size, check_outputs,
+                                 metadata_contents, read_source, runtime_failure)
 from edge_pqrnn.errors import ArtifactError, ConfigError
 from edge_pqrnn.evaluate import Labels
 from edge_pqrnn.format import (BODY_INPUTS as INPUTS, INTENT_OUTPUT, METADATA_NAME as METADATA_KEY,
@@ -197,19 +197,29 @@ class OnnxArtifact(Artifact):
             raise ArtifactError(f"{self.name} was closed: load it again with OnnxArtifact.load()")
         names = [o.name for o in self._interp.get_outputs()]
         chunks = []
-        for i in range(0, len(batch), batch_size):
-            if self.text_input:
-                out = dict(zip(names, self._interp.run(names, {TEXT_INPUT: text_tensor(batch[i : i + batch_size])})))
-            else:
-                p = project(batch[i : i + batch_size], self.spec)
-                values = self._interp.run(names, {"features": p.features, "mask": p.mask,
-                                                  "pool_weights": p.pool_weights})
-                out = dict(zip(names, values))
-                out[NUM_TOKENS_OUTPUT] = p.num_tokens
-            chunks.append(out)
-        if not chunks:
-            return self._empty_outputs()
-        return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+        try:
+            for i in range(0, len(batch), batch_size):
+                if self.text_input:
+                    values = self._interp.run(names, {TEXT_INPUT: text_tensor(batch[i : i + batch_size])})
+                    out = dict(zip(names, values))
+                else:
+                    p = project(batch[i : i + batch_size], self.spec)
+                    values = self._interp.run(names, {"features": p.features, "mask": p.mask,
+                                                      "pool_weights": p.pool_weights})
+                    out = dict(zip(names, values))
+                    out[NUM_TOKENS_OUTPUT] = p.num_tokens
+                chunks.append(out)
+            if not chunks:
+                return self._empty_outputs()
+            merged = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+            expected = self._empty_outputs(len(batch))
+            if {k: v.shape for k, v in merged.items()} != {k: v.shape for k, v in expected.items()}:
+                raise ValueError(f"outputs shaped {({k: v.shape for k, v in merged.items()})}, expected "
+                                 f"{({k: v.shape for k, v in expected.items()})}")
+        except Exception as exc:  # onnxruntime's own errors, or outputs of another shape
+            raise runtime_failure(self.name, self.runtime, exc) from exc
+        check_outputs(self.name, self.runtime, merged, self.spec.max_tokens)
+        return merged
 
 
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import artifact_fixtures
+import artifact_mutation
 from edge_pqrnn.cli_artifact import inspect_command
 from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.inspect_artifact import inspect, render
@@ -108,7 +109,7 @@ def test_inspect_gate_and_predict_refuse_a_file_that_fails_only_at_run_time(buil
     from edge_pqrnn.cli import main
 
     bad = tmp_path / "bad-options.tflite"
-    bad.write_bytes(artifact_fixtures.bad_runtime_options(built.artifact))
+    bad.write_bytes(artifact_mutation.bad_runtime_options(built.artifact))
     assert inspect(bad, check_runtime=False)["problems"] == []  # the static checks alone pass it
     gates = tmp_path / "gates.toml"
     gates.write_text("[size]\nmax_bytes = 10_000_000\n[latency]\np50_ms = 1000.0\nrepeats = 3\n")

@@ -108,10 +108,10 @@ def test_reference_with_other_lower_casing_names_the_difference(built, tmp_path)
 
 def test_validate_names_an_unloadable_artifact_by_its_path(built, tmp_path):
     # Issue 23: the runtime row said "<bytes> does not run in litert".
-    import artifact_fixtures
+    import artifact_mutation
 
     bad = tmp_path / "bad-options.tflite"
-    bad.write_bytes(artifact_fixtures.bad_runtime_options(built.artifact))
+    bad.write_bytes(artifact_mutation.bad_runtime_options(built.artifact))
     report = validate(bad, built.run_dir, runtimes=("litert",))
     line = next(c.line for c in report.checks if c.name == "runtime:litert")
     assert line.startswith(f"runtime litert") and f"not loaded: {bad} does not run in litert" in line

@@ -52,6 +52,10 @@ class ProjectionSpec:
             raise ConfigError(
                 f"feature_size must be an integer from 1 to {MAX_FEATURE_SIZE}, got {self.feature_size!r}"
             )
+        for flag in ("add_bos", "add_eos", "lowercase"):  # metadata read from a file may hold any JSON
+            value = getattr(self, flag)
+            if not (isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))):
+                raise ConfigError(f"{flag} must be true or false, got {value!r}")
         markers = int(self.add_bos) + int(self.add_eos)
         if not isinstance(self.max_tokens, int) or not markers < self.max_tokens <= MAX_TOKENS_LIMIT:
             raise ConfigError(
