@@ -18,8 +18,8 @@ import collections
 import os
 from typing import Any
 
-from edge_pqrnn.artifact import (builtin_code, decode_name, find_problems, parse_flatbuffer, projection_ops,
-                                 read_metadata, read_source, tensor_shape)
+from edge_pqrnn.artifact_checks import (builtin_code, decode_name, find_problems, parse_flatbuffer, projection_ops,
+                                        read_metadata, read_source, tensor_shape)
 from edge_pqrnn.format import HASH_FIELD, INT_MATMUL_OP, METADATA_NAME, hash_problem, schema
 
 #: Ops whose constant inputs are a layer's weights (the rest are shapes, paddings...).

@@ -242,7 +242,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
         data = export(source, None, check=False, log=lambda _: None).artifact
         name = f"{source.name} (int8, exported for this report)"
     else:
-        from edge_pqrnn.artifact import read_source
+        from edge_pqrnn.artifact_checks import read_source
 
         data, name = read_source(source, source.name)
     art = Artifact.load(data)

@@ -66,7 +66,7 @@ def bad_runtime_options(data: bytes) -> bytes:
     passes every check made before a runtime, and fails when the runtime prepares it."""
     from flatbuffers import flexbuffers
 
-    from edge_pqrnn.artifact import builtin_code, decode_name
+    from edge_pqrnn.artifact_checks import builtin_code, decode_name
     from edge_pqrnn.projection.fo_pool import FO_POOL_OP
 
     def edit(model) -> None:

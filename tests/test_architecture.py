@@ -30,6 +30,15 @@ def test_layers_contract_of_pyproject_is_kept():
     assert "1 kept, 0 broken" in proc.stdout
 
 
+def test_every_module_has_a_layer():
+    import tomllib
+
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    named = {name.strip() for layer in layers for name in layer.replace("|", ":").split(":")}
+    top = {name.split(".")[1] for name in check_architecture.modules() if name.count(".") >= 1}
+    assert sorted(f"edge_pqrnn.{name}" for name in top if f"edge_pqrnn.{name}" not in named) == []
+
+
 def test_no_import_cycle_even_through_function_local_imports():
     assert check_architecture.cycles(check_architecture.import_graph()) == []
 

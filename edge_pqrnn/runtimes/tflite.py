@@ -6,9 +6,11 @@ line); :func:`interpreter` the bare one for tests and benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -136,3 +138,65 @@ def open_interpreter(data: bytes, name: str, runtime: str = "litert", library: s
             raise OpLibraryMissingError(f"cannot open {name}: the op library {library} does not load as a TFLite "
                                         f"delegate ({first}); rebuild it with `pip install -e .`") from exc
         raise ArtifactError(f"{name} is rejected by {runtime} ({first}): {_EXPORT_AGAIN}") from exc
+
+
+class InterpreterPool:
+    """Interpreters of one model, each used by one thread at a time.
+
+    A TFLite interpreter is not thread-safe (its tensors, arena and the op's outputs are
+    per interpreter), so a call takes an idle interpreter, or opens another one when all
+    are busy (at most ``limit``; beyond that a call waits), and gives it back. Measured
+    with tools/benchmark_threads.py (docs/security.md): one shared object runs as fast as
+    one object per thread, and a lock would serialise every call.
+    """
+
+    def __init__(self, first: Any, open_another: Callable[[], Any], limit: int) -> None:
+        self._idle = [first]
+        self._open = open_another
+        self._opened = 1
+        self._limit = limit
+        self._closed = False
+        self._ready = threading.Condition()
+
+    @property
+    def opened(self) -> int:
+        """How many interpreters this pool has opened (idle or busy)."""
+        return self._opened
+
+    @contextlib.contextmanager
+    def take(self, name: str) -> Iterator[Any]:
+        """An interpreter for this thread alone until the ``with`` block ends.
+
+        Raises:
+            ArtifactError: the artifact was closed.
+        """
+        with self._ready:
+            while not self._closed and not self._idle and self._opened >= self._limit:
+                self._ready.wait()
+            if self._closed:
+                raise ArtifactError(f"{name} was closed: load it again with Artifact.load()")
+            interp = self._idle.pop() if self._idle else None
+            if interp is None:
+                self._opened += 1  # reserved now, opened outside the lock (it takes milliseconds)
+        if interp is None:
+            try:
+                interp = self._open()
+            except BaseException:
+                with self._ready:
+                    self._opened -= 1
+                    self._ready.notify()
+                raise
+        try:
+            yield interp
+        finally:
+            with self._ready:
+                if not self._closed:
+                    self._idle.append(interp)
+                self._ready.notify()
+
+    def close(self) -> None:
+        """Drop the idle interpreters; busy ones are dropped when their call ends."""
+        with self._ready:
+            self._closed = True
+            self._idle.clear()
+            self._ready.notify_all()
