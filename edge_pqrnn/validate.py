@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -46,11 +45,10 @@ from edge_pqrnn.onnx_artifact import OnnxArtifact, check_onnx, is_onnx
 from edge_pqrnn.runtimes import IN_PROCESS, LEGACY_RUNTIME, run_legacy
 from edge_pqrnn.runtimes.aarch64 import run_aarch64_bytes
 from edge_pqrnn.runtimes.onnxruntime import RUNTIME as ONNX_RUNTIME
+from edge_pqrnn.validation_report import AARCH64, Check, RuntimeResult, Thresholds, ValidationReport, host_isa
 
 #: The in-process runtimes, and the legacy one that runs in its own venv.
 RUNTIMES = IN_PROCESS
-#: A runtime name with this suffix runs on aarch64 under qemu (edge_pqrnn.runtimes.aarch64).
-AARCH64 = "@aarch64"
 
 
 def _aarch64_runtimes() -> tuple[str, ...]:
@@ -65,11 +63,6 @@ AARCH64_RUNTIMES = _aarch64_runtimes()
 #: stays the primary runtime.
 ALL_RUNTIMES = (*RUNTIMES, LEGACY_RUNTIME, *AARCH64_RUNTIMES)
 
-
-def host_isa() -> str:
-    """This machine's instruction set as the rows name it (``x86_64``, ``aarch64``)."""
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 #: Texts that try to break the projection; every runtime must give finite outputs and
 #: the reference's token count for each (the test suite uses the same set).
@@ -87,167 +80,6 @@ HOSTILE_TEXTS: dict[str, bytes] = {
     "many_tokens": ("word " * 20_000).encode(),
     "huge_mixed": ("Zürich 明天 🙂, ok? " * 6_000).encode(),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Thresholds:
-    """Pass marks (defaults: DESIGN.md §5, what plain int8 PTQ reaches on ATIS).
-
-    Attributes:
-        intent_agreement: minimum fraction of texts whose arg-max intent equals the float one.
-        slot_agreement: minimum fraction of token rows (padding excluded, markers
-            included) whose arg-max tag equals the float one.
-        max_accuracy_drop: largest allowed ``float - int8`` intent accuracy.
-    """
-
-    intent_agreement: float = 0.995
-    slot_agreement: float = 0.99
-    max_accuracy_drop: float = 0.005
-
-
-@dataclasses.dataclass
-class RuntimeResult:
-    """The artifact in one runtime, compared with the float reference.
-
-    Attributes:
-        name: the row: ``litert``, ``tflite``, ``tflite-runtime``, ``litert@aarch64``,
-            ``tflite-runtime@aarch64``.
-        loaded: whether the artifact opened and ran.
-        version: the runtime package's version.
-        intent_agreement, slot_agreement, max_abs_diff: against the float reference
-            (None when not loaded or when the shapes differ from the reference's).
-        snr_db: signal-to-noise ratio of the logits, ``10 log10(sum ref^2 / sum
-            (out - ref)^2)`` over intent logits and unpadded slot rows (int8 noise gives
-            tens of dB; another model's logits about 0 dB).
-        num_tokens_match: texts whose op token count equals the numpy reference's.
-        finite: all outputs are finite numbers.
-        identical_to_litert: outputs bit-identical to ai_edge_litert's on this machine
-            (None for litert itself, for aarch64 rows, or when litert did not run).
-        error: why it did not load or run (for an aarch64 row that cannot be prepared:
-            the ``apt-get install`` line or the setup command).
-        runtime: the runtime package of the row (``name`` without ``@aarch64``).
-        isa: where it ran: ``x86_64`` (this machine) or ``aarch64``.
-        emulator: ``qemu-aarch64-static QEMU_CPU=...`` for an emulated row, else None.
-        bit_exact_vs_x86: an aarch64 row's outputs equal, bit for bit, the same runtime's
-            on this machine (None for native rows, or when either side did not run).
-        differing_texts: how many texts have any output bit differing from that x86 run.
-        max_abs_diff_vs_x86: the largest difference in value from that x86 run.
-        decisions_differing_vs_x86: texts whose arg-max intent or any arg-max slot tag
-            (token rows under the mask) differs from that x86 run.
-        seconds: wall time of the run (load and inference; for an emulated row, qemu
-            and Python start-up included).
-    """
-
-    name: str
-    loaded: bool
-    version: str = ""
-    intent_agreement: float | None = None
-    slot_agreement: float | None = None
-    max_abs_diff: float | None = None
-    snr_db: float | None = None
-    num_tokens_match: int | None = None
-    finite: bool | None = None
-    identical_to_litert: bool | None = None
-    error: str | None = None
-    runtime: str = ""
-    isa: str = ""
-    emulator: str | None = None
-    bit_exact_vs_x86: bool | None = None
-    differing_texts: int | None = None
-    max_abs_diff_vs_x86: float | None = None
-    decisions_differing_vs_x86: int | None = None
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        aarch64 = self.name.endswith(AARCH64)
-        self.runtime = self.runtime or (self.name[: -len(AARCH64)] if aarch64 else self.name)
-        self.isa = self.isa or ("aarch64" if aarch64 else host_isa())
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    """One line of the report: ``passed`` is None for a number shown without a threshold."""
-
-    name: str
-    passed: bool | None
-    line: str
-
-
-@dataclasses.dataclass
-class ValidationReport:
-    """Everything :func:`validate` measured.
-
-    Attributes:
-        artifact: the artifact's path (or ``"<bytes>"``).
-        reference: the reference run directory.
-        num_texts: texts compared (labelled examples + given texts + hostile texts).
-        num_examples: labelled examples among them (accuracy is measured on these).
-        intent_agreement, slot_agreement, max_abs_diff, snr_db: of the primary runtime
-            (the first of ``runtimes`` that loaded, litert by default).
-        primary: the primary runtime's name (None when none loaded).
-        bytes: the artifact's size.
-        runtimes: one :class:`RuntimeResult` per runtime asked for.
-        accuracy: ``{"float": {...}, "int8": {...}}`` with ``intent_accuracy`` and
-            ``slot_f1`` (None without labelled examples).
-        thresholds: the pass marks used.
-        checks: the checks, in report order.
-    """
-
-    artifact: str
-    reference: str
-    num_texts: int
-    num_examples: int
-    intent_agreement: float | None
-    slot_agreement: float | None
-    max_abs_diff: float | None
-    snr_db: float | None
-    primary: str | None
-    bytes: int
-    runtimes: dict[str, RuntimeResult]
-    accuracy: dict[str, dict[str, float | None]] | None
-    thresholds: Thresholds
-    checks: list[Check]
-
-    @property
-    def passed(self) -> bool:
-        """True when no check failed."""
-        return all(c.passed is not False for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        """The failed checks."""
-        return [c for c in self.checks if c.passed is False]
-
-    def lines(self) -> list[str]:
-        """One line per check: ``✓`` passed, ``✗`` failed, ``·`` a number without threshold."""
-        marks = {True: "✓", False: "✗", None: "·"}
-        return [f"{marks[c.passed]} {c.line}" for c in self.checks]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field, plus ``passed``."""
-        data = dataclasses.asdict(self)
-        data["passed"] = self.passed
-        return data
-
-    def markdown_table(self) -> str:
-        """The runtime rows as the Markdown table of docs/matrix.md."""
-        def num(value: float | None) -> str:
-            return "" if value is None else f"{value:.4f}"
-
-        lines = ["| runtime | version | isa | loaded | intent agreement | slot agreement | bit-exact vs x86 "
-                 "| texts differing vs x86 | max abs diff vs x86 | decisions differing vs x86 | seconds | error |",
-                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in self.runtimes.values():
-            exact = "" if r.bit_exact_vs_x86 is None else ("yes" if r.bit_exact_vs_x86 else "no")
-            differing = "" if r.differing_texts is None else f"{r.differing_texts} / {self.num_texts}"
-            diff = "" if r.max_abs_diff_vs_x86 is None else f"{r.max_abs_diff_vs_x86:.3g}"
-            decisions = "" if r.decisions_differing_vs_x86 is None else str(r.decisions_differing_vs_x86)
-            seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
-            error = (r.error or "").replace("|", "/").replace("\n", " ")
-            lines.append(f"| {r.runtime} | {r.version} | {r.isa} | {'yes' if r.loaded else 'no'} | "
-                         f"{num(r.intent_agreement)} | {num(r.slot_agreement)} | {exact} | {differing} | {diff} | "
-                         f"{decisions} | {seconds} | {error} |")
-        return "\n".join(lines)
 
 
 def _resolve_examples(run: Any, metadata: dict[str, Any], texts: Sequence[str | bytes] | None,
@@ -339,6 +171,76 @@ def _run(runtime: str, data: bytes, texts: list[str | bytes], batch_size: int,
         raise EdgePqrnnError(f"{runtime} could not run: {exc}") from exc
 
 
+class _TokenRows:
+    """The reference tokeniser's rows of every text, per projection spec (computed once)."""
+
+    def __init__(self, texts: list[str | bytes]) -> None:
+        self._texts, self._by_spec = texts, {}
+
+    def __call__(self, spec: ProjectionSpec) -> list[list[Token]]:
+        key = _spec_without_distortion(spec)
+        if key not in self._by_spec:
+            self._by_spec[key] = [token_rows(decode(t), key) for t in self._texts]
+        return self._by_spec[key]
+
+
+def _check_runtimes(runtimes: Sequence[str], legacy: bool) -> None:
+    unknown = [r for r in runtimes if r not in ALL_RUNTIMES]
+    if unknown:
+        raise ConfigError(f"unknown runtimes {unknown}; choose from {', '.join(ALL_RUNTIMES)}")
+    if not runtimes and not legacy:
+        raise ConfigError(f"no runtime to validate in: pass runtimes from {', '.join(ALL_RUNTIMES)} or legacy=True")
+
+
+def _float_outputs(run: Any, texts: list[str | bytes]) -> dict[str, np.ndarray]:
+    """The float reference's logits, keyed like the artifact's outputs."""
+    logits = run.predict(texts, batch_size=256)
+    ref = {INTENT_OUTPUT: np.asarray(logits.intent)}
+    if logits.slots is not None:
+        ref[SLOT_OUTPUT] = np.asarray(logits.slots)
+    return ref
+
+
+def _run_rows(plan: list[str], data: bytes, name: str, texts: list[str | bytes], ref: dict[str, np.ndarray],
+              ref_counts: np.ndarray, batch_size: int,
+              log: Callable[[str], None]) -> tuple[dict[str, RuntimeResult], dict[str, dict[str, np.ndarray]]]:
+    """Run the artifact in each row of ``plan`` and compare it with the float reference;
+    aarch64 rows also with the same runtime on x86, the other rows with litert."""
+    results: dict[str, RuntimeResult] = {}
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    for runtime in plan:
+        start = time.perf_counter()
+        try:
+            out, version = _run(runtime, data, texts, batch_size, log, name)
+        except EdgePqrnnError as exc:
+            results[runtime] = RuntimeResult(runtime, loaded=False, error=str(exc))
+            continue
+        result = RuntimeResult(runtime, loaded=True, version=version,
+                               seconds=round(time.perf_counter() - start, 3))
+        _compare(out, ref, ref_counts, result)
+        results[runtime] = result
+        outputs[runtime] = out
+    x86_only: dict[str, dict[str, np.ndarray] | None] = {}  # x86 references that are not rows
+    for runtime, result in results.items():
+        if runtime.endswith(AARCH64):
+            _compare_with_x86(result, outputs, x86_only, data, texts, batch_size, log, name)
+    if "litert" in outputs:
+        for runtime, out in outputs.items():
+            if runtime != "litert" and not runtime.endswith(AARCH64):
+                results[runtime].identical_to_litert = all(
+                    key in out and np.array_equal(value, out[key]) for key, value in outputs["litert"].items())
+    return results, outputs
+
+
+def _accuracy(labelled: Sequence[Example], out: dict[str, np.ndarray], rows: list[list[Token]],
+              labels: Labels) -> dict[str, Any]:
+    """Intent accuracy and slot F1 of one side's outputs on the labelled texts (first in ``out``)."""
+    n = len(labelled)
+    logits = Logits(out[INTENT_OUTPUT][:n], out[SLOT_OUTPUT][:n] if SLOT_OUTPUT in out else None)
+    metrics = score(labelled, logits, rows[:n], labels)
+    return {"intent_accuracy": metrics["intent_accuracy"], "slot_f1": metrics["slot_f1"]}
+
+
 def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: str | os.PathLike, *,
              texts: Sequence[str | bytes] | None = None, examples: Sequence[Example] | None = None,
              runtimes: Sequence[str] = RUNTIMES, legacy: bool = False, thresholds: Thresholds | None = None,
@@ -377,11 +279,7 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
     """
     from edge_pqrnn.run import load_run
 
-    unknown = [r for r in runtimes if r not in ALL_RUNTIMES]
-    if unknown:
-        raise ConfigError(f"unknown runtimes {unknown}; choose from {', '.join(ALL_RUNTIMES)}")
-    if not runtimes and not legacy:
-        raise ConfigError(f"no runtime to validate in: pass runtimes from {', '.join(ALL_RUNTIMES)} or legacy=True")
+    _check_runtimes(runtimes, legacy)
     thresholds = thresholds or Thresholds()
     # An .onnx is checked as ONNX and runs in one row, onnxruntime; the report keys are the same.
     onnx_file = is_onnx(artifact.data if isinstance(artifact, Artifact) else artifact)
@@ -397,64 +295,24 @@ def validate(artifact: Artifact | bytes | str | os.PathLike, reference_run_dir: 
 
     art_spec = ProjectionSpec.from_dict(metadata["projection"])
     art_labels = Labels(tuple(metadata["intents"]), tuple(metadata["tags"]), tuple(metadata.get("slot_types", ())))
-    rows_by_spec: dict[ProjectionSpec, list[list[Token]]] = {}
-
-    def rows(spec: ProjectionSpec) -> list[list[Token]]:
-        key = _spec_without_distortion(spec)
-        if key not in rows_by_spec:
-            rows_by_spec[key] = [token_rows(decode(t), key) for t in all_texts]
-        return rows_by_spec[key]
-
-    float_logits = run.predict(all_texts, batch_size=256)
-    ref = {INTENT_OUTPUT: np.asarray(float_logits.intent)}
-    if float_logits.slots is not None:
-        ref[SLOT_OUTPUT] = np.asarray(float_logits.slots)
+    rows = _TokenRows(all_texts)
+    ref = _float_outputs(run, all_texts)
     # The op's token count must equal the reference tokeniser's under the artifact's spec.
     ref_counts = np.array([len(r) for r in rows(art_spec)], np.int32)
 
-    results: dict[str, RuntimeResult] = {}
-    outputs: dict[str, dict[str, np.ndarray]] = {}
     plan = list(dict.fromkeys([*runtimes, *([LEGACY_RUNTIME] if legacy else [])]))
-    for runtime in plan:
-        start = time.perf_counter()
-        try:
-            out, version = _run(runtime, data, all_texts, batch_size, log, name)
-        except EdgePqrnnError as exc:
-            results[runtime] = RuntimeResult(runtime, loaded=False, error=str(exc))
-            continue
-        result = RuntimeResult(runtime, loaded=True, version=version,
-                               seconds=round(time.perf_counter() - start, 3))
-        _compare(out, ref, ref_counts, result)
-        results[runtime] = result
-        outputs[runtime] = out
-    x86_only: dict[str, dict[str, np.ndarray] | None] = {}  # x86 references that are not rows
-    for runtime, result in results.items():
-        if runtime.endswith(AARCH64):
-            _compare_with_x86(result, outputs, x86_only, data, all_texts, batch_size, log, name)
-    if "litert" in outputs:
-        for runtime, out in outputs.items():
-            if runtime != "litert" and not runtime.endswith(AARCH64):
-                results[runtime].identical_to_litert = all(
-                    key in out and np.array_equal(value, out[key]) for key, value in outputs["litert"].items())
-
+    results, outputs = _run_rows(plan, data, name, all_texts, ref, ref_counts, batch_size, log)
     primary = next(iter(outputs), None)
     main = results[primary] if primary else RuntimeResult("none", loaded=False)
     accuracy = None
     if n_labelled and primary:
-        out = outputs[primary]
-        int8_logits = Logits(out[INTENT_OUTPUT][:n_labelled],
-                             out[SLOT_OUTPUT][:n_labelled] if SLOT_OUTPUT in out else None)
-        ref_logits = Logits(ref[INTENT_OUTPUT][:n_labelled],
-                            ref[SLOT_OUTPUT][:n_labelled] if SLOT_OUTPUT in ref else None)
         # Each side is scored with its own labels and tokens, so a mismatched reference
         # still gets meaningful accuracies.
-        int8 = score(labelled, int8_logits, rows(art_spec)[:n_labelled], art_labels)
-        flt = score(labelled, ref_logits, rows(run.spec)[:n_labelled], run.labels)
-        accuracy = {side: {"intent_accuracy": m["intent_accuracy"], "slot_f1": m["slot_f1"]}
-                    for side, m in (("float", flt), ("int8", int8))}
+        accuracy = {"float": _accuracy(labelled, ref, rows(run.spec), run.labels),
+                    "int8": _accuracy(labelled, outputs[primary], rows(art_spec), art_labels)}
 
-    labels_match = (art_labels.intents == run.labels.intents and art_labels.tags == run.labels.tags
-                    and _spec_without_distortion(art_spec) == _spec_without_distortion(run.spec))
+    labels_match = (art_labels.intents, art_labels.tags, _spec_without_distortion(art_spec)) == (
+        run.labels.intents, run.labels.tags, _spec_without_distortion(run.spec))
     checks = _checks(labels_match, art_labels, art_spec, run, main, primary, len(all_texts), n_hostile,
                      accuracy, results, outputs, ref_counts, thresholds, len(data))
     return ValidationReport(
@@ -524,6 +382,40 @@ def _differences(art_labels: Labels, art_spec: ProjectionSpec, run: Any) -> list
     return out or ["no difference found"]
 
 
+def _runtime_checks(results: dict[str, RuntimeResult], n_texts: int, th: Thresholds) -> list[Check]:
+    """One check per runtime row (gated on agreement), and for an aarch64 row one line on
+    its bits against the same runtime on x86 (informational)."""
+    checks: list[Check] = []
+    for name, r in results.items():
+        label = f"runtime {name}{' ' + r.version if r.version else ''}{f' ({r.emulator})' if r.emulator else ''}"
+        if not r.loaded:
+            checks.append(Check(f"runtime:{name}", False, f"{label}: not loaded: {r.error}"))
+            continue
+        ok = (r.finite and r.num_tokens_match == n_texts and r.intent_agreement is not None
+              and r.intent_agreement >= th.intent_agreement
+              and (r.slot_agreement is None or r.slot_agreement >= th.slot_agreement))
+        identical = {True: "; bit-identical to litert", False: "; differs from litert", None: ""}[r.identical_to_litert]
+        checks.append(Check(f"runtime:{name}", bool(ok),
+                            f"{label}: intent agreement {_fmt(r.intent_agreement)}, slot agreement "
+                            f"{_fmt(r.slot_agreement)}, token counts {r.num_tokens_match}/{n_texts} equal to the "
+                            f"reference{'' if r.finite else ', NON-FINITE outputs'}{identical}"))
+        if r.isa == "aarch64":
+            # Not a gate: XNNPACK's int8 MUL rounds near-.5 ties differently on ARM, so a
+            # few texts may differ by one step (docs/matrix.md); agreement above is the gate.
+            x86 = f"{name} vs {r.runtime} {host_isa()}"
+            if r.differing_texts is None:
+                line = f"{x86}: not compared ({r.runtime} did not run on {host_isa()})"
+            elif r.bit_exact_vs_x86:
+                line = f"{x86}: bit-exact on all {n_texts} texts"
+            else:
+                line = (f"{x86}: {r.differing_texts} of {n_texts} texts differ in some output bit"
+                        + ("" if r.max_abs_diff_vs_x86 is None else f" (max |diff| {r.max_abs_diff_vs_x86:.4g})")
+                        + ("" if r.decisions_differing_vs_x86 is None else
+                           f", {r.decisions_differing_vs_x86} in an intent or slot decision"))
+            checks.append(Check(f"isa:{name}", None, line))
+    return checks
+
+
 def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, run: Any, main: RuntimeResult,
             primary: str | None, n_texts: int, n_hostile: int, accuracy: dict | None,
             results: dict[str, RuntimeResult], outputs: dict[str, dict], ref_counts: np.ndarray,
@@ -576,33 +468,7 @@ def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, ru
                         f"outputs and the reference's token count in {', '.join(outputs) or 'no runtime'}"
                         + ("" if not any(bad.values()) else f"; failures per runtime: {bad}")))
 
-    for name, r in results.items():
-        label = f"runtime {name}{' ' + r.version if r.version else ''}{f' ({r.emulator})' if r.emulator else ''}"
-        if not r.loaded:
-            checks.append(Check(f"runtime:{name}", False, f"{label}: not loaded: {r.error}"))
-            continue
-        ok = (r.finite and r.num_tokens_match == n_texts and r.intent_agreement is not None
-              and r.intent_agreement >= th.intent_agreement
-              and (r.slot_agreement is None or r.slot_agreement >= th.slot_agreement))
-        identical = {True: "; bit-identical to litert", False: "; differs from litert", None: ""}[r.identical_to_litert]
-        checks.append(Check(f"runtime:{name}", bool(ok),
-                            f"{label}: intent agreement {_fmt(r.intent_agreement)}, slot agreement "
-                            f"{_fmt(r.slot_agreement)}, token counts {r.num_tokens_match}/{n_texts} equal to the "
-                            f"reference{'' if r.finite else ', NON-FINITE outputs'}{identical}"))
-        if r.isa == "aarch64":
-            # Not a gate: XNNPACK's int8 MUL rounds near-.5 ties differently on ARM, so a
-            # few texts may differ by one step (docs/matrix.md); agreement above is the gate.
-            x86 = f"{name} vs {r.runtime} {host_isa()}"
-            if r.differing_texts is None:
-                line = f"{x86}: not compared ({r.runtime} did not run on {host_isa()})"
-            elif r.bit_exact_vs_x86:
-                line = f"{x86}: bit-exact on all {n_texts} texts"
-            else:
-                line = (f"{x86}: {r.differing_texts} of {n_texts} texts differ in some output bit"
-                        + ("" if r.max_abs_diff_vs_x86 is None else f" (max |diff| {r.max_abs_diff_vs_x86:.4g})")
-                        + ("" if r.decisions_differing_vs_x86 is None else
-                           f", {r.decisions_differing_vs_x86} in an intent or slot decision"))
-            checks.append(Check(f"isa:{name}", None, line))
+    checks += _runtime_checks(results, n_texts, th)
     checks.append(Check("bytes", None, f"size: {size:,} bytes"))
     return checks
 
