@@ -23,10 +23,47 @@ from typing import Any
 import numpy as np
 
 from edge_pqrnn.errors import ConfigError, EdgePqrnnError
-from edge_pqrnn.runtimes.aarch64 import (QEMU, QEMU_CPU, aarch64_runtimes, build_aarch64_library, differing_texts,
-                                         max_abs_diff, run_aarch64, setup_matrix)
+from edge_pqrnn.runtimes.aarch64 import (QEMU, QEMU_CPU, aarch64_runtimes, build_aarch64_library, run_aarch64,
+                                         setup_matrix)
 
-__all__ = ["markdown_table", "matrix_rows", "main", "setup_matrix"]
+__all__ = ["differing_texts", "markdown_table", "matrix_rows", "main", "max_abs_diff", "setup_matrix"]
+
+
+def differing_texts(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> int:
+    """How many texts (rows of axis 0) have any output whose bits differ from ``reference``.
+
+    Bits, not values: -0.0 vs 0.0 or two different NaNs count as different. A missing
+    output or another shape makes every text differ.
+    """
+    counts = {len(v) for k, v in reference.items() if k != "__version__"}
+    n = counts.pop() if len(counts) == 1 else 0
+    differ = np.zeros(n, bool)
+    for name, expected in reference.items():
+        if name == "__version__":
+            continue
+        got = outputs.get(name)
+        if got is None or got.shape != expected.shape or got.dtype != expected.dtype:
+            return n
+        a = np.ascontiguousarray(got).reshape(n, -1).view(np.uint8)
+        b = np.ascontiguousarray(expected).reshape(n, -1).view(np.uint8)
+        differ |= (a != b).any(axis=1)
+    return int(differ.sum())
+
+
+def max_abs_diff(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float | None:
+    """The largest absolute difference over the float outputs both have (None if none).
+
+    NaN on both sides is no difference; NaN on one side only is an infinite one.
+    """
+    diffs = []
+    for name, expected in reference.items():
+        got = outputs.get(name)
+        if got is None or got.shape != expected.shape or not np.issubdtype(expected.dtype, np.floating):
+            continue
+        diff = np.abs(got.astype(np.float64) - expected)
+        diff[np.isnan(got) & np.isnan(expected)] = 0.0
+        diffs.append(float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
+    return max(diffs) if diffs else None
 
 
 def matrix_rows(artifact_path: str | os.PathLike, texts: Sequence[str | bytes],

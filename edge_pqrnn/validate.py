@@ -328,7 +328,8 @@ def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.nda
     """Fill an aarch64 row's ``*_vs_x86`` fields: its outputs against the same runtime on
     this machine (run once into ``extra`` when it is not a row itself; if that fails,
     they stay None)."""
-    from edge_pqrnn.runtimes.aarch64 import QEMU, QEMU_CPU, differing_texts, max_abs_diff
+    from edge_pqrnn.arm import differing_texts, max_abs_diff
+    from edge_pqrnn.runtimes.aarch64 import QEMU, QEMU_CPU
 
     result.emulator = f"{QEMU} QEMU_CPU={QEMU_CPU}"
     out = outputs.get(result.name)

@@ -1,7 +1,7 @@
 """Prebuilt manylinux wheels with the op library inside, for x86_64 and aarch64 Linux.
 
 The wheels hold the package and a ready ``libpqrnn_projection.so`` compiled by
-:func:`edge_pqrnn.runtimes.aarch64.compile_op_library` (setup.py's flags, the matrix's build), so
+:func:`edge_pqrnn.runtimes.toolchain.compile_op_library` (setup.py's flags, the matrix's build), so
 installing one needs no compiler. The library uses no Python C API: one ``py3-none``
 wheel per platform serves every CPython 3.11+. Each wheel is checked with auditwheel
 (its manylinux policy and external libraries) and tagged for that policy. The sdist
@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_pqrnn.runtimes import aarch64
+from edge_pqrnn.runtimes import aarch64, toolchain
 from edge_pqrnn.errors import EdgePqrnnError
 from edge_pqrnn.projection.ops import LIBRARY_NAME
 from edge_pqrnn.runtimes import cache_dir
@@ -36,7 +36,7 @@ from edge_pqrnn.runtimes import cache_dir
 ROOT = Path(__file__).resolve().parents[1]
 #: ISA -> (C compiler, Debian package of it). The host is x86_64 Linux; aarch64 is the
 #: matrix's cross compiler.
-COMPILERS = {"x86_64": ("x86_64-linux-gnu-gcc", "gcc"), "aarch64": (aarch64.CROSS_CC, "gcc-aarch64-linux-gnu")}
+COMPILERS = {"x86_64": ("x86_64-linux-gnu-gcc", "gcc"), "aarch64": (toolchain.CROSS_CC, "gcc-aarch64-linux-gnu")}
 #: The base install's packages, pinned to this machine's versions in the wheelhouse (the
 #: same runtime on both sides of a bit-for-bit comparison).
 BASE_REQUIREMENTS = ("numpy", "ai-edge-litert", "click", "flatbuffers")
@@ -89,7 +89,7 @@ def build_sdist(out_dir: str | os.PathLike) -> Path:
     """
     out = Path(out_dir)
     before = set(out.glob("*.tar.gz"))
-    aarch64._run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out), str(ROOT)],
+    toolchain.run_command([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", str(out), str(ROOT)],
              "building the sdist failed (`build` is in the dev extra: pip install -e '.[dev]')")
     made = sorted(set(out.glob("*.tar.gz")) - before) or sorted(out.glob("edge_pqrnn-*.tar.gz"))
     return made[-1]
@@ -107,7 +107,7 @@ def auditwheel_show(wheel: Path) -> dict:
     """
     if not _has_module("auditwheel"):
         raise EdgePqrnnError("auditwheel is not installed: pip install auditwheel (it is in the dev extra)")
-    proc = aarch64._run([sys.executable, "-m", "auditwheel", "show", str(wheel)], f"auditwheel show {wheel.name} failed")
+    proc = toolchain.run_command([sys.executable, "-m", "auditwheel", "show", str(wheel)], f"auditwheel show {wheel.name} failed")
     text = " ".join(proc.stdout.split())
     marker = 'is consistent with the following platform tag: "'
     if marker not in text:
@@ -154,13 +154,13 @@ def build_wheel(isa: str, sdist: Path, out_dir: str | os.PathLike) -> Wheel:
             message holds the apt or pip line).
     """
     cc, package = COMPILERS[isa]
-    aarch64.require_tools({cc: package})
+    toolchain.require_tools({cc: package})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"edge-pqrnn-wheel-{isa}-") as tmp:
-        library = aarch64.compile_op_library(cc, Path(tmp) / "op" / LIBRARY_NAME, isa)
+        library = toolchain.compile_op_library(cc, Path(tmp) / "op" / LIBRARY_NAME, isa)
         env = {**os.environ, "EDGE_PQRNN_PREBUILT_OP": str(library), "EDGE_PQRNN_WHEEL_PLATFORM": f"linux_{isa}"}
-        aarch64._run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+        toolchain.run_command([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
                   "--no-build-isolation", "-w", str(Path(tmp) / "raw"), str(sdist)],
                  f"building the {isa} wheel from {sdist.name} failed", env=env)
         raw = next((Path(tmp) / "raw").glob("*.whl"))
@@ -170,7 +170,7 @@ def build_wheel(isa: str, sdist: Path, out_dir: str | os.PathLike) -> Wheel:
                                  f"{shown['policy']}: it must link libc only")
         # Nothing to graft (the library needs libc alone): retag for the policy found, then
         # check that auditwheel agrees with the new tag.
-        retagged = aarch64._run([sys.executable, "-m", "wheel", "tags", "--platform-tag", shown["policy"], str(raw)],
+        retagged = toolchain.run_command([sys.executable, "-m", "wheel", "tags", "--platform-tag", shown["policy"], str(raw)],
                             f"retagging {raw.name} failed (`wheel` is in the dev extra)").stdout.split()[-1]
         target = out / retagged
         shutil.move(str(raw.parent / retagged), target)
@@ -243,10 +243,10 @@ def prepare_wheelhouse(isa: str, cache: str | os.PathLike | None = None, log=pri
     flags = ["--only-binary=:all:", "--python-version", tag[2:3] + "." + tag[3:], "--implementation", "cp",
              "--abi", tag, *(a for p in platforms for a in ("--platform", p))]
     log(f"wheelhouse {isa} ({tag}): pip download {' '.join(requirements)}")
-    aarch64._run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", *flags,
+    toolchain.run_command([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", *flags,
               "-d", str(partial), *requirements], f"pip download of the {isa} wheels failed")
     if isa == "aarch64":
-        aarch64._run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+        toolchain.run_command([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
                   "--only-binary=:all:", "-d", str(partial), aarch64._host_pin("pip")], "pip download of pip failed")
     (partial / PINS_FILE).write_text("\n".join(base_pins(isa)) + "\n")
     shutil.rmtree(dest, ignore_errors=True)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hostile_texts import HOSTILE, MIXED, random_texts
 
 from edge_pqrnn import arm
-from edge_pqrnn.runtimes import aarch64
+from edge_pqrnn.runtimes import aarch64, toolchain
 from edge_pqrnn.cli import main as cli
 from edge_pqrnn.data import load_dataset
 from edge_pqrnn.errors import EdgePqrnnError
@@ -55,14 +55,14 @@ def test_cross_build_uses_setup_pys_sources_and_flags():
     kwargs = {kw.arg: kw.value for kw in ext.keywords}
     sources = [pathlib.PurePath(ast.literal_eval(s) if isinstance(s, ast.Constant) else s.values[-1].value).name
                for s in kwargs["sources"].elts]
-    assert tuple(sources) == aarch64.SOURCES
-    assert tuple(ast.literal_eval(kwargs["extra_compile_args"])) == aarch64.SETUP_FLAGS
-    assert "-ffast-math" not in aarch64.SETUP_FLAGS + aarch64.HOST_FLAGS
+    assert tuple(sources) == toolchain.SOURCES
+    assert tuple(ast.literal_eval(kwargs["extra_compile_args"])) == toolchain.SETUP_FLAGS
+    assert "-ffast-math" not in toolchain.SETUP_FLAGS + toolchain.HOST_FLAGS
 
 
 def test_a_missing_tool_raises_with_the_exact_apt_line(monkeypatch, tmp_path):
     with pytest.raises(EdgePqrnnError) as info:
-        aarch64.require_tools({"edge-pqrnn-no-such-tool": "pkg-a", "/no/such/crti.o": "pkg-b"})
+        toolchain.require_tools({"edge-pqrnn-no-such-tool": "pkg-a", "/no/such/crti.o": "pkg-b"})
     assert "`apt-get install -y --no-install-recommends pkg-a pkg-b`" in str(info.value)
     assert "install=True" in str(info.value)
 
@@ -100,14 +100,14 @@ def test_an_unprepared_matrix_gives_rows_that_say_why(tmp_path):
 def test_differing_texts_compares_bits_per_text():
     ref = {"a": np.array([[0.0, 1.0], [np.nan, 2.0], [3.0, 4.0]], np.float32), "n": np.array([1, 2, 3], np.int32)}
     same = {k: v.copy() for k, v in ref.items()}
-    assert aarch64.differing_texts(same, ref) == 0  # identical NaN bits count as equal
+    assert arm.differing_texts(same, ref) == 0  # identical NaN bits count as equal
     signed_zero = {**same, "a": same["a"].copy()}
     signed_zero["a"][0, 0] = -0.0
-    assert aarch64.differing_texts(signed_zero, ref) == 1
+    assert arm.differing_texts(signed_zero, ref) == 1
     counts = {**same, "n": np.array([1, 2, 4], np.int32)}
-    assert aarch64.differing_texts(counts, ref) == 1
-    assert aarch64.differing_texts({"a": same["a"]}, ref) == 3  # a missing output: every text differs
-    assert aarch64.max_abs_diff(counts, ref) == 0.0  # only float outputs are differences in value
+    assert arm.differing_texts(counts, ref) == 1
+    assert arm.differing_texts({"a": same["a"]}, ref) == 3  # a missing output: every text differs
+    assert arm.max_abs_diff(counts, ref) == 0.0  # only float outputs are differences in value
 
 
 # ------------------------------------------------------------------ the real matrix
@@ -183,7 +183,7 @@ def test_projection_op_on_aarch64_is_bit_exact_with_the_numpy_reference(matrix, 
     for name in OUTPUT_NAMES:
         expected = getattr(ref, name)
         assert out[name].dtype == expected.dtype and out[name].shape == expected.shape, name
-    assert aarch64.differing_texts(out, {name: getattr(ref, name) for name in OUTPUT_NAMES}) == 0
+    assert arm.differing_texts(out, {name: getattr(ref, name) for name in OUTPUT_NAMES}) == 0
 
 
 #: Runs every N.tflite of a folder in the emulated Python (the runtime worker takes text

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_pqrnn import arm
 from edge_pqrnn.runtimes import aarch64
 from edge_pqrnn.artifact import Artifact
 from edge_pqrnn.errors import EdgePqrnnError
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seconds = time.perf_counter() - start
         out.pop("__version__", None)
-        differing = aarch64.differing_texts(out, x86)
-        diff = aarch64.max_abs_diff(out, x86)
+        differing = arm.differing_texts(out, x86)
+        diff = arm.max_abs_diff(out, x86)
         line = (f"bit-exact with x86_64 on {len(texts) - differing}/{len(texts)} texts (max abs diff {diff:.3g}), "
                 f"{seconds:.1f} s")
         print(f"run_android_libs: {isa} Android libpqrnn_demo.so"

@@ -43,14 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn.errors import ConfigError, EdgePqrnnError, OpLibraryError
+from edge_pqrnn.errors import ConfigError, EdgePqrnnError
 from edge_pqrnn.projection.ops import LIBRARY_NAME
 from edge_pqrnn.runtimes.legacy import LEGACY_REQUIREMENTS, cache_dir, run_in_subprocess
+from edge_pqrnn.runtimes.toolchain import (CROSS_CC, CROSS_TOOLS, HEADERS, HOST_FLAGS, NATIVE, QEMU, SETUP_FLAGS, SOURCES,
+                                           SYSTEM_TOOLS, Log, compile_op_library, run_command, require_tools)
 
-Log = Callable[[str], None]
-
-QEMU = "qemu-aarch64-static"
-CROSS_CC = "aarch64-linux-gnu-gcc"
 #: The emulated CPU. Bit-exactness with x86 was measured with this one (ARMv8.2 with
 #: dot-product, no SVE); ``max`` turns SVE/i8mm on, XNNPACK then picks other int8
 #: kernels and the logits differ.
@@ -69,23 +67,6 @@ PYTHON_VERSION = "3.11"
 #: ``--platform`` does not fall back to older manylinux tags, and the wheels needed span
 #: manylinux2014 (numpy<2), _2_27 (ai-edge-litert) and _2_34 (tflite-runtime 2.14).
 PLATFORMS = tuple(f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)) + ("manylinux2014_aarch64",)
-
-#: System tools (an executable, or a file for the cross libc) -> the Debian package.
-#: libc6-dev-arm64-cross is only a Recommends of the cross compiler, but linking a
-#: shared object needs its crti.o, so it is checked and installed explicitly.
-CROSS_TOOLS = {CROSS_CC: "gcc-aarch64-linux-gnu", "/usr/aarch64-linux-gnu/lib/crti.o": "libc6-dev-arm64-cross"}
-SYSTEM_TOOLS = {QEMU: "qemu-user-static", **CROSS_TOOLS, "debootstrap": "debootstrap"}
-
-NATIVE = Path(__file__).resolve().parents[1] / "projection" / "native"
-SOURCES = ("projection_core.c", "projection_op.c", "projection_ort.c", "fo_pool.c", "int_matmul.c")
-HEADERS = ("projection_core.h", "tflite_abi.h", "ort_abi.h", "unicode_data.h", "fo_pool.h",
-           "int_matmul.h")
-#: setup.py's ``extra_compile_args`` (tests/test_arm.py fails if the two drift apart).
-SETUP_FLAGS = ("-std=c11", "-O2", "-fvisibility=hidden", "-ffreestanding", "-ffp-contract=off", "-Wall", "-Wextra")
-#: What setuptools adds to them on the host: ``-fPIC`` for a shared object, and from
-#: CPython's sysconfig CFLAGS ``-DNDEBUG -fwrapv``; the same here, so both builds
-#: compile the same program.
-HOST_FLAGS = ("-fPIC", "-DNDEBUG", "-fwrapv")
 
 #: A /proc/cpuinfo entry for a Neoverse-N1 (MIDR 0x414fd0c1), with the features
 #: qemu's neoverse-n1 model reports in AT_HWCAP. qemu-user passes the host's x86
@@ -169,61 +150,6 @@ def matrix_root(cache: str | os.PathLike | None = None) -> Path:
     return Path(cache if cache is not None else cache_dir()) / "aarch64"
 
 
-def apt_install_line(packages: Sequence[str]) -> str:
-    """The command that installs ``packages`` (what error messages tell the user to run)."""
-    return "apt-get install -y --no-install-recommends " + " ".join(packages)
-
-
-def missing_packages(tools: Mapping[str, str] = SYSTEM_TOOLS) -> list[str]:
-    """The Debian packages of ``tools`` (tool -> package) that are not on this machine."""
-    missing = []
-    for tool, package in tools.items():
-        present = os.path.exists(tool) if os.path.isabs(tool) else shutil.which(tool) is not None
-        if not present and package not in missing:
-            missing.append(package)
-    return missing
-
-
-def require_tools(tools: Mapping[str, str] = SYSTEM_TOOLS, install: bool = False, log: Log = print) -> None:
-    """Check that the system tools are there; install them only when asked.
-
-    Args:
-        tools: tool (executable name or absolute file) -> Debian package.
-        install: run ``apt-get update`` and ``apt-get install`` for the missing ones.
-        log: progress lines.
-
-    Raises:
-        EdgePqrnnError: a tool is missing and ``install`` is False (the message holds the
-            exact ``apt-get install`` line), or the installation failed.
-    """
-    packages = missing_packages(tools)
-    if not packages:
-        return
-    line = apt_install_line(packages)
-    if not install:
-        raise EdgePqrnnError(
-            f"the aarch64 matrix needs {', '.join(packages)}: run `{line}` as root (after `apt-get update` on a "
-            "fresh machine), or prepare it with install=True (`python -m edge_pqrnn.arm setup --install`)")
-    if os.geteuid() != 0:
-        raise EdgePqrnnError(f"installing {', '.join(packages)} needs root: run `sudo {line}`")
-    log(f"aarch64 matrix: installing {' '.join(packages)} with apt-get...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]):
-        _run(cmd, f"`{' '.join(cmd)}` failed", env=env)
-    still = missing_packages(tools)
-    if still:
-        raise EdgePqrnnError(f"apt-get ran but {', '.join(still)} is still missing: run `{apt_install_line(still)}`")
-
-
-def _run(cmd: Sequence[str], what: str, **kwargs: Any) -> subprocess.CompletedProcess:
-    """Run a command; on failure raise with its last output line (the useful one)."""
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, **kwargs)
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + "\n" + proc.stdout).strip().splitlines() if ln.strip()]
-        raise EdgePqrnnError(f"{what} (exit {proc.returncode}): {lines[-1] if lines else 'no output'}")
-    return proc
-
-
 def _build_key() -> str:
     digest = hashlib.sha256()
     for name in (*SOURCES, *HEADERS):
@@ -264,36 +190,6 @@ def build_aarch64_library(cache: str | os.PathLike | None = None, log: Log = lam
     return compile_op_library(CROSS_CC, out, "aarch64")
 
 
-def compile_op_library(cc: str, out: Path, isa: str) -> Path:
-    """Compile the op library with ``cc`` and setup.py's flags (plus what setuptools adds).
-
-    The one place the flags meet a compiler outside setup.py: the aarch64 matrix and the
-    prebuilt wheels of both ISAs (:mod:`edge_pqrnn.wheels`) build through it.
-
-    Args:
-        cc: the C compiler (``gcc``, ``aarch64-linux-gnu-gcc``).
-        out: the shared object to write (atomically: temp file + rename).
-        isa: the target, for the error message.
-
-    Returns:
-        ``out``.
-
-    Raises:
-        OpLibraryError: the compiler failed (the message holds its last error line).
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    cmd = [cc, *HOST_FLAGS, *SETUP_FLAGS, f"-I{NATIVE}", "-shared", "-o", str(tmp),
-           *(str(NATIVE / s) for s in SOURCES)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        errors = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.strip().splitlines()
-        raise OpLibraryError(f"building the op library for {isa} with {cc} failed: {errors[-1] if errors else ''}")
-    os.replace(tmp, out)  # atomic: a concurrent build never sees half a library
-    return out
-
-
 def _mirror() -> str:
     return os.environ.get("EDGE_PQRNN_DEBIAN_MIRROR", DEFAULT_MIRROR)
 
@@ -302,7 +198,7 @@ def _unpack_deb(deb: Path, target: Path) -> None:
     # Not `dpkg-deb -x`: it replaces the merged-/usr symlinks (lib -> usr/lib) with real
     # folders, and then the dynamic loader is not found at /lib/ld-linux-aarch64.so.1.
     with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as deb_tar:
-        _run(["tar", "-x", "--keep-directory-symlink", "-C", str(target)], f"cannot unpack {deb.name}",
+        run_command(["tar", "-x", "--keep-directory-symlink", "-C", str(target)], f"cannot unpack {deb.name}",
              stdin=deb_tar.stdout)
     if deb_tar.returncode != 0:
         raise EdgePqrnnError(f"cannot read {deb}: dpkg-deb exit {deb_tar.returncode}")
@@ -329,7 +225,7 @@ def _guest_env(site: Path | None, qemu_cpu: str = QEMU_CPU) -> dict[str, str]:
 
 def _guest_python_version(rootfs: Path, qemu: str) -> str:
     python = rootfs / "usr" / "bin" / f"python{PYTHON_VERSION}"
-    proc = _run([qemu, "-L", str(rootfs), str(python), "-c", "import platform; print(platform.python_version())"],
+    proc = run_command([qemu, "-L", str(rootfs), str(python), "-c", "import platform; print(platform.python_version())"],
                 "the aarch64 python3.11 does not start under qemu", env=_guest_env(None), timeout=120)
     return proc.stdout.strip()
 
@@ -340,7 +236,7 @@ def _prepare_rootfs(root: Path, qemu: str) -> dict[str, str]:
     shutil.rmtree(partial, ignore_errors=True)
     # --foreign: only the first stage, which needs no arm64 code to run (the second
     # stage would run maintainer scripts through binfmt_misc, not set up in containers).
-    _run(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase", f"--include={','.join(PYTHON_PACKAGES)}",
+    run_command(["debootstrap", "--foreign", "--arch=arm64", "--variant=minbase", f"--include={','.join(PYTHON_PACKAGES)}",
           SUITE, str(partial), _mirror()], f"debootstrap of arm64 {SUITE} from {_mirror()} failed "
          "(set EDGE_PQRNN_DEBIAN_MIRROR for another mirror)")
     # The first stage unpacks only the required set; the --include packages and their
@@ -367,7 +263,7 @@ def _prepare_site(root: Path, runtime: Aarch64Runtime) -> dict[str, Any]:
     for folder in (wheels, partial):
         shutil.rmtree(folder, ignore_errors=True)
     platforms = [arg for tag in PLATFORMS for arg in ("--platform", tag)]
-    _run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
+    run_command([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
           *platforms, "--python-version", PYTHON_VERSION, "--implementation", "cp",
           "--abi", "cp" + PYTHON_VERSION.replace(".", ""), "-d", str(wheels), *runtime.requirements],
          f"no aarch64 cp311 wheels for {' '.join(runtime.requirements)}")
@@ -405,6 +301,24 @@ def _locked(root: Path) -> Iterator[None]:
         yield
 
 
+def _chosen_runtimes(known: Mapping[str, Aarch64Runtime], runtimes: Sequence[str] | None) -> list[str]:
+    chosen = list(known) if runtimes is None else list(runtimes)
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown aarch64 runtimes {unknown}; choose from {', '.join(known)}")
+    return chosen
+
+
+def _run_steps(steps: Sequence[tuple[str, Callable[[], str | None]]], log: Log) -> None:
+    """Run the setup steps in order with a numbered progress line and the time of each."""
+    for i, (title, step) in enumerate(steps, 1):
+        start = time.perf_counter()
+        log(f"aarch64 matrix [{i}/{len(steps)}] {title}...")
+        error = step()
+        log(f"aarch64 matrix [{i}/{len(steps)}] {'failed: ' + error if error else 'done'} "
+            f"({time.perf_counter() - start:.1f} s)")
+
+
 def setup_matrix(cache: str | os.PathLike | None = None, log: Log = print, install: bool = False,
                  runtimes: Sequence[str] | None = None) -> Matrix:
     """Prepare the aarch64 matrix once: tools, op library, rootfs, runtime wheels.
@@ -434,10 +348,7 @@ def setup_matrix(cache: str | os.PathLike | None = None, log: Log = print, insta
         {}
     """
     known = aarch64_runtimes()
-    chosen = list(known) if runtimes is None else list(runtimes)
-    unknown = [name for name in chosen if name not in known]
-    if unknown:
-        raise ConfigError(f"unknown aarch64 runtimes {unknown}; choose from {', '.join(known)}")
+    chosen = _chosen_runtimes(known, runtimes)
     require_tools(SYSTEM_TOOLS, install=install, log=log)
     root = matrix_root(cache)
     qemu = shutil.which(QEMU) or QEMU
@@ -476,12 +387,7 @@ def setup_matrix(cache: str | os.PathLike | None = None, log: Log = print, insta
                     or not (root / "site" / name).is_dir()):
                 steps.append((f"aarch64 wheels for {name} ({' '.join(runtime.requirements)})",
                               functools.partial(site, runtime)))
-        for i, (title, step) in enumerate(steps, 1):
-            start = time.perf_counter()
-            log(f"aarch64 matrix [{i}/{len(steps)}] {title}...")
-            error = step()
-            log(f"aarch64 matrix [{i}/{len(steps)}] {'failed: ' + error if error else 'done'} "
-                f"({time.perf_counter() - start:.1f} s)")
+        _run_steps(steps, log)
         _write_cpuinfo(root / "rootfs")  # cheap, and follows this machine's core count
     matrix = load_matrix(cache)
     log(f"aarch64 matrix ready in {matrix.root}"
@@ -558,43 +464,6 @@ def run_aarch64(model_path: str | os.PathLike, texts: Sequence[str | bytes], run
                              library=str(matrix.library), env=_guest_env(matrix.sites[runtime], qemu_cpu),
                              timeout=timeout, command_prefix=[shutil.which(QEMU) or QEMU, "-L", str(matrix.rootfs)],
                              xnnpack=xnnpack)
-
-
-def differing_texts(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> int:
-    """How many texts (rows of axis 0) have any output whose bits differ from ``reference``.
-
-    Bits, not values: -0.0 vs 0.0 or two different NaNs count as different. A missing
-    output or another shape makes every text differ.
-    """
-    counts = {len(v) for k, v in reference.items() if k != "__version__"}
-    n = counts.pop() if len(counts) == 1 else 0
-    differ = np.zeros(n, bool)
-    for name, expected in reference.items():
-        if name == "__version__":
-            continue
-        got = outputs.get(name)
-        if got is None or got.shape != expected.shape or got.dtype != expected.dtype:
-            return n
-        a = np.ascontiguousarray(got).reshape(n, -1).view(np.uint8)
-        b = np.ascontiguousarray(expected).reshape(n, -1).view(np.uint8)
-        differ |= (a != b).any(axis=1)
-    return int(differ.sum())
-
-
-def max_abs_diff(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float | None:
-    """The largest absolute difference over the float outputs both have (None if none).
-
-    NaN on both sides is no difference; NaN on one side only is an infinite one.
-    """
-    diffs = []
-    for name, expected in reference.items():
-        got = outputs.get(name)
-        if got is None or got.shape != expected.shape or not np.issubdtype(expected.dtype, np.floating):
-            continue
-        diff = np.abs(got.astype(np.float64) - expected)
-        diff[np.isnan(got) & np.isnan(expected)] = 0.0
-        diffs.append(float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0)))
-    return max(diffs) if diffs else None
 
 
 def run_aarch64_bytes(data: bytes, runtime: str, texts: Sequence[str | bytes], timeout: float) -> tuple[dict, str]:
