@@ -81,6 +81,21 @@ def validate_or_refuse(artifact: Any, run_dir: str | Path, examples: Any, out: s
     return report
 
 
+def _check_options(format: str, scheme: str, int8: bool, buckets: Sequence[int], portable_kernels: bool) -> None:
+    """Refuse option combinations that do not apply, before any slow work."""
+    if format not in ("tflite", "onnx"):
+        raise ConfigError(f"unknown format {format!r}; choose tflite or onnx (--format)")
+    if format == "onnx" and buckets:
+        raise ConfigError("length buckets (--buckets) are for .tflite artifacts; an .onnx has one T")
+    if format == "onnx" and portable_kernels:
+        raise ConfigError("--portable-kernels is for .tflite artifacts (it replaces TFLite builtin ops)")
+    if format == "tflite" and int8:
+        raise ConfigError("int8=True (--int8) is for --format onnx; a .tflite takes --scheme int8 (the default)")
+    if portable_kernels and scheme not in ("int8", "int8-per-tensor"):
+        raise ConfigError(f"portable_kernels (--portable-kernels) replaces int8 matmuls; --scheme {scheme} has none "
+                          "to replace: use --scheme int8 or int8-per-tensor")
+
+
 @in_scratch_tempdir
 def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, scheme: str = "int8",
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
@@ -121,20 +136,10 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         AgreementError: a validation check failed; nothing was written. The report is
             attached as ``.report``.
     """
-    if format == "onnx" and buckets:
-        raise ConfigError("length buckets (--buckets) are for .tflite artifacts; an .onnx has one T")
-    if format == "onnx" and portable_kernels:
-        raise ConfigError("--portable-kernels is for .tflite artifacts (it replaces TFLite builtin ops)")
+    _check_options(format, scheme, int8, buckets, portable_kernels)
     if format == "onnx":
         return export_onnx(run_dir, out, data=data, int8=int8, check=check, thresholds=thresholds,
                            calibration_samples=calibration_samples, log=log)
-    if format != "tflite":
-        raise ConfigError(f"unknown format {format!r}; choose tflite or onnx (--format)")
-    if int8:
-        raise ConfigError("int8=True (--int8) is for --format onnx; a .tflite takes --scheme int8 (the default)")
-    if portable_kernels and scheme not in ("int8", "int8-per-tensor"):
-        raise ConfigError(f"portable_kernels (--portable-kernels) replaces int8 matmuls; --scheme {scheme} has none "
-                          "to replace: use --scheme int8 or int8-per-tensor")
     from edge_pqrnn.build import bucket_bodies_of, build_tflite, calibration_for
 
     seconds: dict[str, float] = {}

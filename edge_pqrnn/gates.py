@@ -235,6 +235,65 @@ def _limit(name: str, measured: float | None, limit: float, comparison: str, uni
     return GateResult(name, float(measured), float(limit), bool(passed), comparison, unit, note)
 
 
+def _latency_gates(latency: dict[str, Any], data: bytes, name: str, reference: str | os.PathLike | None, text: str,
+                   results: list[GateResult], log: Callable[[str], None]) -> dict[str, Any]:
+    """Time the artifact (and its reference) and append the latency gates; returns what was measured."""
+    from edge_pqrnn.benchmark import invoker, time_variants
+
+    threads, repeats = latency.get("threads", 1), latency.get("repeats", 200)
+    try:  # one call first: a runtime failure is an unusable artifact, not a traceback
+        variants = {"artifact": invoker(data, text, xnnpack=True, threads=threads)}
+        variants["artifact"]()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"{name} does not run in litert on the latency text ({first[:160]}): export it "
+                            "again with `edge-pqrnn export`") from exc
+    ref_kind = latency.get("reference", "float")
+    if "max_ratio_vs_reference" in latency:
+        if ref_kind == "float":
+            log("building the float reference artifact...")
+            variants["reference"] = invoker(float_artifact(reference), text, xnnpack=True, threads=threads)
+        else:
+            variants["reference"] = reference_workload()
+    log(f"timing {', '.join(variants)} ({repeats} interleaved calls each, {threads} thread(s))...")
+    timed = time_variants(variants, repeats=repeats)
+    measured = {**timed, "threads": threads, "text": text, "reference": ref_kind}
+    if "p50_ms" in latency:
+        results.append(_limit("latency.p50_ms", timed["artifact"]["p50_ms"], latency["p50_ms"], "<=", "ms"))
+    if "p95_ms" in latency:
+        results.append(_limit("latency.p95_ms", timed["artifact"]["p95_ms"], latency["p95_ms"], "<=", "ms"))
+    if "max_ratio_vs_reference" in latency:
+        ratio = timed["artifact"]["p50_ms"] / timed["reference"]["p50_ms"]
+        measured["ratio_vs_reference"] = ratio
+        results.append(_limit("latency.max_ratio_vs_reference", ratio, latency["max_ratio_vs_reference"], "<=",
+                              "x", f"p50 {timed['artifact']['p50_ms']:.3f} ms vs {ref_kind} "
+                                   f"{timed['reference']['p50_ms']:.3f} ms"))
+    return measured
+
+
+def _accuracy_gates(accuracy: dict[str, Any], data: bytes, reference: str | os.PathLike | None,
+                    results: list[GateResult], log: Callable[[str], None]) -> dict[str, Any]:
+    """Validate against the reference run and append the accuracy gates; returns what was measured."""
+    from edge_pqrnn.validate import validate
+
+    log("validating against the reference run...")
+    report = validate(data, reference, runtimes=("litert",))
+    acc = report.accuracy or {}
+    int8, flt = acc.get("int8", {}), acc.get("float", {})
+    drop = (flt["intent_accuracy"] - int8["intent_accuracy"]
+            if int8.get("intent_accuracy") is not None and flt.get("intent_accuracy") is not None else None)
+    values = {"intent_agreement": report.intent_agreement, "slot_agreement": report.slot_agreement,
+              "intent_accuracy": int8.get("intent_accuracy"), "slot_f1": int8.get("slot_f1"),
+              "accuracy_drop": drop}
+    measured = {**values, "float": flt, "num_examples": report.num_examples}
+    for key, limit in accuracy.items():
+        if key == "max_accuracy_drop":
+            results.append(_limit(f"accuracy.{key}", drop, limit, "<=", note="float - int8 intent accuracy"))
+        else:
+            results.append(_limit(f"accuracy.{key}", values[key.removeprefix("min_")], limit, ">="))
+    return measured
+
+
 def gate(artifact: str | os.PathLike | bytes, gates: Gates, *, reference: str | os.PathLike | None = None,
          only: Sequence[str] | None = None, text: str = LATENCY_TEXT,
          log: Callable[[str], None] = lambda _: None) -> GateReport:
@@ -280,54 +339,8 @@ def gate(artifact: str | os.PathLike | bytes, gates: Gates, *, reference: str | 
 
     latency = active.sections.get("latency", {})
     if latency:
-        from edge_pqrnn.benchmark import invoker, time_variants
-
-        threads, repeats = latency.get("threads", 1), latency.get("repeats", 200)
-        try:  # one call first: a runtime failure is an unusable artifact, not a traceback
-            variants = {"artifact": invoker(data, text, xnnpack=True, threads=threads)}
-            variants["artifact"]()
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"{name} does not run in litert on the latency text ({first[:160]}): export it "
-                                "again with `edge-pqrnn export`") from exc
-        ref_kind = latency.get("reference", "float")
-        if "max_ratio_vs_reference" in latency:
-            if ref_kind == "float":
-                log("building the float reference artifact...")
-                variants["reference"] = invoker(float_artifact(reference), text, xnnpack=True, threads=threads)
-            else:
-                variants["reference"] = reference_workload()
-        log(f"timing {', '.join(variants)} ({repeats} interleaved calls each, {threads} thread(s))...")
-        timed = time_variants(variants, repeats=repeats)
-        measured["latency"] = {**timed, "threads": threads, "text": text, "reference": ref_kind}
-        if "p50_ms" in latency:
-            results.append(_limit("latency.p50_ms", timed["artifact"]["p50_ms"], latency["p50_ms"], "<=", "ms"))
-        if "p95_ms" in latency:
-            results.append(_limit("latency.p95_ms", timed["artifact"]["p95_ms"], latency["p95_ms"], "<=", "ms"))
-        if "max_ratio_vs_reference" in latency:
-            ratio = timed["artifact"]["p50_ms"] / timed["reference"]["p50_ms"]
-            measured["latency"]["ratio_vs_reference"] = ratio
-            results.append(_limit("latency.max_ratio_vs_reference", ratio, latency["max_ratio_vs_reference"], "<=",
-                                  "x", f"p50 {timed['artifact']['p50_ms']:.3f} ms vs {ref_kind} "
-                                       f"{timed['reference']['p50_ms']:.3f} ms"))
-
+        measured["latency"] = _latency_gates(latency, data, name, reference, text, results, log)
     accuracy = active.sections.get("accuracy", {})
     if accuracy:
-        from edge_pqrnn.validate import validate
-
-        log("validating against the reference run...")
-        report = validate(data, reference, runtimes=("litert",))
-        acc = report.accuracy or {}
-        int8, flt = acc.get("int8", {}), acc.get("float", {})
-        drop = (flt["intent_accuracy"] - int8["intent_accuracy"]
-                if int8.get("intent_accuracy") is not None and flt.get("intent_accuracy") is not None else None)
-        values = {"intent_agreement": report.intent_agreement, "slot_agreement": report.slot_agreement,
-                  "intent_accuracy": int8.get("intent_accuracy"), "slot_f1": int8.get("slot_f1"),
-                  "accuracy_drop": drop}
-        measured["accuracy"] = {**values, "float": flt, "num_examples": report.num_examples}
-        for key, limit in accuracy.items():
-            if key == "max_accuracy_drop":
-                results.append(_limit(f"accuracy.{key}", drop, limit, "<=", note="float - int8 intent accuracy"))
-            else:
-                results.append(_limit(f"accuracy.{key}", values[key.removeprefix("min_")], limit, ">="))
+        measured["accuracy"] = _accuracy_gates(accuracy, data, reference, results, log)
     return GateReport(name, results, measured)

@@ -207,6 +207,75 @@ def _latency_samples(artifacts: dict[str, bytes], texts: Sequence[str], repeats:
     return samples
 
 
+def _source_bytes(source: Path, log: Callable[[str], None]) -> tuple[bytes, str]:
+    """The artifact of a report: a .tflite as it is, a run directory exported in memory."""
+    if source.is_dir():
+        from edge_pqrnn.export import export
+
+        log(f"exporting {source} to int8 in memory (not validated)...")
+        return (export(source, None, check=False, log=lambda _: None).artifact,
+                f"{source.name} (int8, exported for this report)")
+    from edge_pqrnn.artifact_checks import read_source
+
+    return read_source(source, source.name)
+
+
+def _per_label_sections(gold: list[str], int8_pred: list[str], float_pred: list[str] | None, examples: Sequence[Any],
+                        languages: list[str], out: Path) -> list[str]:
+    """Per-intent precision/recall/F1 (int8, and float F1 beside it) and, for several
+    languages, the intent accuracy per language; each with its plot."""
+    scores = {"int8": per_label_scores(gold, int8_pred)}
+    if float_pred is not None:
+        scores["float"] = per_label_scores(gold, float_pred)
+    plot_per_label(scores, out / "per_intent.png", "F1 per intent")
+    sections = ["## Per-intent scores", "", "![per intent](per_intent.png)", "",
+                "| intent | support | int8 P | int8 R | int8 F1 |" + (" float F1 |" if float_pred else ""),
+                "|---|---|---|---|---|" + ("---|" if float_pred else "")]
+    for lab, r in sorted(scores["int8"].items(), key=lambda kv: -kv[1]["support"]):
+        extra = f" {scores['float'][lab]['f1']:.3f} |" if float_pred else ""
+        sections.append(f"| {lab} | {r['support']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |{extra}")
+    sections.append("")
+    if len(languages) > 1:
+        by_lang = {"int8": {lang: {"f1": float(np.mean([g == p for g, p, ex in zip(gold, int8_pred, examples)
+                                                      if ex.language == lang])),
+                                   "support": sum(ex.language == lang for ex in examples)} for lang in languages}}
+        plot_per_label(by_lang, out / "per_language.png", "Intent accuracy per language (int8)", "accuracy")
+        sections += ["## Per-language intent accuracy", "", "![per language](per_language.png)", ""]
+    return sections
+
+
+def _latency_section(artifacts: dict[str, bytes], texts: list[str], repeats: int, out: Path) -> list[str]:
+    """Batch-1 latency of each artifact, interleaved, as a histogram and a table."""
+    samples = _latency_samples(artifacts, texts, repeats)
+    plot_latency(samples, out / "latency.png", "Batch-1 latency, ai_edge_litert + XNNPACK, interleaved")
+    return ["## Latency", "", "![latency](latency.png)", "",
+            "| variant | p50 ms | p95 ms |", "|---|---|---|",
+            *[f"| {k} | {np.percentile(v, 50):.3f} | {np.percentile(v, 95):.3f} |" for k, v in samples.items()],
+            "", "Timed in one process, interleaved, on varied test texts; compare the ratio, not the absolute "
+            "numbers, across machines.", ""]
+
+
+def _agreement_section(gold: list[str], int8_pred: list[str], float_pred: list[str], int8_logits: np.ndarray,
+                       float_logits: np.ndarray, agree: float, out: Path) -> list[str]:
+    """Where int8 and float disagree, and by how much (largest logit difference per text)."""
+    diffs = np.abs(int8_logits - float_logits).max(1)
+    plot_agreement(gold, int8_pred, float_pred, diffs, out / "agreement.png",
+                   f"int8 vs float: {agree:.2%} same intent, median max|Δlogit| {np.median(diffs):.3f}")
+    return ["## Agreement with float", "", "![agreement](agreement.png)", ""]
+
+
+def _float_side(run_dir: Path, texts: list[str], log: Callable[[str], None]) -> tuple[Any, np.ndarray, list[str], bytes]:
+    """The reference run, its intent logits and predictions on ``texts``, and its float artifact."""
+    from edge_pqrnn.gates import float_artifact
+    from edge_pqrnn.run import load_run
+
+    run = load_run(run_dir)
+    float_logits = np.asarray(run.predict(texts).intent)
+    float_pred = [run.labels.intents[i] for i in float_logits.argmax(1)]
+    log("building the float artifact for the latency comparison...")
+    return run, float_logits, float_pred, float_artifact(run_dir)
+
+
 def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, reference: str | os.PathLike | None = None,
                  repeats: int = 300, log: Callable[[str], None] = print) -> Path:
     """Write ``report.md`` and its PNGs for a run directory or an artifact.
@@ -235,16 +304,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
     out.mkdir(parents=True, exist_ok=True)
     source = Path(source)
     run_dir = source if source.is_dir() else (Path(reference) if reference else None)
-    if source.is_dir():
-        from edge_pqrnn.export import export
-
-        log(f"exporting {source} to int8 in memory (not validated)...")
-        data = export(source, None, check=False, log=lambda _: None).artifact
-        name = f"{source.name} (int8, exported for this report)"
-    else:
-        from edge_pqrnn.artifact_checks import read_source
-
-        data, name = read_source(source, source.name)
+    data, name = _source_bytes(source, log)
     art = Artifact.load(data)
     meta = art.metadata
     dataset = load_dataset(meta.get("dataset") or "")
@@ -258,18 +318,9 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
     intents = list(art.labels.intents)
     int8_pred = [intents[i] for i in int8_logits.argmax(1)]
 
-    run = None
-    float_pred: list[str] | None = None
-    artifacts = {"int8": data}
+    run, float_logits, float_pred, artifacts = None, None, None, {"int8": data}
     if run_dir is not None:
-        from edge_pqrnn.gates import float_artifact
-        from edge_pqrnn.run import load_run
-
-        run = load_run(run_dir)
-        float_logits = np.asarray(run.predict(texts).intent)
-        float_pred = [run.labels.intents[i] for i in float_logits.argmax(1)]
-        log("building the float artifact for the latency comparison...")
-        artifacts["float"] = float_artifact(run_dir)
+        run, float_logits, float_pred, artifacts["float"] = _float_side(run_dir, texts, log)
     languages = sorted({ex.language for ex in examples})
 
     sections = [f"# edge-pqrnn report: {name}", "",
@@ -288,42 +339,16 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
     sections += ["## Confusion matrix (intents, int8)", "", "![confusion](confusion.png)", "",
                  "Rows: gold intent with its count; red numbers are errors.", ""]
 
-    scores = {"int8": per_label_scores(gold, int8_pred)}
-    if float_pred is not None:
-        scores["float"] = per_label_scores(gold, float_pred)
-    plot_per_label(scores, out / "per_intent.png", "F1 per intent")
-    sections += ["## Per-intent scores", "", "![per intent](per_intent.png)", "",
-                 "| intent | support | int8 P | int8 R | int8 F1 |" + (" float F1 |" if float_pred else ""),
-                 "|---|---|---|---|---|" + ("---|" if float_pred else "")]
-    for lab, r in sorted(scores["int8"].items(), key=lambda kv: -kv[1]["support"]):
-        extra = f" {scores['float'][lab]['f1']:.3f} |" if float_pred else ""
-        sections.append(f"| {lab} | {r['support']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |{extra}")
-    sections.append("")
-    if len(languages) > 1:
-        by_lang = {"int8": {lang: {"f1": float(np.mean([g == p for g, p, ex in zip(gold, int8_pred, examples)
-                                                      if ex.language == lang])),
-                                   "support": sum(ex.language == lang for ex in examples)} for lang in languages}}
-        plot_per_label(by_lang, out / "per_language.png", "Intent accuracy per language (int8)", "accuracy")
-        sections += ["## Per-language intent accuracy", "", "![per language](per_language.png)", ""]
-
+    sections += _per_label_sections(gold, int8_pred, float_pred, examples, languages, out)
     log(f"timing {', '.join(artifacts)} ({repeats} calls each)...")
-    samples = _latency_samples(artifacts, texts[:50], repeats)
-    plot_latency(samples, out / "latency.png", "Batch-1 latency, ai_edge_litert + XNNPACK, interleaved")
-    sections += ["## Latency", "", "![latency](latency.png)", "",
-                 "| variant | p50 ms | p95 ms |", "|---|---|---|",
-                 *[f"| {k} | {np.percentile(v, 50):.3f} | {np.percentile(v, 95):.3f} |" for k, v in samples.items()],
-                 "", "Timed in one process, interleaved, on varied test texts; compare the ratio, not the absolute "
-                 "numbers, across machines.", ""]
+    sections += _latency_section(artifacts, texts[:50], repeats, out)
 
     info = inspect(data)
     plot_bytes(info["bytes"], len(data), out / "bytes.png", f"Bytes per block ({len(data):,} bytes in all)")
     sections += ["## Bytes per block", "", "![bytes](bytes.png)", ""]
 
     if float_pred is not None and run is not None:
-        diffs = np.abs(int8_logits - float_logits).max(1)
-        plot_agreement(gold, int8_pred, float_pred, diffs, out / "agreement.png",
-                       f"int8 vs float: {agree:.2%} same intent, median max|Δlogit| {np.median(diffs):.3f}")
-        sections += ["## Agreement with float", "", "![agreement](agreement.png)", ""]
+        sections += _agreement_section(gold, int8_pred, float_pred, int8_logits, float_logits, agree, out)
     else:
         sections += ["## Agreement with float", "",
                      "Not measured: pass `--reference RUN_DIR` (the run this artifact was exported from).", ""]
