@@ -29,7 +29,7 @@ import pytest
 from hostile_texts import HOSTILE, MIXED
 
 from edge_pqrnn import wheels
-from edge_pqrnn.runtimes import aarch64
+from edge_pqrnn.runtimes import aarch64, toolchain
 from edge_pqrnn.artifact import Artifact
 from edge_pqrnn.errors import EXTRA_OF_MODULE, EdgePqrnnError, missing_extra
 
@@ -140,10 +140,10 @@ def test_the_train_extra_holds_every_training_dependency_and_the_base_none():
 def built_wheels(tmp_path_factory):
     """The sdist and both wheels, built by the code behind tools/build_wheels.sh."""
     missing = [m for m in ("build", "auditwheel", "wheel") if not wheels._has_module(m)]
-    packages = aarch64.missing_packages({cc: package for cc, package in wheels.COMPILERS.values()})
+    packages = toolchain.missing_packages({cc: package for cc, package in wheels.COMPILERS.values()})
     if missing or packages:
         reason = (f"pip install {' '.join(missing)} (the dev extra)" if missing else
-                  f"`{aarch64.apt_install_line(packages)}` (tools/install_system_deps.sh)")
+                  f"`{toolchain.apt_install_line(packages)}` (tools/install_system_deps.sh)")
         if CI:
             pytest.fail(f"the wheels cannot be built: {reason}")
         pytest.skip(f"the wheels cannot be built here: {reason}")
