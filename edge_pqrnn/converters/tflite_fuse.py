@@ -24,6 +24,17 @@ in place):
 1. ``prepend_projection``: add the STRING input ``text`` and the CUSTOM projection op
    first, writing into the body's three input tensors; add the ``num_tokens`` output.
    (First, because the later passes rewrite the signature it creates.)
+1b. ``dynamic_tokens`` (the default; ``static_tokens=True`` skips it, and a float body,
+   whose recurrence stays unrolled over T, never gets it): the projection op gets the
+   option ``dynamic_tokens`` and sizes features, mask and pool_weights to the rows of the
+   batch's longest text (n <= T) at invoke time; the runtime re-prepares the nodes after
+   it when n changed since the last call (XNNPACK reshapes its subgraph), so the body
+   computes n rows, not T. The constants that pinned the token axis are freed: the slice
+   bound ``xp[:, :T + pad]`` counts from the end, RESHAPEs that add or drop an axis of 1
+   become EXPAND_DIMS / SQUEEZE, a shape packed with the constant T gets -1; the slot
+   logits are PADded back to [B, T, tags] (rows past the longest text are 0), so the
+   outputs keep their shapes. Valid rows are bit-identical to the static graph: padded
+   steps are exact zeros either way (masking, f=1 carry, zero-point padding).
 2. ``write_signature``: ``serving_default`` with input ``text`` and outputs
    ``intent_logits``, ``slot_logits`` (when present), ``num_tokens``.
 3. ``strip_names``: drop internal tensor names (a third of an unrolled body's bytes).
@@ -439,6 +450,200 @@ def prepend_projection(model, spec: ProjectionSpec) -> None:
     graph.outputs = [*graph.outputs, num_tokens]
 
 
+def _int32_constant(model, graph, index: int) -> np.ndarray | None:
+    t = graph.tensors[index]
+    data = model.buffers[t.buffer].data if t.buffer else None
+    if t.type != schema().TensorType.INT32 or data is None or len(data) == 0:
+        return None
+    return np.frombuffer(bytes(np.asarray(data, np.uint8)), np.int32).reshape(list(t.shape) or []).copy()
+
+
+def _add_int32_constant(model, graph, values) -> int:
+    """A new constant int32 tensor (its own buffer, so no other operator sees the change)."""
+    s = schema()
+    values = np.asarray(values, np.int32)
+    buf = s.BufferT()
+    buf.data = list(values.tobytes())
+    model.buffers.append(buf)
+    t = s.TensorT()
+    t.name, t.type, t.shape, t.buffer = "", s.TensorType.INT32, list(values.shape), len(model.buffers) - 1
+    graph.tensors.append(t)
+    return len(graph.tensors) - 1
+
+
+def _add_tensor(graph, shape: Sequence[int], like: int | None = None) -> int:
+    """A new activation tensor: int32 of ``shape``, or typed and quantized like ``like``."""
+    s = schema()
+    t = s.TensorT()
+    t.name, t.shape, t.buffer, t.type = "", list(shape), 0, s.TensorType.INT32
+    if like is not None:
+        t.type, t.quantization = graph.tensors[like].type, graph.tensors[like].quantization
+    graph.tensors.append(t)
+    return len(graph.tensors) - 1
+
+
+def _builtin_code(model, builtin: int) -> int:
+    """The index of ``builtin``'s operator code, added when the model has none."""
+    s = schema()
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.builtinCode != s.BuiltinOperator.CUSTOM:
+            return i
+    code = s.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _operator(model, builtin: int, inputs: Sequence[int], outputs: Sequence[int], options_type: int = 0,
+              options: Any = None) -> Any:
+    op = schema().OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = _builtin_code(model, builtin), list(inputs), list(outputs)
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+def unrolled_over_tokens(model, spec: ProjectionSpec) -> bool:
+    """Whether the first subgraph still has the recurrence unrolled into T steps (an
+    UNPACK of T rows: a float body, whose recurrence no pass fuses). Such a body computes
+    T rows whatever the text."""
+    unpack = schema().BuiltinOperator.UNPACK
+    return any(_builtin(model, op) == unpack and getattr(op.builtinOptions, "num", 0) == spec.max_tokens
+               for op in model.subgraphs[0].operators)
+
+
+def dynamic_tokens(model, spec: ProjectionSpec) -> int:
+    """Pass 1b (see the module doc), on the first subgraph. Returns how many operators
+    were rewritten.
+
+    Raises:
+        ArtifactError: a constant shape or slice bound the pass does not know pins the
+            token axis to T (the body would fail on shorter texts), or the recurrence is
+            unrolled over T (:func:`unrolled_over_tokens`).
+    """
+    from flatbuffers import flexbuffers
+
+    s = schema()
+    B = s.BuiltinOperator
+    T = spec.max_tokens
+    graph = model.subgraphs[0]
+    changed = 0
+    projection = graph.operators[0]
+    if _name(model.operatorCodes[projection.opcodeIndex].customCode) != OP_NAME:
+        raise ArtifactError("dynamic_tokens runs after prepend_projection (the projection op comes first)")
+    if unrolled_over_tokens(model, spec):
+        raise ArtifactError(f"the recurrence is unrolled over T={spec.max_tokens} steps (a float body?): its "
+                            "token axis cannot follow the text")
+    options = flexbuffers.Loads(bytes(np.asarray(projection.customOptions, np.uint8)))
+    projection.customOptions = list(op_options_bytes(ProjectionSpec.from_op_options(options), dynamic_tokens=True))
+    for index in projection.outputs[:3]:  # features, mask, pool_weights: [B, n(, F)]
+        tensor = graph.tensors[int(index)]
+        tensor.shapeSignature = [-1 if i == 1 else (list(tensor.shapeSignature)[i] if tensor.shapeSignature is not None
+                                                    else d) for i, d in enumerate(tensor.shape)]
+    reshapes_of = {int(op.inputs[1]): op for op in graph.operators
+                   if _builtin(model, op) == B.RESHAPE and len(op.inputs) > 1}
+    for i, op in enumerate(graph.operators):
+        code = _builtin(model, op)
+        inputs = [int(t) for t in op.inputs]
+        if code == B.STRIDED_SLICE:
+            # xp[:, :T + pad] of the padded gate input: an end counted from the front
+            # becomes one counted from the back (the same rows at every length).
+            x_shape = list(graph.tensors[inputs[0]].shape)
+            end = _int32_constant(model, graph, inputs[2])
+            if len(x_shape) == 3 and x_shape[1] > T and end is not None and not op.builtinOptions.endMask & 2 \
+                    and 0 < end[1] < x_shape[1]:
+                end[1] -= x_shape[1]
+                inputs[2] = _add_int32_constant(model, graph, end)
+                op.inputs = inputs
+                changed += 1
+        elif code == B.PACK and int(op.outputs[0]) in reshapes_of:
+            # a RESHAPE's new shape packed from scalars, one of them the constant T
+            values = [_int32_constant(model, graph, t) for t in inputs]
+            pinned = [k for k, v in enumerate(values) if v is not None and v.size == 1 and int(v.reshape(-1)[0]) == T]
+            if pinned:
+                if len(pinned) != 1 or any(v is not None and int(v.reshape(-1)[0]) == -1 for v in values):
+                    raise ArtifactError(f"operator {i} (PACK) builds a shape with T={T} the token axis cannot be "
+                                        "freed from")
+                inputs[pinned[0]] = _add_int32_constant(model, graph, np.int32(-1))
+                op.inputs = inputs
+                changed += 1
+        elif code == B.RESHAPE and len(inputs) > 1:
+            new_shape = _int32_constant(model, graph, inputs[1])
+            if new_shape is None or T not in new_shape.tolist():
+                continue
+            replacement = _shape_free_reshape(model, graph, op, T)
+            if replacement is None:
+                raise ArtifactError(f"operator {i} (RESHAPE) has the constant shape {new_shape.tolist()} that pins "
+                                    f"the token axis to T={T}")
+            graph.operators[i] = replacement
+            changed += 1
+    changed += _pad_slots_to_max_tokens(model, graph, T)
+    return changed
+
+
+def _shape_free_reshape(model, graph, op, max_tokens: int) -> Any | None:
+    """An operator doing what a RESHAPE with a constant new shape holding T does, at any
+    token count: a SQUEEZE or EXPAND_DIMS when it only drops or adds an axis of 1 (as
+    around the gate convolution and the mask), else the RESHAPE with -1 in place of T when
+    that is its only unknown dimension; None when neither fits."""
+    s = schema()
+    B = s.BuiltinOperator
+    x, out = int(op.inputs[0]), int(op.outputs[0])
+    new_shape = _int32_constant(model, graph, int(op.inputs[1])).tolist()
+    in_shape, out_shape = list(graph.tensors[x].shape), list(graph.tensors[out].shape)
+    # never axis 0: the batch, whose 1 in a dynamic-batch body's shape is only a placeholder
+    for axis in range(1, len(out_shape)):
+        if len(out_shape) == len(in_shape) - 1 and in_shape[axis] == 1 and in_shape[:axis] + in_shape[axis + 1:] \
+                == out_shape:
+            options = s.SqueezeOptionsT()
+            options.squeezeDims = [axis]
+            return _operator(model, B.SQUEEZE, [x], [out], s.BuiltinOptions.SqueezeOptions, options)
+    for axis in range(1, len(out_shape)):
+        if len(out_shape) == len(in_shape) + 1 and out_shape[axis] == 1 and out_shape[:axis] + out_shape[axis + 1:] \
+                == in_shape:
+            return _operator(model, B.EXPAND_DIMS, [x, _add_int32_constant(model, graph, np.int32(axis))], [out],
+                             s.BuiltinOptions.ExpandDimsOptions, s.ExpandDimsOptionsT())
+    if -1 in new_shape or new_shape.count(max_tokens) != 1:
+        return None
+    new_shape[new_shape.index(max_tokens)] = -1
+    return _operator(model, B.RESHAPE, [x, _add_int32_constant(model, graph, new_shape)], [out])
+
+
+def _pad_slots_to_max_tokens(model, graph, max_tokens: int) -> int:
+    """PAD each rank-3 graph output (the slot logits [B, n, tags]) back to T rows: the
+    outputs keep their shape [B, T, tags]; rows past the text are 0. Returns how many
+    operators were added."""
+    s = schema()
+    B = s.BuiltinOperator
+    added = 0
+    for output in [int(t) for t in graph.outputs]:
+        shape = list(graph.tensors[output].shape)
+        producer = next((i for i, op in enumerate(graph.operators) if output in [int(t) for t in op.outputs]), None)
+        if len(shape) != 3 or producer is None:
+            continue
+        op = graph.operators[producer]
+        rows = _add_tensor(graph, shape, like=output)
+        op.outputs = [rows if int(t) == output else int(t) for t in op.outputs]
+        # paddings [[0, 0], [0, T - n], [0, 0]] from the runtime shape [B, n, tags]
+        dims, token_dim, missing, paddings = (_add_tensor(graph, [3]), _add_tensor(graph, [3]), _add_tensor(graph, [3]),
+                                              _add_tensor(graph, [3, 2]))
+        shape_options = s.ShapeOptionsT()
+        shape_options.outType = s.TensorType.INT32
+        pack_options = s.PackOptionsT()
+        pack_options.valuesCount, pack_options.axis = 2, 1
+        graph.operators[producer + 1:producer + 1] = [
+            _operator(model, B.SHAPE, [rows], [dims], s.BuiltinOptions.ShapeOptions, shape_options),
+            _operator(model, B.MUL, [dims, _add_int32_constant(model, graph, [0, 1, 0])], [token_dim],
+                      s.BuiltinOptions.MulOptions, s.MulOptionsT()),
+            _operator(model, B.SUB, [_add_int32_constant(model, graph, [0, max_tokens, 0]), token_dim], [missing],
+                      s.BuiltinOptions.SubOptions, s.SubOptionsT()),
+            _operator(model, B.PACK, [_add_int32_constant(model, graph, [0, 0, 0]), missing], [paddings],
+                      s.BuiltinOptions.PackOptions, pack_options),
+            _operator(model, B.PAD, [rows, paddings], [output], s.BuiltinOptions.PadOptions, s.PadOptionsT()),
+        ]
+        added += 5
+    return added
+
+
 def bucket_signature(max_tokens: int) -> str:
     """The signature key of the length bucket with T = ``max_tokens``."""
     return f"tokens_{max_tokens}"
@@ -585,19 +790,28 @@ def hash_problem(artifact: bytes, metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def _fused_graph(body: bytes, spec: ProjectionSpec, key: str, portable_kernels: bool = False):
+def _fused_graph(body: bytes, spec: ProjectionSpec, key: str, portable_kernels: bool = False,
+                 dynamic: bool = False):
+    """Passes 0-2 on ``body``; returns the model and whether its token axis follows the
+    text (``dynamic`` and a recurrence pass 0b fused)."""
     model = _load(body)
     add_zero_biases(model)
     fuse_fo_pooling(model)
     if portable_kernels:
         use_portable_kernels(model)
     prepend_projection(model, spec)
+    # A float body keeps its recurrence unrolled over T: it stays at T.
+    dynamic = dynamic and not unrolled_over_tokens(model, spec)
+    if dynamic:
+        dynamic_tokens(model, spec)
     write_signature(model, key)
-    return model
+    return model, dynamic
+
 
 
 def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names: bool = False,
-         buckets: Mapping[int, bytes] | None = None, portable_kernels: bool = False) -> bytes:
+         buckets: Mapping[int, bytes] | None = None, portable_kernels: bool = False,
+         static_tokens: bool = False) -> bytes:
     """Run the passes above on a converted body.
 
     Args:
@@ -613,6 +827,10 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
             ``EdgePqrnnIntMatMul``, every QUANTIZE / DEQUANTIZE at the body's edges an
             ``EdgePqrnnQuantize`` / ``EdgePqrnnDequantize`` (bit-exact on every runtime
             and ISA, slower than XNNPACK); ``metadata["portable_kernels"]`` records it.
+        static_tokens: keep every shape at T (the body computes all T rows for every
+            text); by default ``serving_default`` computes only the rows of the batch's
+            longest text (:func:`dynamic_tokens`; not a float body, see
+            :func:`unrolled_over_tokens`); ``metadata["dynamic_tokens"]`` records which.
 
     Returns:
         The fused .tflite bytes.
@@ -621,18 +839,18 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
         ArtifactError: the body is not a TFLite model or does not fit the spec, or a
             bucket is not smaller than the spec's T.
     """
-    model = _fused_graph(body, spec, SIGNATURE, portable_kernels)
+    model, dynamic = _fused_graph(body, spec, SIGNATURE, portable_kernels, dynamic=not static_tokens)
     buckets = dict(sorted((buckets or {}).items()))
     for max_tokens, bucket_body in buckets.items():
         if not spec.markers < max_tokens < spec.max_tokens:
             raise ArtifactError(f"length bucket T={max_tokens} must lie between {spec.markers + 1} and "
                                 f"{spec.max_tokens - 1} (the model's T is {spec.max_tokens})")
         bucket_spec = dataclasses.replace(spec, max_tokens=max_tokens)
-        append_signature(model, _fused_graph(bucket_body, bucket_spec, bucket_signature(max_tokens), portable_kernels))
+        append_signature(model, _fused_graph(bucket_body, bucket_spec, bucket_signature(max_tokens), portable_kernels)[0])
     if buckets:
         share_buffers(model)
         metadata = dict(metadata, buckets=list(buckets))
-    metadata = dict(metadata, portable_kernels=bool(portable_kernels))
+    metadata = dict(metadata, portable_kernels=bool(portable_kernels), dynamic_tokens=dynamic)
     if not keep_names:
         strip_names(model)
     attach_metadata(model, metadata)

@@ -13,6 +13,8 @@ SPEC_VERSION = 1
 
 #: The custom op's name inside a .tflite (TFLite ``custom_code``).
 OP_NAME = "EdgePqrnnProjection"
+#: Optional op option: 1 sizes the op's outputs to the longest text of the batch instead of T.
+DYNAMIC_TOKENS_OPTION = "dynamic_tokens"
 
 MODES = ("word", "char")
 MAX_FEATURE_SIZE = 8192
@@ -88,9 +90,11 @@ class ProjectionSpec:
 
     @classmethod
     def from_op_options(cls, options: dict[str, Any]) -> "ProjectionSpec":
-        """Inverse of :meth:`op_options` (raises ConfigError on unknown or missing keys)."""
+        """Inverse of :meth:`op_options` (raises ConfigError on unknown or missing keys).
+        The op's own optional ``dynamic_tokens`` key (see :func:`edge_pqrnn.projection.ops.op_options_bytes`)
+        is not part of the spec and is ignored."""
         expected = set(cls().op_options())
-        unknown = set(options) - expected
+        unknown = set(options) - expected - {DYNAMIC_TOKENS_OPTION}
         missing = expected - set(options)
         if unknown or missing:
             raise ConfigError(
