@@ -125,7 +125,8 @@ def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict
 def macs_per_utterance(config: dict[str, Any]) -> dict[str, int]:
     """Multiply-accumulates of one utterance, counted from the model config (not the graph).
 
-    The graph always runs all T steps (padding included), so this is the work per call:
+    Counted at ``config["projection"]["max_tokens"]`` rows: the work of a static-T graph per
+    call, or, with the token count in place of T, what the default artifact computes:
     dense bottleneck ``T*F*d``; per layer and direction the gate convolution
     ``T*k*in*3s``; the recurrence and pooling as element-wise MACs; intent head on the
     pooled ``4s`` vector and slot head ``T*2s*tags``.
@@ -307,7 +308,7 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
         calibration = representative_texts(list(calibration_texts), run.spec, samples=200)
         body = convert(run.model, run.spec, calibration, scheme="int8", batch_size=None).model
     metadata = build_metadata(run, dataset.name, "int8")
-    plain = fuse(body, run.spec, metadata)
+    plain = fuse(body, run.spec, metadata, static_tokens=True)  # the full T, as the buckets' reference
     bucketed = fuse(body, run.spec, metadata,
                     buckets=bucket_bodies_of(run, calibration_texts, buckets, "int8", 200, log=lambda _: None))
     pool = [ex.text for ex in (dataset.test or dataset.train)]
@@ -325,6 +326,68 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
             "speedup": p50["int8"] / p50["int8-buckets"],
             "texts_per_signature": {k: chosen.count(k) for k in sorted(set(chosen))},
             "bytes": len(bucketed), "extra_bytes": len(bucketed) - len(plain), "artifact": bucketed}
+
+
+#: Token counts (markers included) that ``latency_by_tokens`` times.
+TOKEN_COUNTS = (4, 8, 16, 32, 64)
+
+
+def text_with_tokens(count: int, spec: Any, words: Sequence[str]) -> str:
+    """A text of exactly ``count`` token rows (markers included) under ``spec``, made of
+    ``words`` repeated (word mode: one row per word; char mode: one per character)."""
+    from edge_pqrnn.projection import project
+
+    need = count - spec.markers
+    pool = [w for w in words if w.isalpha()] or ["word"]
+    if spec.mode == "char":
+        text = "".join(pool * (need // max(1, len("".join(pool))) + 1))[:need]
+    else:
+        text = " ".join((pool * (need // len(pool) + 1))[:need])
+    got = int(project([text], spec).num_tokens[0])
+    if got != min(count, spec.max_tokens):
+        raise ValueError(f"built a text of {got} token rows, wanted {count}")
+    return text
+
+
+def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words: Sequence[str],
+                      changing: Sequence[str], counts: Sequence[int] = TOKEN_COUNTS, repeats: int = 200
+                      ) -> dict[str, Any]:
+    """p50 of the int8 artifact on texts of each token count (1 thread, batch 1), beside
+    the same body at a static T, interleaved; and both on ``changing`` texts in turn on
+    one interpreter (the length changes from call to call, so the default artifact
+    re-prepares the nodes after the projection on most calls: its real cost in an app).
+
+    Args:
+        artifact: the default int8 artifact (token axis follows the text).
+        static_artifact: the same body fused with ``static_tokens=True``.
+        spec: the projection spec.
+        words: words to build the texts from.
+        changing: texts run one after another (e.g. the test set).
+        counts: token counts (those above T are left out).
+        repeats: timed calls per variant.
+
+    Returns:
+        ``{"tokens", "p50_ms", "static_p50_ms", "p50_64_over_8" (largest over 8 tokens),
+        "changing_lengths": {"texts", "p50_ms", "static_p50_ms"}}``.
+    """
+    from edge_pqrnn.runtimes import fixed_batch_runner, interpreter
+
+    counts = [n for n in counts if n <= spec.max_tokens]
+    variants = {}
+    for n in counts:
+        text = text_with_tokens(n, spec, words)
+        variants[f"int8|{n}"] = invoker(artifact, text)
+        variants[f"static|{n}"] = invoker(static_artifact, text)
+    batches = [np.array([t.encode()], dtype=object) for t in changing]
+    for name, data in (("changing", artifact), ("changing-static", static_artifact)):
+        run = fixed_batch_runner(interpreter(data, "litert", num_threads=1), 1)
+        variants[name] = (lambda run=run, i=iter(range(1 << 62)): run(batches[next(i) % len(batches)]))
+    timed = time_variants(variants, repeats=repeats)
+    p50 = {n: timed[f"int8|{n}"]["p50_ms"] for n in counts}
+    return {"tokens": counts, "p50_ms": p50, "static_p50_ms": {n: timed[f"static|{n}"]["p50_ms"] for n in counts},
+            "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None,
+            "changing_lengths": {"texts": len(batches), "p50_ms": timed["changing"]["p50_ms"],
+                                 "static_p50_ms": timed["changing-static"]["p50_ms"]}}
 
 
 def teacher_available() -> bool:
@@ -453,8 +516,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         log: where lines go.
 
     Returns:
-        ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding", "teacher",
-        "onnx", "buckets"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
+        ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding",
+        "latency_by_tokens", "teacher", "onnx", "buckets"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
         the int8 .tflite.
 
     Raises:
@@ -541,19 +604,32 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
                                     ) if buckets else "skipped (buckets=False)"
     bucketed_artifact = result["buckets"].pop("artifact", None) if isinstance(result["buckets"], dict) else None
 
-    # Compute floor: MACs at T (the graph runs every step) vs the core's int8 peak.
-    macs = macs_per_utterance(run.config.to_dict())
-    ghz, clock_how = measure_clock_ghz()
-    per_cycle, isa = int8_macs_per_cycle()
-    floor_ms = macs["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
-    result["compute"] = {"macs": macs, "clock_ghz": ghz, "clock_method": clock_how, "int8_macs_per_cycle": per_cycle,
-                         "peak_assumption": isa, "floor_ms": floor_ms,
-                         "int8_over_floor": v["int8"]["p50_ms"] / floor_ms if floor_ms else None}
-    # Padding: the model runs all T steps whatever the text's length.
-    counts = project([ex.text for ex in (dataset.test or dataset.train)], run.spec).num_tokens
+    # Padding: how much of T the texts fill (a static-T graph computes it all).
+    test_texts = [ex.text for ex in (dataset.test or dataset.train)]
+    counts = project(test_texts, run.spec).num_tokens
     T = run.spec.max_tokens
     result["padding"] = {"T": T, "mean_tokens": float(np.mean(counts)), "p95_tokens": float(np.percentile(counts, 95)),
                          "padded_fraction": float(1 - np.mean(counts) / T)}
+    static_int8 = fuse(bodies["int8"], run.spec, build_metadata(run, dataset_name, "int8"), static_tokens=True)
+    result["latency_by_tokens"] = latency_by_tokens(
+        artifacts["int8"], static_int8, run.spec, " ".join(test_texts[:50]).split(), test_texts,
+        repeats=max(20, repeats // 2))
+
+    # Compute floor: matmul MACs vs the core's int8 peak, at T (what a static graph
+    # computes) and at the test texts' mean token count (what a text needs).
+    config = run.config.to_dict()
+    macs = macs_per_utterance(config)
+    text_config = {**config, "projection": {**config["projection"], "max_tokens": float(np.mean(counts))}}
+    text_macs = macs_per_utterance(text_config)["matmul"]
+    ghz, clock_how = measure_clock_ghz()
+    per_cycle, isa = int8_macs_per_cycle()
+    floor_ms = macs["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+    text_floor_ms = text_macs / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+    result["compute"] = {"macs": macs, "text_macs": text_macs, "clock_ghz": ghz, "clock_method": clock_how,
+                         "int8_macs_per_cycle": per_cycle, "peak_assumption": isa, "floor_ms": floor_ms,
+                         "int8_over_floor": v["int8"]["p50_ms"] / floor_ms if floor_ms else None,
+                         "text_floor_ms": text_floor_ms,
+                         "int8_over_text_floor": v["int8"]["p50_ms"] / text_floor_ms if text_floor_ms else None}
     if teacher is False:
         result["teacher"] = "skipped (teacher=False)"
     elif not teacher_available():
@@ -584,9 +660,18 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     if floor_ms:
         log(f"floor: {floor_ms:.3f} ms at {per_cycle} MAC/cycle x {ghz:.2f} GHz ({isa}; clock: {clock_how}); "
             f"int8 p50 is {c['int8_over_floor']:.1f}x the floor")
+        log(f"text floor: {text_floor_ms:.3f} ms at the test texts' mean {np.mean(counts):.1f} tokens; int8 p50 is "
+            f"{c['int8_over_text_floor']:.1f}x the text floor")
     pad = result["padding"]
     log(f"padding: texts fill {pad['mean_tokens']:.1f} of T={T} rows on average (p95 {pad['p95_tokens']:.0f}); "
-        f"{pad['padded_fraction']:.0%} of the steps computed are padding")
+        f"a static-T graph would compute {pad['padded_fraction']:.0%} padding")
+    lt = result["latency_by_tokens"]
+    log("latency by tokens (int8, 1 thread, p50 ms; static T beside): " + ", ".join(
+        f"{n}: {lt['p50_ms'][n]:.3f} ({lt['static_p50_ms'][n]:.3f})" for n in lt["tokens"])
+        + (f"; {lt['tokens'][-1]}/8 tokens = {lt['p50_64_over_8']:.2f}x" if lt["p50_64_over_8"] else ""))
+    ch = lt["changing_lengths"]
+    log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
+        f"vs {ch['static_p50_ms']:.3f} ms at static T")
     b = result["buckets"]
     if isinstance(b, dict):
         mix = ", ".join(f"{k} {n}" for k, n in b["texts_per_signature"].items())

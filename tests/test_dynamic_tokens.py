@@ -56,6 +56,11 @@ def test_dynamic_artifact_gives_the_static_bits_at_every_length(pair, runtime):
     for words in [3, 9, 1, 14, 14, 0, 2, 30, 6, 15, 4]:
         batch = np.array([text(words).encode()], dtype=object)
         assert_same_rows(one[0](batch), one[1](batch), T)
+    # a fresh interpreter whose first text fills T: the op's buffers exist before any resize
+    batch = np.array([text(T - 1).encode()], dtype=object)
+    fresh = [fixed_batch_runner(interpreter(a, runtime), 1)(batch) for a in (static, dynamic)]
+    assert fresh[0]["num_tokens"][0] == T
+    assert_same_rows(*fresh, T)
     four = [fixed_batch_runner(interpreter(a, runtime), 4) for a in (static, dynamic)]
     for lengths in ([2, 7, 1, 4], [12, 3, 3, 0], [1, 1, 1, 1], [40, 2, 9, 5]):
         batch = np.array([text(w).encode() for w in lengths], dtype=object)

@@ -245,7 +245,15 @@ static TfLiteStatus prepare_node(TfLiteContext* context, node_info* info) {
     /* With dynamic tokens, features, mask and pool_weights live on the heap: Invoke
      * resizes them to the batch's longest text and the runtime re-prepares the nodes
      * after it (only when that length changed since the last call). Prepared at T. */
-    if (info->dynamic_tokens && k < 3) out->allocation_type = PQRNN_ALLOCATION_DYNAMIC;
+    if (info->dynamic_tokens && k < 3) {
+      /* Always through ResizeTensor, which allocates the heap buffer (the shape may
+       * already be [B, T, F] from the model file, and then resize() would skip it). */
+      TfLiteIntArray* dims = int_array(ranks[k], shapes[k]);
+      if (!dims) return report_op(context, kProjection, "out of memory");
+      out->allocation_type = PQRNN_ALLOCATION_DYNAMIC;
+      if (context->ResizeTensor(context, out, dims) != kTfLiteOk) return kTfLiteError;
+      continue;
+    }
     if (resize(context, out, ranks[k], shapes[k]) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
