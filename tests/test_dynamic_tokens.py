@@ -43,10 +43,9 @@ def assert_same_rows(static: dict, dynamic: dict, max_tokens: int) -> None:
     assert dynamic["slot_logits"].shape[1] == max_tokens  # padded back to T: the contract's shape
     for row, count in enumerate(static["num_tokens"]):
         np.testing.assert_array_equal(dynamic["slot_logits"][row, :count], static["slot_logits"][row, :count])
-    # the op computes the longest text's rows rounded up to a multiple of 4; the rest is 0
-    computed = min(-(-int(static["num_tokens"].max()) // 4) * 4, max_tokens)
-    assert not dynamic["slot_logits"][:, computed:].any()
-    assert computed == max_tokens or dynamic["slot_logits"][:, computed - 1].any()
+        # rows past the text are +0.0 (not -0.0): the same bits as when it runs alone
+        assert not dynamic["slot_logits"][row, count:].any()
+        assert not np.signbit(dynamic["slot_logits"][row, count:]).any()
 
 
 @pytest.mark.parametrize("runtime", ["litert", "tflite"])
@@ -73,6 +72,21 @@ def test_metadata_records_whether_the_tokens_follow_the_text(pair, built):
     run, static, dynamic = pair
     assert read_metadata(dynamic)["dynamic_tokens"] is True
     assert read_metadata(static)["dynamic_tokens"] is False
+
+
+def test_the_default_graph_has_no_shape_ops_and_a_portable_one_keeps_t(pair, built):
+    from edge_pqrnn.quant.ptq import analyse
+
+    run, static, dynamic = pair
+    ops = analyse(dynamic)[0]
+    # FULLY_CONNECTEDs read the sequence with keep_num_dims: no runtime shape arithmetic
+    # for them (a SHAPE is left for the mask's RESHAPE and one for the slot logits' PAD)
+    assert "GATHER" not in ops and "REDUCE_PROD" not in ops and ops["SHAPE"] <= 2
+    assert sum(ops.values()) < sum(analyse(static)[0].values())
+    calibration = representative_texts([ex.text for ex in built.dataset.train], run.spec, samples=60, full_length=10)
+    body = convert(run.model, run.spec, calibration, scheme="int8", batch_size=None).model
+    portable = fuse(body, run.spec, build_metadata(run, built.dataset.name, "int8"), portable_kernels=True)
+    assert read_metadata(portable)["dynamic_tokens"] is False
 
 
 def test_a_float_body_stays_at_t_and_the_pass_says_why(built):
