@@ -229,11 +229,17 @@ def _index_problem(model: Any) -> str | None:
         for what, index, size in checks:
             if index is not None:
                 return f"has an out-of-range {what} index ({index}, table size {size})"
-    main_tensors = len(model.subgraphs[0].tensors or [])
     checks = [("metadata buffer", bad([m.buffer for m in model.metadata or []], buffers), buffers)]
     for sig in model.signatureDefs or []:
+        # each signature indexes the tensors of its own subgraph (a length bucket's may
+        # have more than the main graph)
+        index = int(sig.subgraphIndex or 0)
+        checks.append(("signature subgraph", bad([index], len(model.subgraphs)), len(model.subgraphs)))
+        if checks[-1][1] is not None:
+            break
         maps = (sig.inputs or []) + (sig.outputs or [])
-        checks.append(("signature tensor", bad([m.tensorIndex for m in maps], main_tensors), main_tensors))
+        tensors = len(model.subgraphs[index].tensors or [])
+        checks.append(("signature tensor", bad([m.tensorIndex for m in maps], tensors), tensors))
     for what, index, size in checks:
         if index is not None:
             return f"has an out-of-range {what} index ({index}, table size {size})"

@@ -30,17 +30,26 @@ DEFAULT_TEXTS = (
 )
 
 
-def time_variants(variants: dict[str, Callable[[], Any]], repeats: int = 200, warmup: int = 20) -> dict[str, dict]:
-    """Median and p95 milliseconds per call of each variant, interleaved round-robin."""
+def time_variants(variants: dict[str, Callable[[], Any]], repeats: int = 200, warmup: int = 20,
+                  block: int = 1) -> dict[str, dict]:
+    """Median and p95 milliseconds per call of each variant, interleaved round-robin.
+
+    ``block`` > 1: each turn of a variant is one untimed call then ``block`` timed calls in a
+    row (``repeats`` timed calls in all): its caches are warm and a change of input shape
+    is paid by the untimed call, as when an app calls one model again and again; with 1
+    every call follows the other variants' calls (cold caches for a small model)."""
     for fn in variants.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
+    for _ in range(max(1, repeats // block)):
         for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - start) * 1000)
+            if block > 1:
+                fn()
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                samples[name].append((time.perf_counter() - start) * 1000)
     return {name: {"p50_ms": statistics.median(v), "p95_ms": float(np.percentile(v, 95))}
             for name, v in samples.items()}
 
@@ -119,7 +128,8 @@ def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict
 def macs_per_utterance(config: dict[str, Any]) -> dict[str, int]:
     """Multiply-accumulates of one utterance, counted from the model config (not the graph).
 
-    The graph always runs all T steps (padding included), so this is the work per call:
+    Counted at ``config["projection"]["max_tokens"]`` rows: the work of a static-T graph per
+    call, or, with the token count in place of T, what the default artifact computes:
     dense bottleneck ``T*F*d``; per layer and direction the gate convolution
     ``T*k*in*3s``; the recurrence and pooling as element-wise MACs; intent head on the
     pooled ``4s`` vector and slot head ``T*2s*tags``.
@@ -159,21 +169,24 @@ _CLOCK_C = r"""
 #include <stdio.h>
 #include <time.h>
 int main(void) {
-  unsigned long x = 0, n = 100000000UL;
+  unsigned long x = 3, n = 50000000UL;
   struct timespec a, b;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
   for (unsigned long i = 0; i < n; i++)
-    __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+    __asm__ volatile("imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0" : "+r"(x));
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
-  printf("%f\n", 4.0 * n / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / 1e9);
+  printf("%f\n", 3.0 * 4.0 * n / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / 1e9);
   return (int)(x & 0);
 }
 """
 
 
 def measure_clock_ghz() -> tuple[float | None, str]:
-    """The core's clock under load: a chain of dependent integer ADDs (1 cycle each),
-    divided by the thread's CPU time (so time-slicing on a busy machine does not count).
+    """The core's clock under load: a chain of dependent 64-bit IMULs (3 cycles each on
+    Intel and AMD cores alike), divided by the thread's CPU time (so time-slicing on a
+    busy machine does not count). Not ADDs of an immediate: recent Intel cores fold
+    those chains at rename, several per cycle (an ADD chain read 16 GHz on this machine's
+    AVX-512/AMX cores).
 
     Returns:
         ``(GHz, how)``; x86 with a C compiler only, else the ``cpu MHz`` of
@@ -192,7 +205,7 @@ def measure_clock_ghz() -> tuple[float | None, str]:
                 subprocess.run([compiler, "-O1", src, "-o", exe], check=True, capture_output=True, timeout=60)
                 runs = [float(subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout)
                         for _ in range(3)]
-                return max(runs), "dependent-ADD chain (1 cycle/ADD) over thread CPU time, best of 3"
+                return max(runs), "dependent-IMUL chain (3 cycles/IMUL) over thread CPU time, best of 3"
             except (OSError, subprocess.SubprocessError, ValueError):
                 pass
     try:
@@ -300,7 +313,7 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
     if body is None:
         body = build_tflite(run, dataset.name, calibration_for(run, calibration_texts, 200)).body.model
     metadata = build_metadata(run, dataset.name, "int8")
-    plain = fuse(body, run.spec, metadata)
+    plain = fuse(body, run.spec, metadata, static_tokens=True)  # the full T, as the buckets' reference
     bucketed = fuse(body, run.spec, metadata,
                     buckets=bucket_bodies_of(run, calibration_texts, buckets, "int8", 200, log=lambda _: None))
     pool = [ex.text for ex in (dataset.test or dataset.train)]
@@ -318,6 +331,76 @@ def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts:
             "speedup": p50["int8"] / p50["int8-buckets"],
             "texts_per_signature": {k: chosen.count(k) for k in sorted(set(chosen))},
             "bytes": len(bucketed), "extra_bytes": len(bucketed) - len(plain), "artifact": bucketed}
+
+
+#: Token counts (markers included) that ``latency_by_tokens`` times.
+TOKEN_COUNTS = (4, 8, 16, 32, 64)
+
+
+def text_with_tokens(count: int, spec: Any, words: Sequence[str]) -> str:
+    """A text of exactly ``count`` token rows (markers included) under ``spec``, made of
+    ``words`` repeated (word mode: one row per word; char mode: one per character)."""
+    from edge_pqrnn.projection import project
+
+    need = count - spec.markers
+    pool = [w for w in words if w.isalpha()] or ["word"]
+    if spec.mode == "char":
+        text = "".join(pool * (need // max(1, len("".join(pool))) + 1))[:need]
+    else:
+        text = " ".join((pool * (need // len(pool) + 1))[:need])
+    got = int(project([text], spec).num_tokens[0])
+    if got != min(count, spec.max_tokens):
+        raise ValueError(f"built a text of {got} token rows, wanted {count}")
+    return text
+
+
+def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words: Sequence[str],
+                      changing: Sequence[str], counts: Sequence[int] = TOKEN_COUNTS, repeats: int = 200,
+                      block: int = 10) -> dict[str, Any]:
+    """p50 of the int8 artifact on texts of each token count (1 thread, batch 1), beside
+    the same body at a static T; and both on ``changing`` texts in turn (the length
+    changes from call to call, so the default artifact re-prepares the nodes after the
+    projection on most calls: its cost in an app that gets one text after another).
+
+    One interpreter per artifact, as an app holds one. The counts are timed in blocks of
+    ``block`` calls (see :func:`time_variants`): a block's untimed first call pays the
+    re-prepare for the new length, so ``p50_ms`` is the cost of computing that many
+    rows, and ``changing_lengths`` the cost with re-prepares.
+
+    Args:
+        artifact: the default int8 artifact (token axis follows the text).
+        static_artifact: the same body fused with ``static_tokens=True``.
+        spec: the projection spec.
+        words: words to build the texts from.
+        changing: texts run one after another (e.g. the test set).
+        counts: token counts (those above T are left out).
+        repeats: timed calls per variant.
+        block: calls in a row per variant and turn.
+
+    Returns:
+        ``{"tokens", "p50_ms", "static_p50_ms", "p50_64_over_8" (the largest count over 8),
+        "changing_lengths": {"texts", "p50_ms", "static_p50_ms"}}``.
+    """
+    from edge_pqrnn.runtimes import fixed_batch_runner, interpreter
+
+    counts = [n for n in counts if n <= spec.max_tokens]
+    runs = {name: fixed_batch_runner(interpreter(data, "litert", num_threads=1), 1)
+            for name, data in (("int8", artifact), ("static", static_artifact))}
+    variants = {}
+    for n in counts:
+        batch = np.array([text_with_tokens(n, spec, words).encode()], dtype=object)
+        for name, run in runs.items():
+            variants[f"{name}|{n}"] = lambda run=run, batch=batch: run(batch)
+    timed = time_variants(variants, repeats=repeats, warmup=2, block=block)
+    batches = [np.array([t.encode()], dtype=object) for t in changing]
+    cycled = {f"changing-{name}": (lambda run=run, i=iter(range(1 << 62)): run(batches[next(i) % len(batches)]))
+              for name, run in runs.items()}
+    timed.update(time_variants(cycled, repeats=repeats, warmup=2, block=block))
+    p50 = {n: timed[f"int8|{n}"]["p50_ms"] for n in counts}
+    return {"tokens": counts, "p50_ms": p50, "static_p50_ms": {n: timed[f"static|{n}"]["p50_ms"] for n in counts},
+            "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None,
+            "changing_lengths": {"texts": len(batches), "p50_ms": timed["changing-int8"]["p50_ms"],
+                                 "static_p50_ms": timed["changing-static"]["p50_ms"]}}
 
 
 def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int, teacher: TeacherInvokers,
@@ -383,8 +466,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         log: where lines go.
 
     Returns:
-        ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding", "teacher",
-        "onnx", "buckets"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
+        ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding",
+        "latency_by_tokens", "teacher", "onnx", "buckets"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
         the int8 .tflite.
 
     Raises:
@@ -406,7 +489,7 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     artifacts, bodies = {}, {}
     for scheme in ("int8", "float"):
         built = build_tflite(run, dataset_name, calibration, scheme=scheme)
-        artifacts[scheme], bodies[scheme] = built.artifact, built.body.model
+        artifacts[scheme], bodies[scheme] = built.artifact, built.body
     if given_onnx is not None:
         artifacts[f"onnx-{given_onnx.metadata['scheme']}"] = given_onnx.data
         onnx_note = str(onnx)
@@ -466,23 +549,36 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
                            for scheme in ("int8", "float")}
 
     result["buckets"] = bucket_gain(run, dataset, calibration_texts=[ex.text for ex in dataset.train],
-                                    repeats=max(10, repeats // 4), log=log, int8_body=bodies["int8"]
+                                    repeats=max(10, repeats // 4), log=log, int8_body=bodies["int8"].model
                                     ) if buckets else "skipped (buckets=False)"
     bucketed_artifact = result["buckets"].pop("artifact", None) if isinstance(result["buckets"], dict) else None
 
-    # Compute floor: MACs at T (the graph runs every step) vs the core's int8 peak.
-    macs = macs_per_utterance(run.config.to_dict())
-    ghz, clock_how = measure_clock_ghz()
-    per_cycle, isa = int8_macs_per_cycle()
-    floor_ms = macs["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
-    result["compute"] = {"macs": macs, "clock_ghz": ghz, "clock_method": clock_how, "int8_macs_per_cycle": per_cycle,
-                         "peak_assumption": isa, "floor_ms": floor_ms,
-                         "int8_over_floor": v["int8"]["p50_ms"] / floor_ms if floor_ms else None}
-    # Padding: the model runs all T steps whatever the text's length.
-    counts = project([ex.text for ex in (dataset.test or dataset.train)], run.spec).num_tokens
+    # Padding: how much of T the texts fill (a static-T graph computes it all).
+    test_texts = [ex.text for ex in (dataset.test or dataset.train)]
+    counts = project(test_texts, run.spec).num_tokens
     T = run.spec.max_tokens
     result["padding"] = {"T": T, "mean_tokens": float(np.mean(counts)), "p95_tokens": float(np.percentile(counts, 95)),
                          "padded_fraction": float(1 - np.mean(counts) / T)}
+    static_int8 = build_tflite(run, dataset_name, [], body=bodies["int8"], static_tokens=True).artifact
+    result["latency_by_tokens"] = latency_by_tokens(
+        artifacts["int8"], static_int8, run.spec, " ".join(test_texts[:50]).split(), test_texts,
+        repeats=max(20, repeats // 2))
+
+    # Compute floor: matmul MACs vs the core's int8 peak, at T (what a static graph
+    # computes) and at the test texts' mean token count (what a text needs).
+    config = run.config.to_dict()
+    macs = macs_per_utterance(config)
+    text_config = {**config, "projection": {**config["projection"], "max_tokens": float(np.mean(counts))}}
+    text_macs = macs_per_utterance(text_config)["matmul"]
+    ghz, clock_how = measure_clock_ghz()
+    per_cycle, isa = int8_macs_per_cycle()
+    floor_ms = macs["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+    text_floor_ms = text_macs / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+    result["compute"] = {"macs": macs, "text_macs": text_macs, "clock_ghz": ghz, "clock_method": clock_how,
+                         "int8_macs_per_cycle": per_cycle, "peak_assumption": isa, "floor_ms": floor_ms,
+                         "int8_over_floor": v["int8"]["p50_ms"] / floor_ms if floor_ms else None,
+                         "text_floor_ms": text_floor_ms,
+                         "int8_over_text_floor": v["int8"]["p50_ms"] / text_floor_ms if text_floor_ms else None}
     if teacher is None or teacher is False:
         result["teacher"] = "skipped (no teacher given: `edge-pqrnn benchmark` times it when the teacher extra is installed)"
     elif isinstance(teacher, str):
@@ -512,9 +608,18 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     if floor_ms:
         log(f"floor: {floor_ms:.3f} ms at {per_cycle} MAC/cycle x {ghz:.2f} GHz ({isa}; clock: {clock_how}); "
             f"int8 p50 is {c['int8_over_floor']:.1f}x the floor")
+        log(f"text floor: {text_floor_ms:.3f} ms at the test texts' mean {np.mean(counts):.1f} tokens; int8 p50 is "
+            f"{c['int8_over_text_floor']:.1f}x the text floor")
     pad = result["padding"]
     log(f"padding: texts fill {pad['mean_tokens']:.1f} of T={T} rows on average (p95 {pad['p95_tokens']:.0f}); "
-        f"{pad['padded_fraction']:.0%} of the steps computed are padding")
+        f"a static-T graph would compute {pad['padded_fraction']:.0%} padding")
+    lt = result["latency_by_tokens"]
+    log("latency by tokens (int8, 1 thread, p50 ms; static T beside): " + ", ".join(
+        f"{n}: {lt['p50_ms'][n]:.3f} ({lt['static_p50_ms'][n]:.3f})" for n in lt["tokens"])
+        + (f"; {lt['tokens'][-1]}/8 tokens = {lt['p50_64_over_8']:.2f}x" if lt["p50_64_over_8"] else ""))
+    ch = lt["changing_lengths"]
+    log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
+        f"vs {ch['static_p50_ms']:.3f} ms at static T")
     b = result["buckets"]
     if isinstance(b, dict):
         mix = ", ".join(f"{k} {n}" for k, n in b["texts_per_signature"].items())

@@ -86,7 +86,8 @@ def bucket_bodies_of(run: Any, texts: Sequence[str], buckets: Sequence[int], sch
 
 def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, scheme: str = "int8",
                  keep_names: bool = False, buckets: dict[int, bytes] | None = None, portable_kernels: bool = False,
-                 batch_size: int | None = None, log: Callable[[str], None] = lambda _: None) -> Built:
+                 static_tokens: bool = False, batch_size: int | None = None, body: Any = None,
+                 log: Callable[[str], None] = lambda _: None) -> Built:
     """Quantize a run's body and fuse the projection op: the .tflite ``export`` writes.
 
     Args:
@@ -97,7 +98,12 @@ def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, sch
         keep_names: keep internal tensor names (bigger file, easier debugging).
         buckets: length-bucket bodies from :func:`bucket_bodies_of` (T -> body).
         portable_kernels: matmuls and edge (de)quantization in the op library's C.
+        static_tokens: keep the token axis at T (by default an int8 body computes only
+            the rows the text has; see :func:`edge_pqrnn.converters.tflite_fuse.fuse`).
         batch_size: the body's fixed batch (None: dynamic).
+        body: a body already converted from this run with this scheme (a
+            :class:`~edge_pqrnn.quant.ptq.QuantizationResult`): fused again without
+            converting (e.g. the same body at a static T).
         log: where progress lines go.
 
     Returns:
@@ -110,14 +116,15 @@ def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, sch
     from edge_pqrnn.quant.ptq import convert
 
     seconds = {}
-    start = time.perf_counter()
-    log(f"converting ({scheme}, {len(calibration)} calibration texts)...")
-    body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=batch_size)
-    log(f"  body: {body.bytes:,} bytes, {sum(body.op_counts.values())} ops, float ops inside: {body.float_ops}")
-    seconds["quantize"] = time.perf_counter() - start
+    if body is None:
+        start = time.perf_counter()
+        log(f"converting ({scheme}, {len(calibration)} calibration texts)...")
+        body = convert(run.model, run.spec, calibration, scheme=scheme, batch_size=batch_size)
+        log(f"  body: {body.bytes:,} bytes, {sum(body.op_counts.values())} ops, float ops inside: {body.float_ops}")
+        seconds["quantize"] = time.perf_counter() - start
     start = time.perf_counter()
     artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names,
-                    buckets=buckets, portable_kernels=portable_kernels)
+                    buckets=buckets, portable_kernels=portable_kernels, static_tokens=static_tokens)
     seconds["fuse"] = time.perf_counter() - start
     log(f"  fused artifact: {len(artifact):,} bytes")
     return Built(artifact, scheme, body, seconds)

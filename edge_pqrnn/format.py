@@ -56,6 +56,9 @@ INT_MATMUL_OP = "EdgePqrnnIntMatMul"
 QUANTIZE_OP = "EdgePqrnnQuantize"
 DEQUANTIZE_OP = "EdgePqrnnDequantize"
 CUSTOM_OPS = (PROJECTION_OP, FO_POOL_OP, INT_MATMUL_OP, QUANTIZE_OP, DEQUANTIZE_OP)
+#: Optional option of the projection op: true sizes its outputs to the longest text of
+#: the batch instead of T (C: projection_core.c).
+DYNAMIC_TOKENS_OPTION = "dynamic_tokens"
 #: The ONNX domain of the projection node (implemented by the same op library).
 ONNX_DOMAIN = "ai.edge_pqrnn"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_pqrnn.benchmark import bucket_gain, default_buckets
+from edge_pqrnn.benchmark import TOKEN_COUNTS, bucket_gain, default_buckets, latency_by_tokens, text_with_tokens
 from edge_pqrnn.projection import project
 from edge_pqrnn.run import load_run
 
@@ -80,3 +80,28 @@ def test_fixed_batch_runner_keeps_its_interpreter_and_matches_the_signature_runn
     ref = run_signature(interpreter(built.artifact), texts)
     for key, value in ref.items():
         np.testing.assert_array_equal(out[key], value)
+
+
+def test_texts_have_exactly_the_token_counts_asked(built):
+    run = load_run(built.run_dir)
+    words = "show me flights to boston".split()
+    for count in (2, 4, 8, 16):
+        assert project([text_with_tokens(count, run.spec, words)], run.spec).num_tokens[0] == count
+
+
+def test_latency_by_tokens_times_each_count_up_to_t_beside_the_static_graph(built):
+    from edge_pqrnn.converters.tflite_fuse import fuse
+    from edge_pqrnn.export import build_metadata
+    from edge_pqrnn.quant.ptq import convert, representative_texts
+
+    run = load_run(built.run_dir)
+    texts = [ex.text for ex in built.dataset.train]
+    body = convert(run.model, run.spec, representative_texts(texts, run.spec, 60, 10), batch_size=None).model
+    metadata = build_metadata(run, built.dataset.name, "int8")
+    result = latency_by_tokens(fuse(body, run.spec, metadata), fuse(body, run.spec, metadata, static_tokens=True),
+                               run.spec, " ".join(texts).split(), texts[:7], repeats=3)
+    assert result["tokens"] == [n for n in TOKEN_COUNTS if n <= 16] == [4, 8, 16]
+    assert set(result["p50_ms"]) == set(result["static_p50_ms"]) == {4, 8, 16}
+    assert all(ms > 0 for ms in [*result["p50_ms"].values(), *result["static_p50_ms"].values()])
+    assert result["p50_64_over_8"] == pytest.approx(result["p50_ms"][16] / result["p50_ms"][8])
+    assert result["changing_lengths"]["texts"] == 7 and result["changing_lengths"]["p50_ms"] > 0

@@ -114,6 +114,7 @@ def test_abi_type_field_is_checked(runtime):
         ({"max_tokens": 1}, "max_tokens must be 2..4096, got 1"),
         ({"char_mode": 7}, "'char_mode' must be a boolean, got 7"),
         ({"colour": 1}, "unknown custom option 'colour'"),
+        ({"dynamic_tokens": 2}, "'dynamic_tokens' must be a boolean, got 2"),
     ],
 )
 def test_bad_options_are_refused_with_a_message(options, message):

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge_pqrnn.errors import ConfigError, OpLibraryError
-from edge_pqrnn.format import (PROJECTION_OP, PROJECTION_OUTPUTS as OUTPUT_NAMES, TEXT_INPUT, model_bytes, schema,
-                               signature_def)
+from edge_pqrnn.format import (DYNAMIC_TOKENS_OPTION, PROJECTION_OP, PROJECTION_OUTPUTS as OUTPUT_NAMES, TEXT_INPUT,
+                               model_bytes, schema, signature_def)
 from edge_pqrnn.projection.spec import ProjectionSpec
 
 LIBRARY_NAME = "libpqrnn_projection.so"
@@ -68,11 +68,16 @@ def _library(path: str) -> ctypes.CDLL:
     return lib
 
 
-def op_options_bytes(spec: ProjectionSpec) -> bytes:
-    """The op's custom options: a flexbuffer map of ``spec.op_options()``."""
+def op_options_bytes(spec: ProjectionSpec, dynamic_tokens: bool = False) -> bytes:
+    """The op's custom options: a flexbuffer map of ``spec.op_options()``, plus
+    ``dynamic_tokens: true`` when the op is to size its outputs to the longest text of the
+    batch (rows up to T) instead of T."""
     from flatbuffers import flexbuffers
 
-    return bytes(flexbuffers.Dumps(spec.op_options()))
+    options = spec.op_options()
+    if dynamic_tokens:
+        options[DYNAMIC_TOKENS_OPTION] = True
+    return bytes(flexbuffers.Dumps(options))
 
 
 def parse_options_native(options: bytes, library: str | None = None) -> dict[str, int]:

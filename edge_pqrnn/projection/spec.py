@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from edge_pqrnn.errors import ConfigError
-from edge_pqrnn.format import PROJECTION_OP as OP_NAME  # noqa: F401  (re-exported: the op's TFLite custom_code)
+from edge_pqrnn.format import DYNAMIC_TOKENS_OPTION, PROJECTION_OP as OP_NAME  # noqa: F401  (OP_NAME re-exported)
 
 #: Version of the projection definition (tokenisation, hash, Unicode tables). The op
 #: refuses options written for another version instead of silently hashing differently.
@@ -90,9 +90,11 @@ class ProjectionSpec:
 
     @classmethod
     def from_op_options(cls, options: dict[str, Any]) -> "ProjectionSpec":
-        """Inverse of :meth:`op_options` (raises ConfigError on unknown or missing keys)."""
+        """Inverse of :meth:`op_options` (raises ConfigError on unknown or missing keys).
+        The op's own optional ``dynamic_tokens`` key (see :func:`edge_pqrnn.projection.ops.op_options_bytes`)
+        is not part of the spec and is ignored."""
         expected = set(cls().op_options())
-        unknown = set(options) - expected
+        unknown = set(options) - expected - {DYNAMIC_TOKENS_OPTION}
         missing = expected - set(options)
         if unknown or missing:
             raise ConfigError(

@@ -116,6 +116,11 @@ static int fb_key(const fb_view* v, size_t at, char* out) {
 
 int pqrnn_read_int_map(const uint8_t* buffer, size_t length, const char* const* names, int count,
                        int64_t* values, char* error) {
+  return pqrnn_read_int_map_optional(buffer, length, names, count, count, values, error);
+}
+
+int pqrnn_read_int_map_optional(const uint8_t* buffer, size_t length, const char* const* names, int count,
+                                int required, int64_t* values, char* error) {
   msg_buf m = {error, 0};
   fb_view v = {buffer, length};
   int seen[PQRNN_MAX_MAP_KEYS] = {0};
@@ -184,7 +189,7 @@ int pqrnn_read_int_map(const uint8_t* buffer, size_t length, const char* const* 
     }
     seen[k] = 1;
   }
-  for (int k = 0; k < count; k++) {
+  for (int k = 0; k < required; k++) {
     if (!seen[k]) {
       msg_str(&m, "missing custom option '");
       msg_str(&m, names[k]);
@@ -198,14 +203,24 @@ corrupt:
   return -1;
 }
 
-static const char* const kOptionNames[] = {"spec_version", "feature_size", "max_tokens", "char_mode",
-                                           "add_bos",      "add_eos",      "lowercase"};
+/* The spec's options, then the op's own (optional: files written before it lack it). */
+static const char* const kOptionNames[] = {"spec_version", "feature_size", "max_tokens",    "char_mode",
+                                           "add_bos",      "add_eos",      "lowercase",     "dynamic_tokens"};
 #define NUM_OPTIONS 7
+#define NUM_OP_OPTIONS 8
 
 int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* options, char* error) {
+  int dynamic_tokens; /* the op's concern: checked, then dropped */
+  return pqrnn_parse_op_options(buffer, length, options, &dynamic_tokens, error);
+}
+
+int pqrnn_parse_op_options(const uint8_t* buffer, size_t length, pqrnn_options* options, int* dynamic_tokens,
+                           char* error) {
   msg_buf m = {error, 0};
-  int64_t values[NUM_OPTIONS];
-  if (pqrnn_read_int_map(buffer, length, kOptionNames, NUM_OPTIONS, values, error)) return -1;
+  int64_t values[NUM_OP_OPTIONS];
+  values[NUM_OPTIONS] = 0;
+  const int count = NUM_OP_OPTIONS;
+  if (pqrnn_read_int_map_optional(buffer, length, kOptionNames, count, NUM_OPTIONS, values, error)) return -1;
   if (values[0] != PQRNN_SPEC_VERSION) {
     msg_str(&m, "spec_version ");
     msg_int(&m, values[0]);
@@ -221,7 +236,7 @@ int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* opt
     msg_int(&m, values[1]);
     return -1;
   }
-  for (int k = 3; k < NUM_OPTIONS; k++) {
+  for (int k = 3; k < count; k++) {
     if (values[k] != 0 && values[k] != 1) {
       msg_str(&m, "custom option '");
       msg_str(&m, kOptionNames[k]);
@@ -246,6 +261,7 @@ int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* opt
   options->add_bos = (int)values[4];
   options->add_eos = (int)values[5];
   options->lowercase = (int)values[6];
+  *dynamic_tokens = (int)values[NUM_OPTIONS];
   return 0;
 }
 

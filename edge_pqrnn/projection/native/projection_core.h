@@ -29,8 +29,14 @@ typedef struct pqrnn_options {
 } pqrnn_options;
 
 /* Parses and validates the op's flexbuffer custom options. Returns 0 on success; on
- * failure returns -1 and writes a message into error[PQRNN_ERROR_SIZE]. */
+ * failure returns -1 and writes a message into error[PQRNN_ERROR_SIZE]. The optional
+ * "dynamic_tokens" key is checked and not returned (see pqrnn_parse_op_options). */
 int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* options, char* error);
+
+/* The same for the TFLite op, whose options may also hold "dynamic_tokens" (0 or 1,
+ * default 0): 1 sizes the outputs to the longest text of the batch instead of T. */
+int pqrnn_parse_op_options(const uint8_t* buffer, size_t length, pqrnn_options* options, int* dynamic_tokens,
+                           char* error);
 
 #define PQRNN_MAX_MAP_KEYS 16
 
@@ -39,6 +45,11 @@ int pqrnn_parse_options(const uint8_t* buffer, size_t length, pqrnn_options* opt
  * (unknown, missing or non-integer key, corrupt buffer). Shared by every op's options. */
 int pqrnn_read_int_map(const uint8_t* buffer, size_t length, const char* const* names, int count,
                        int64_t* values, char* error);
+
+/* The same where only names[0..required) must be present; a missing optional key leaves
+ * its value untouched. */
+int pqrnn_read_int_map_optional(const uint8_t* buffer, size_t length, const char* const* names, int count,
+                                int required, int64_t* values, char* error);
 
 /* The kind of a token row (third value of each row of pqrnn_token_rows). */
 #define PQRNN_ROW_TEXT 0 /* a token of the text */
