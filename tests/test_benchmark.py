@@ -91,7 +91,7 @@ def test_texts_have_exactly_the_token_counts_asked(built):
 
 def test_latency_by_tokens_times_each_count_up_to_t_beside_the_static_graph(built):
     from edge_pqrnn.converters.tflite_fuse import fuse
-    from edge_pqrnn.export import build_metadata
+    from edge_pqrnn.build import build_metadata
     from edge_pqrnn.quant.ptq import convert, representative_texts
 
     run = load_run(built.run_dir)

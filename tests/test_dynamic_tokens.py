@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_pqrnn.converters.tflite_fuse import _load, dynamic_tokens, fuse, prepend_projection, read_metadata
+from edge_pqrnn.build import build_metadata
+from edge_pqrnn.converters.tflite_fuse import dynamic_tokens, fuse, prepend_projection, read_metadata
 from edge_pqrnn.errors import ArtifactError
-from edge_pqrnn.export import build_metadata
+from edge_pqrnn.format import load_model as _load
 from edge_pqrnn.quant.ptq import convert, representative_texts
 from edge_pqrnn.runtimes import fixed_batch_runner, interpreter
-from edge_pqrnn.train import load_run
+from edge_pqrnn.run import load_run
 
 WORDS = "show me flights from boston to denver on monday and fares to dallas please".split()
 
