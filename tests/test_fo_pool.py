@@ -143,9 +143,11 @@ def test_surgery_leaves_no_recurrence_chain_in_any_subgraph(built):
         for count in op_counts(artifact):
             assert count[FO_POOL_OP] == 2 * layers, count
             # the recurrence was SUB/UNPACK per step; what is left of MUL/ADD is masking,
-            # the gates and the pooling head (a handful, not T per direction)
+            # the gates and the pooling head (a handful, not T per direction), plus per
+            # slot head two of each where the token axis follows the text (slot rows
+            # masked and set to +0.0, the PAD back to T sized from the row count)
             assert count["SUB"] == 0 and count["UNPACK"] == 0, count
-            assert count["MUL"] <= 8 * layers + 6 and count["ADD"] <= 3, count
+            assert count["MUL"] <= 8 * layers + 8 and count["ADD"] <= 5, count
     assert len(op_counts(bucketed.artifact)) == 2
 
 
