@@ -56,7 +56,7 @@ setup(
                      f"{NATIVE}/fo_pool.c", f"{NATIVE}/int_matmul.c"],
             depends=[f"{NATIVE}/projection_core.h", f"{NATIVE}/tflite_abi.h", f"{NATIVE}/ort_abi.h",
                      f"{NATIVE}/unicode_data.h", f"{NATIVE}/fo_pool.h",
-                     f"{NATIVE}/int_matmul.h"],
+                     f"{NATIVE}/int_matmul.h", f"{NATIVE}/pqrnn_common.h"],
             include_dirs=[NATIVE],
             # -ffreestanding: the core must not lean on libc (Android/aarch64 builds);
             # no -ffast-math: the pool weights must round exactly like numpy's float32;

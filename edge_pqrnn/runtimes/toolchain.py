@@ -28,7 +28,7 @@ SYSTEM_TOOLS = {QEMU: "qemu-user-static", **CROSS_TOOLS, "debootstrap": "deboots
 NATIVE = Path(__file__).resolve().parents[1] / "projection" / "native"
 SOURCES = ("projection_core.c", "projection_op.c", "projection_ort.c", "fo_pool.c", "int_matmul.c")
 HEADERS = ("projection_core.h", "tflite_abi.h", "ort_abi.h", "unicode_data.h", "fo_pool.h",
-           "int_matmul.h")
+           "int_matmul.h", "pqrnn_common.h")
 #: setup.py's ``extra_compile_args`` (tests/test_arm.py fails if the two drift apart).
 SETUP_FLAGS = ("-std=c11", "-O2", "-fvisibility=hidden", "-ffreestanding", "-ffp-contract=off", "-Wall", "-Wextra")
 #: What setuptools adds to them on the host: ``-fPIC`` for a shared object, and from

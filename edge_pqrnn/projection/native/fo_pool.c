@@ -1,55 +1,41 @@
 /* fo-pooling in integers; see fo_pool.h. No libc, no floating point in the loop. */
 #include "fo_pool.h"
 
-#include "projection_core.h"
-
-static void put(char* error, int* pos, const char* s) {
-  while (*s && *pos < PQRNN_ERROR_SIZE - 1) error[(*pos)++] = *s++;
-  error[*pos] = 0;
-}
-
-/* Round half away from zero, on doubles only (exact IEEE operations on every ISA). */
-static int64_t round_away(double x) {
-  return x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5);
-}
+#include "pqrnn_common.h"
 
 /* x / 2^n rounded half up (n >= 1). >> on a negative int64 is arithmetic in GCC and
  * Clang on every target we build for; the numpy twin uses the same floor shift. */
 static int64_t shift_round(int64_t x, int n) { return (x + ((int64_t)1 << (n - 1))) >> n; }
 
-static int scale_ok(float s) { return s > 0.0f && s < 3.0e38f; } /* also rejects NaN */
 
 int pqrnn_fo_pool_params_init(float z_scale, int32_t z_zero, float k_scale, int32_t k_zero, float o_scale,
                               int32_t o_zero, float out_scale, int32_t out_zero, int reverse,
                               pqrnn_fo_pool_params* p, char* error) {
   int pos = 0;
   error[0] = 0;
-  if (!scale_ok(z_scale) || !scale_ok(k_scale) || !scale_ok(o_scale) || !scale_ok(out_scale)) {
-    put(error, &pos, "every tensor needs a finite scale > 0 (int8 per-tensor quantization)");
+  if (!pqrnn_scale_ok(z_scale) || !pqrnn_scale_ok(k_scale) || !pqrnn_scale_ok(o_scale) || !pqrnn_scale_ok(out_scale)) {
+    pqrnn_put(error, &pos, "every tensor needs a finite scale > 0 (int8 per-tensor quantization)");
     return -1;
   }
   const int32_t zeros[4] = {z_zero, k_zero, o_zero, out_zero};
   for (int i = 0; i < 4; i++) {
     if (zeros[i] < -128 || zeros[i] > 127) {
-      put(error, &pos, "zero points must lie in -128..127 (int8)");
+      pqrnn_put(error, &pos, "zero points must lie in -128..127 (int8)");
       return -1;
     }
   }
   p->z_zero = z_zero, p->out_zero = out_zero, p->reverse = reverse ? 1 : 0;
   for (int q = -128; q < 128; q++) {
-    int64_t g = round_away((double)k_scale * (double)(q - k_zero) * (double)PQRNN_FO_GATE_MAX);
+    int64_t g = pqrnn_round_away((double)k_scale * (double)(q - k_zero) * (double)PQRNN_FO_GATE_MAX);
     p->gate[q + 128] = (int32_t)(g > PQRNN_FO_GATE_MAX ? PQRNN_FO_GATE_MAX : g < 0 ? 0 : g);
   }
   /* multiplier m in [2^23, 2^24) and shift n with m 2^-n = the real multiplier; the
    * scaling by 2 is exact in double. */
-  double m = ((double)o_scale * (double)z_scale) / ((double)out_scale * (double)(1 << PQRNN_FO_STATE_BITS));
-  int n = 0;
-  while (m < 8388608.0 && n < 200) m *= 2.0, n++;
-  while (m >= 16777216.0 && n > -200) m *= 0.5, n--;
-  int64_t mq = round_away(m);
-  if (mq == 16777216) mq = 8388608, n--;
+  int64_t mq;
+  const int n = pqrnn_fixed_point(((double)o_scale * (double)z_scale) /
+                                       ((double)out_scale * (double)(1 << PQRNN_FO_STATE_BITS)), 24, &mq);
   if (n < 1) {
-    put(error, &pos, "the output scale is too small for the inputs' scales (o_scale z_scale / out_scale must stay below 2^39)");
+    pqrnn_put(error, &pos, "the output scale is too small for the inputs' scales (o_scale z_scale / out_scale must stay below 2^39)");
     return -1;
   }
   /* |o - o_zero| < 2^8, |c| < 2^24 and m < 2^24: a shift past 62 leaves only rounding. */
@@ -66,12 +52,12 @@ int pqrnn_fo_pool_parse_options(const uint8_t* buffer, size_t length, int* rever
   int pos = 0;
   if (pqrnn_read_int_map(buffer, length, kFoOptionNames, 2, values, error)) return -1;
   if (values[0] != PQRNN_FO_POOL_VERSION) {
-    put(error, &pos, "unsupported version of the fo-pool options (this op library implements version 1); "
+    pqrnn_put(error, &pos, "unsupported version of the fo-pool options (this op library implements version 1); "
                      "use a matching edge-pqrnn op library or re-export the model");
     return -1;
   }
   if (values[1] != 0 && values[1] != 1) {
-    put(error, &pos, "custom option 'reverse' must be a boolean");
+    pqrnn_put(error, &pos, "custom option 'reverse' must be a boolean");
     return -1;
   }
   *reverse = (int)values[1];

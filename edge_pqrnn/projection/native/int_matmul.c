@@ -7,17 +7,7 @@
 #endif
 #include "int_matmul.h"
 
-#include "projection_core.h"
-
-static void put(char* error, int* pos, const char* s) {
-  while (*s && *pos < PQRNN_ERROR_SIZE - 1) error[(*pos)++] = *s++;
-  error[*pos] = 0;
-}
-
-/* Round half away from zero, on doubles only (exact IEEE operations on every ISA). */
-static int64_t round_away(double x) { return x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5); }
-
-static int scale_ok(float s) { return s > 0.0f && s < 3.0e38f; } /* also rejects NaN */
+#include "pqrnn_common.h"
 
 static const char* const kMatmulOptionNames[] = {"version", "kind", "activation"};
 
@@ -26,16 +16,16 @@ int pqrnn_matmul_parse_options(const uint8_t* buffer, size_t length, pqrnn_matmu
   int pos = 0;
   if (pqrnn_read_int_map(buffer, length, kMatmulOptionNames, 3, values, error)) return -1;
   if (values[0] != PQRNN_INT_MATMUL_VERSION) {
-    put(error, &pos, "unsupported version of the int-matmul options (this op library implements version 1); "
+    pqrnn_put(error, &pos, "unsupported version of the int-matmul options (this op library implements version 1); "
                      "use a matching edge-pqrnn op library or re-export the model");
     return -1;
   }
   if (values[1] != PQRNN_MATMUL_FULLY_CONNECTED && values[1] != PQRNN_MATMUL_CONV_2D) {
-    put(error, &pos, "custom option 'kind' must be 0 (fully connected) or 1 (conv 2-D)");
+    pqrnn_put(error, &pos, "custom option 'kind' must be 0 (fully connected) or 1 (conv 2-D)");
     return -1;
   }
   if (values[2] < PQRNN_ACT_NONE || values[2] > PQRNN_ACT_RELU6) {
-    put(error, &pos, "custom option 'activation' must be 0 (none), 1 (relu), 2 (relu_n1_to_1) or 3 (relu6)");
+    pqrnn_put(error, &pos, "custom option 'activation' must be 0 (none), 1 (relu), 2 (relu_n1_to_1) or 3 (relu6)");
     return -1;
   }
   options->kind = (int)values[1];
@@ -50,7 +40,7 @@ int pqrnn_dequantize_parse_options(const uint8_t* buffer, size_t length, char* e
   int pos = 0;
   if (pqrnn_read_int_map(buffer, length, kDequantizeOptionNames, 1, &version, error)) return -1;
   if (version != PQRNN_DEQUANTIZE_VERSION) {
-    put(error, &pos, "unsupported version of the dequantize options (this op library implements version 1); "
+    pqrnn_put(error, &pos, "unsupported version of the dequantize options (this op library implements version 1); "
                      "use a matching edge-pqrnn op library or re-export the model");
     return -1;
   }
@@ -69,7 +59,7 @@ void pqrnn_quantize_run(const float* x, int8_t* out, size_t count, float scale, 
     if (!(d == d)) q = 0;
     else if (d > 1e6) q = 1000000;
     else if (d < -1e6) q = -1000000;
-    else q = round_away(d);
+    else q = pqrnn_round_away(d);
     q += zero;
     out[i] = (int8_t)(q > 127 ? 127 : q < -128 ? -128 : q);
   }
@@ -85,7 +75,7 @@ static int32_t quantize_bound(float f, float scale, int32_t zero) {
   const double q = (double)(f / scale);
   if (q > 1024.0) return 1024;
   if (q < -1024.0) return -1024;
-  return zero + (int32_t)round_away(q);
+  return zero + (int32_t)pqrnn_round_away(q);
 }
 
 int pqrnn_matmul_params_init(float x_scale, int32_t x_zero, const float* w_scales, int w_scale_count,
@@ -94,37 +84,33 @@ int pqrnn_matmul_params_init(float x_scale, int32_t x_zero, const float* w_scale
                              int32_t* act_max, char* error) {
   int pos = 0;
   error[0] = 0;
-  if (!scale_ok(x_scale) || !scale_ok(out_scale)) {
-    put(error, &pos, "the input and output need a finite scale > 0 (int8 quantization)");
+  if (!pqrnn_scale_ok(x_scale) || !pqrnn_scale_ok(out_scale)) {
+    pqrnn_put(error, &pos, "the input and output need a finite scale > 0 (int8 quantization)");
     return -1;
   }
   if (x_zero < -128 || x_zero > 127 || out_zero < -128 || out_zero > 127) {
-    put(error, &pos, "zero points must lie in -128..127 (int8)");
+    pqrnn_put(error, &pos, "zero points must lie in -128..127 (int8)");
     return -1;
   }
   if (w_scale_count != 1 && w_scale_count != channels) {
-    put(error, &pos, "the weights need one scale, or one per output channel");
+    pqrnn_put(error, &pos, "the weights need one scale, or one per output channel");
     return -1;
   }
   if (per_channel < 1 || per_channel > PQRNN_MATMUL_MAX_DEPTH) {
-    put(error, &pos, "the weights must have 1..65536 values per output channel");
+    pqrnn_put(error, &pos, "the weights must have 1..65536 values per output channel");
     return -1;
   }
   for (int n = 0; n < channels; n++) {
     const float ws = w_scales[w_scale_count == 1 ? 0 : n];
-    if (!scale_ok(ws)) {
-      put(error, &pos, "every weight scale must be finite and > 0");
+    if (!pqrnn_scale_ok(ws)) {
+      pqrnn_put(error, &pos, "every weight scale must be finite and > 0");
       return -1;
     }
     /* m 2^-s = x_scale w_scale / out_scale with m in [2^30, 2^31); scaling by 2 is exact. */
-    double m = (double)x_scale * (double)ws / (double)out_scale;
-    int s = 0;
-    while (m < 1073741824.0 && s < 200) m *= 2.0, s++;
-    while (m >= 2147483648.0 && s > -200) m *= 0.5, s--;
-    int64_t mq = round_away(m);
-    if (mq == 2147483648LL) mq = 1073741824LL, s--;
+    int64_t mq;
+    const int s = pqrnn_fixed_point((double)x_scale * (double)ws / (double)out_scale, 31, &mq);
     if (s < 1) {
-      put(error, &pos, "the output scale is too small for the input and weight scales (their ratio must stay below 2^30)");
+      pqrnn_put(error, &pos, "the output scale is too small for the input and weight scales (their ratio must stay below 2^30)");
       return -1;
     }
     /* |acc| < 2^32 and m < 2^31: a shift past 62 leaves only the rounding of 0. */

@@ -26,14 +26,15 @@
  */
 #include "fo_pool.h"
 #include "int_matmul.h"
+#include "pqrnn_common.h"
 #include "projection_core.h"
 #include "tflite_abi.h"
 
-#define OP_NAME "EdgePqrnnProjection"
-#define FO_OP_NAME "EdgePqrnnFoPool"
-#define MM_OP_NAME "EdgePqrnnIntMatMul"
-#define DQ_OP_NAME "EdgePqrnnDequantize"
-#define Q_OP_NAME "EdgePqrnnQuantize"
+#define OP_NAME PQRNN_PROJECTION_OP
+#define FO_OP_NAME PQRNN_FO_POOL_OP
+#define MM_OP_NAME PQRNN_INT_MATMUL_OP
+#define DQ_OP_NAME PQRNN_DEQUANTIZE_OP
+#define Q_OP_NAME PQRNN_QUANTIZE_OP
 #define NUM_OUTPUTS 4
 /* Dynamic tokens: the outputs' rows are a multiple of this (see invoke_node). */
 #define ROWS_GRANULE 4
@@ -42,11 +43,6 @@
  * layer, and in a portable artifact the matmuls (the default model has 1 + 4 + 8). */
 #define MAX_NODES 64
 
-#if defined(_WIN32)
-#define PQRNN_EXPORT __declspec(dllexport)
-#else
-#define PQRNN_EXPORT __attribute__((visibility("default")))
-#endif
 
 /* The few libc functions we use, declared here to stay free of libc headers. */
 void* malloc(size_t size);

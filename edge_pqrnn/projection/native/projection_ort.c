@@ -13,17 +13,12 @@
  * creation, so sessions may run it from any number of threads.
  */
 #include "ort_abi.h"
+#include "pqrnn_common.h"
 #include "projection_core.h"
 
-#define OP_NAME "EdgePqrnnProjection"
-#define PQRNN_ORT_DOMAIN "ai.edge_pqrnn"
+#define OP_NAME PQRNN_PROJECTION_OP
 #define NUM_OUTPUTS 4
 
-#if defined(_WIN32)
-#define PQRNN_EXPORT __declspec(dllexport)
-#else
-#define PQRNN_EXPORT __attribute__((visibility("default")))
-#endif
 
 /* The few libc functions we use, declared here to stay free of libc headers. */
 void* malloc(size_t size);
