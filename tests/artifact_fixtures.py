@@ -42,19 +42,21 @@ SPEC = ProjectionSpec(feature_size=64, max_tokens=16)
 MODEL = ModelConfig(num_intents=1, num_tags=1, projection=SPEC, bottleneck=24, state=24, layers=1, dropout=0.0)
 
 
-def examples(count: int, seed: int) -> list[Example]:
-    """Template utterances with ``(start, end, type)`` slot spans."""
+def examples(count: int, seed: int, templates: dict | None = None, fillers: dict | None = None) -> list[Example]:
+    """Template utterances with ``(start, end, type)`` slot spans (default: this module's
+    templates and fillers; test_train.py passes its own fillers)."""
+    templates, fillers = templates or TEMPLATES, fillers or FILLERS
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
-        intent = sorted(TEMPLATES)[int(rng.integers(len(TEMPLATES)))]
-        rest = TEMPLATES[intent][int(rng.integers(len(TEMPLATES[intent])))]
+        intent = sorted(templates)[int(rng.integers(len(templates)))]
+        rest = templates[intent][int(rng.integers(len(templates[intent])))]
         text, slots = "", []
         while "{" in rest:
             before, _, tail = rest.partition("{")
             name, _, rest = tail.partition("}")
             text += before
-            value = FILLERS[name][int(rng.integers(len(FILLERS[name])))]
+            value = fillers[name][int(rng.integers(len(fillers[name])))]
             slots.append((len(text), len(text) + len(value), name))
             text += value
         out.append(Example(text + rest, intent, tuple(slots)))

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import artifact_fixtures
 import edge_pqrnn.train as train_module
 from edge_pqrnn.data.records import Dataset, Example, build_dataset
 from edge_pqrnn.errors import ArtifactError, ConfigError
@@ -44,21 +45,7 @@ FILLERS = {"fromloc": CITIES, "toloc": CITIES, "city": CITIES, "day": DAYS}
 
 def make_examples(count: int, seed: int) -> list[Example]:
     """Template utterances with character-span slots (a stand-in for a real dataset)."""
-    rng = np.random.default_rng(seed)
-    examples = []
-    for _ in range(count):
-        intent = sorted(TEMPLATES)[int(rng.integers(len(TEMPLATES)))]
-        template = TEMPLATES[intent][int(rng.integers(len(TEMPLATES[intent])))]
-        text, slots, rest = "", [], template
-        while "{" in rest:
-            before, _, tail = rest.partition("{")
-            name, _, rest = tail.partition("}")
-            text += before
-            value = FILLERS[name][int(rng.integers(len(FILLERS[name])))]
-            slots.append((len(text), len(text) + len(value), name))
-            text += value
-        examples.append(Example(text + rest, intent, tuple(slots)))
-    return examples
+    return artifact_fixtures.examples(count, seed, TEMPLATES, FILLERS)
 
 
 def tiny_dataset(with_slots: bool = True) -> Dataset:
