@@ -246,6 +246,11 @@ def _index_problem(model: Any) -> str | None:
     return None
 
 
+#: The quantization scales accepted (far around what an export writes).
+MIN_SCALE, MAX_SCALE = 1e-9, 1e3
+#: Most that two scales of one op's int8 tensors may differ by (a runtime's rescaling
+#: multipliers are their ratios: litert aborted at 4.6e5; the ATIS export's reach 378).
+MAX_SCALE_RATIO = 2.0**16
 #: The zero-point range of each quantized tensor type (schema TensorType codes).
 _ZERO_POINTS = {9: (-128, 127), 3: (0, 255), 7: (0, 0), 2: (0, 0), 4: (0, 0)}  # INT8, UINT8, INT16, INT32, INT64
 
@@ -267,7 +272,15 @@ def _graph_problem(model: Any) -> str | None:
             missing = [i for i in inputs if i not in ready]
             if missing:
                 return f"has op {n} of subgraph {g} reading tensor {missing[0]}, which nothing before it writes"
-            for i in (int(i) for i in (op.outputs if op.outputs is not None else [])):
+            outputs = [int(o) for o in (op.outputs if op.outputs is not None else [])]
+            ranged = [float(np.max(tensors[i].quantization.scale)) for i in inputs + outputs
+                      if 0 <= i < len(tensors) and tensors[i].type in (3, 9)  # UINT8, INT8
+                      and tensors[i].quantization is not None and tensors[i].quantization.scale is not None
+                      and len(tensors[i].quantization.scale)]
+            if ranged and np.isfinite(ranged).all() and min(ranged) > 0 and max(ranged) / min(ranged) > MAX_SCALE_RATIO:
+                return (f"has op {n} of subgraph {g} whose int8 tensors' quantization scales differ by more than "
+                        f"{MAX_SCALE_RATIO:g}x")
+            for i in outputs:
                 if i in ready:
                     return f"has op {n} of subgraph {g} writing tensor {i}, which is already written or constant"
                 ready.add(i)
@@ -280,8 +293,11 @@ def _graph_problem(model: Any) -> str | None:
             low, high = _ZERO_POINTS.get(tensor.type, (-(2**31), 2**31 - 1))
             shape = tensor_shape(tensor)
             channels = shape[q.quantizedDimension] if 0 <= q.quantizedDimension < len(shape) else None
-            if not (np.isfinite(scales).all() and (scales > 0).all() and (scales < 1e30).all()):
-                return f"has tensor {i} of subgraph {g} with a quantization scale that is not a finite positive number"
+            # Real scales of an export lie in 1e-6..1 (ATIS: int8 2e-4..0.22, int32 biases
+            # 6e-6..3e-4); litert aborted on an activation scale of 1e-19.
+            if not (np.isfinite(scales).all() and (scales >= MIN_SCALE).all() and (scales <= MAX_SCALE).all()):
+                return (f"has tensor {i} of subgraph {g} with a quantization scale that is not a finite positive number "
+                        f"in [{MIN_SCALE:g}, {MAX_SCALE:g}]")
             if len(zeros) != len(scales) or not ((zeros >= low) & (zeros <= high)).all():
                 return f"has tensor {i} of subgraph {g} with zero points outside [{low}, {high}] or of another count"
             if len(scales) > 1 and len(scales) != channels:

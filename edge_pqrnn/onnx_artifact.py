@@ -41,6 +41,29 @@ def is_onnx(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
 
 
+#: Largest integer constant (shape, axis, pad, index) an export holds: below T x F x 2.
+MAX_INTEGER_CONSTANT = 2**26
+
+
+def _initializer_problem(proto: Any) -> str | None:
+    """The first initializer that does not decode to its declared size, or an integer
+    one (shapes, pads, axes) beyond any size an export has: onnxruntime aborted (an
+    assertion) on a Pad of 10^13."""
+    from onnx import TensorProto, numpy_helper
+
+    for tensor in proto.graph.initializer:
+        try:
+            values = numpy_helper.to_array(tensor)
+        except Exception as exc:  # raw data of another length than the dims say...
+            return f"has an unreadable initializer {tensor.name!r} ({str(exc).strip()[:80]})"
+        if tensor.data_type in (TensorProto.INT64, TensorProto.INT32) and values.size:
+            # int32/int64 extremes are Slice's "to the end" sentinels, which tf2onnx writes
+            ordinary = values[~np.isin(values, (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)))]
+            if ordinary.size and np.abs(ordinary.astype(np.float64)).max() > MAX_INTEGER_CONSTANT:
+                return f"has an integer initializer {tensor.name!r} with a value beyond {MAX_INTEGER_CONSTANT:,}"
+    return None
+
+
 def check_onnx(source: bytes | str | os.PathLike, name: str | None = None) -> Checked:
     """Check an .onnx without running it: parses, passes ``onnx.checker``, has our metadata
     and the graph inputs/outputs that fit its labels and projection (for a raw-text graph:
@@ -89,6 +112,9 @@ def check_onnx(source: bytes | str | os.PathLike, name: str | None = None) -> Ch
     if isinstance(contents, str):
         raise ArtifactError(f"{name} {contents}")
     spec, intents, tags = contents
+    problem = _initializer_problem(proto)
+    if problem:
+        raise ArtifactError(f"{name} {problem}: the file is corrupted: {_EXPORT_AGAIN}")
     inputs = [i.name for i in proto.graph.input]
     outputs = {o.name: [d.dim_value or -1 for d in o.type.tensor_type.shape.dim] for o in proto.graph.output}
     expected_inputs = [TEXT_INPUT] if text_input(proto) else list(INPUTS)

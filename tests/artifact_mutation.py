@@ -106,7 +106,7 @@ def _odd_int(rng: random.Random) -> int:
 
 
 def _odd_float(rng: random.Random) -> float:
-    return rng.choice([0.0, -0.0, -1.0, 1e-45, 1e-30, 1e30, 3.4e38, float("inf"), float("-inf"), float("nan"),
+    return rng.choice([0.0, -0.0, -1.0, 1e-45, 1e-38, 1e-19, 1e-9, 1e-7, 1e-5, 1e-3, 10.0, 900.0, 1e4, 1e30, 3.4e38, float("inf"), float("-inf"), float("nan"),
                        rng.uniform(-10, 10)])
 
 
@@ -340,6 +340,11 @@ def main() -> None:
     sources = {"tflite": open(args.tflite, "rb").read()}
     if args.onnx:
         sources["onnx"] = open(args.onnx, "rb").read()
+    from edge_pqrnn.projection.ops import op_library
+
+    with open("/proc/self/maps") as f:
+        sanitized = int("libasan" in f.read())
+    print(f"library {op_library()} {sanitized}", flush=True)
     baseline = None
     for i in range(args.start, args.start + args.count):
         if i - args.start == args.warmup:
@@ -364,8 +369,10 @@ def campaign(tflite: str, onnx: str | None, count: int, seed: int = 0, env: dict
     (with the mutant saved under ``keep``) and the next worker resumes after it.
 
     Returns:
-        ``{"outcomes": {outcome: n}, "bad": [lines], "crashes": [(fmt, index, kind, how)],
-        "resources": [growth_kb, fds_before, fds_after, threads_before, threads_after]}``.
+        ``{"outcomes": {outcome: n}, "by_kind": {"FORMAT KIND OUTCOME [hash]": n},
+        "bad": [lines], "crashes": [(fmt, index, kind, how)], "resources": [growth_kb,
+        fds_before, fds_after, threads_before, threads_after] (of the last worker),
+        "library": [op library path, "1" if ASan is loaded]}``.
     """
     import queue
     import subprocess
@@ -373,6 +380,8 @@ def campaign(tflite: str, onnx: str | None, count: int, seed: int = 0, env: dict
     from collections import Counter
 
     outcomes: Counter = Counter()
+    by_kind: Counter = Counter()
+    library: list[str] = []
     bad: list[str] = []
     crashes: list[tuple[str, int, str, str]] = []
     resources: list[int] = []
@@ -404,8 +413,12 @@ def campaign(tflite: str, onnx: str | None, count: int, seed: int = 0, env: dict
                 current = (parts[1], int(parts[2]), parts[3])
             elif parts[0] == "resources":
                 resources = [int(v) for v in line.split()[1:]]
+            elif parts[0] == "library":
+                library = line.split()[1:]
             else:
                 outcomes[parts[0]] += 1
+                hashed = "hash" if "content hash recorded at export" in line else ""
+                by_kind[" ".join([parts[1], parts[3].split(":")[0], parts[0], hashed]).strip()] += 1
                 if parts[0] == "BAD":
                     bad.append(line.strip())
                 current = None
@@ -422,4 +435,5 @@ def campaign(tflite: str, onnx: str | None, count: int, seed: int = 0, env: dict
             start = current[1] + 1
         else:
             break
-    return {"outcomes": dict(outcomes), "bad": bad, "crashes": crashes, "resources": resources}
+    return {"outcomes": dict(outcomes), "by_kind": dict(sorted(by_kind.items())), "bad": bad, "crashes": crashes,
+            "resources": resources, "library": library}

@@ -144,6 +144,12 @@ MESSAGE_PHRASES = [
     "every text must be str or UTF-8 bytes", "was closed", "token rows where the reference tokeniser makes",
     "does not match the reference run", "cannot load the dataset", "neither the run nor the artifact names",
     "has no test or dev examples", "no runtime to validate in", "not loaded:",
+    # issue 23
+    "which nothing before it writes", "which is already written or constant",
+    "with a quantization scale that is not a finite positive number", "with zero points outside",
+    "a builtin op no edge-pqrnn export holds", "where it takes", "gives non-finite", "gives token counts outside",
+    "is a .tflite, which runs in", "max_interpreters must be a whole number of at least 1",
+    "batch_size must be a whole number of at least 1", "-d array: pass a 1-d array", "is a symbolic link to",
 ]
 
 

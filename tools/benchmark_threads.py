@@ -48,9 +48,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400, help="calls per thread per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runtime", default="litert", choices=("litert", "tflite"))
+    parser.add_argument("--max-interpreters", type=int, default=None,
+                        help="the shared object's pool limit (default: Artifact.load's)")
     args = parser.parse_args()
 
-    shared = Artifact.load(args.artifact, runtime=args.runtime)
+    shared = Artifact.load(args.artifact, runtime=args.runtime, max_interpreters=args.max_interpreters)
     locked = Artifact.load(args.artifact, runtime=args.runtime, max_interpreters=1)
     own = [Artifact.load(args.artifact, runtime=args.runtime) for _ in range(args.threads)]
     rows = {"1 thread, 1 object": ([shared], 1),

@@ -10,6 +10,11 @@
 #   tools/fuzz.sh merge            add the inputs of $FUZZ_DIR/corpus that reach new
 #                                  coverage to the repo corpus (keeps it small)
 #   tools/fuzz.sh seed             (re)write the seed inputs into the repo corpus
+#   tools/fuzz.sh lib              build the op library itself with ASan + UBSan (a
+#                                  shared object for runtimes, not the harness), print its
+#                                  path; load it with LD_PRELOAD="$(tools/fuzz.sh preload)"
+#                                  and EDGE_PQRNN_OP_LIBRARY=<path> (tests/test_mutation.py)
+#   tools/fuzz.sh preload          the sanitizer runtimes to LD_PRELOAD for it
 #
 # Needs clang with compiler-rt's libFuzzer (Debian: apt-get install clang
 # libclang-rt-14-dev). FUZZ_DIR defaults to /tmp/edge-pqrnn-fuzz; CC to clang.
@@ -37,7 +42,28 @@ build() {
   echo "$BIN"
 }
 
+LIB_CC="${LIB_CC:-gcc}"
+LIB="$FUZZ_DIR/libpqrnn_projection_asan.so"
+
+build_lib() {
+  mkdir -p "$FUZZ_DIR"
+  # The library the runtimes load (load_delegate, register_custom_ops_library), built from
+  # the same sources and flags as setup.py plus the sanitizers. gcc: its ASan runtime is a
+  # shared library that a Python process can LD_PRELOAD (clang's default is static).
+  "$LIB_CC" -std=c11 -g -O1 -fno-omit-frame-pointer -fPIC -shared -fvisibility=hidden -ffreestanding \
+    -ffp-contract=off -fsanitize=address,undefined -fno-sanitize-recover=all \
+    -I"$NATIVE" "$NATIVE/projection_core.c" "$NATIVE/projection_op.c" "$NATIVE/projection_ort.c" \
+    "$NATIVE/fo_pool.c" "$NATIVE/int_matmul.c" -o "$LIB"
+  echo "$LIB"
+}
+
 case "${1:-}" in
+  lib)
+    build_lib
+    ;;
+  preload)
+    echo "$("$LIB_CC" -print-file-name=libasan.so) $("$LIB_CC" -print-file-name=libubsan.so)"
+    ;;
   build)
     build
     ;;
@@ -73,7 +99,7 @@ case "${1:-}" in
     (cd "$ROOT" && python "$NATIVE/fuzz/fuzz_input.py" "$CORPUS")
     ;;
   *)
-    sed -n '2,17p' "$0"
+    sed -n '2,23p' "$0"
     exit 2
     ;;
 esac
