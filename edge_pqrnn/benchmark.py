@@ -7,18 +7,15 @@ round-robin over the variants, and reported with its ratio to a reference varian
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import re
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
+
+from edge_pqrnn.measure import (int8_macs_per_cycle, invoker, macs_per_utterance, measure_clock_ghz, onnx_invoker,
+                                peak_memory_mb, time_variants)
 
 #: ``teacher(texts, log) -> (invokers by name, info)``: see :func:`teacher_comparison`.
 TeacherInvokers = Callable[[Sequence[str], Callable[[str], None]], tuple[dict[str, Callable[[], Any]], dict[str, Any]]]
@@ -28,86 +25,6 @@ DEFAULT_TEXTS = (
     "what is the cheapest fare",
     "list all american airlines flights leaving from pittsburgh after 5 pm on thursday",
 )
-
-
-def time_variants(variants: dict[str, Callable[[], Any]], repeats: int = 200, warmup: int = 20,
-                  block: int = 1) -> dict[str, dict]:
-    """Median and p95 milliseconds per call of each variant, interleaved round-robin.
-
-    ``block`` > 1: each turn of a variant is one untimed call then ``block`` timed calls in a
-    row (``repeats`` timed calls in all): its caches are warm and a change of input shape
-    is paid by the untimed call, as when an app calls one model again and again; with 1
-    every call follows the other variants' calls (cold caches for a small model)."""
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(max(1, repeats // block)):
-        for name, fn in variants.items():
-            if block > 1:
-                fn()
-            for _ in range(block):
-                start = time.perf_counter()
-                fn()
-                samples[name].append((time.perf_counter() - start) * 1000)
-    return {name: {"p50_ms": statistics.median(v), "p95_ms": float(np.percentile(v, 95))}
-            for name, v in samples.items()}
-
-
-def invoker(artifact: bytes, text: str | Sequence[str], xnnpack: bool = True, threads: int = 1,
-            signature: str = "serving_default") -> Callable[[], Any]:
-    """A no-argument callable running ``artifact`` (ai_edge_litert) on one text or a batch,
-    allocated once as an app would (:func:`edge_pqrnn.runtimes.fixed_batch_runner`).
-
-    Args:
-        artifact: .tflite bytes.
-        text: one utterance (batch 1) or a list (one call on the whole batch).
-        xnnpack: keep XNNPACK (False: plain builtin kernels).
-        threads: interpreter threads.
-        signature: the signature to run (a length bucket's ``tokens_T``).
-    """
-    from edge_pqrnn.runtimes import fixed_batch_runner, interpreter
-
-    interp = interpreter(artifact, "litert", num_threads=threads, xnnpack=xnnpack)
-    texts = [text] if isinstance(text, str) else list(text)
-    batch = np.array([t.encode() for t in texts], dtype=object)
-    run = fixed_batch_runner(interp, len(texts), signature)
-    return lambda: run(batch)
-
-
-def onnx_invoker(model: bytes, text: str | Sequence[str], threads: int = 1) -> Callable[[], Any]:
-    """The ONNX twin of :func:`invoker`: a callable running an edge-pqrnn .onnx in onnxruntime.
-
-    A raw-text graph runs as is (the projection op inside, its library registered); a
-    features-input graph (``text_input=False``) runs the numpy projection first, inside
-    the timed call, so both time text in -> logits out.
-
-    Args:
-        model: .onnx bytes.
-        text: one utterance (batch 1) or a list (one call on the whole batch).
-        threads: onnxruntime intra-op threads.
-    """
-    import onnxruntime as ort
-
-    from edge_pqrnn.onnx_artifact import check_onnx, is_text_graph
-    from edge_pqrnn.runtimes.onnxruntime import register_op_library, session_options, text_tensor
-    from edge_pqrnn.projection import ProjectionSpec, project
-
-    options = session_options(threads)
-    texts = [text] if isinstance(text, str) else list(text)
-    if is_text_graph(model):
-        register_op_library(options)
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        batch = text_tensor(texts)
-        return lambda: session.run(None, {"text": batch})
-    spec = ProjectionSpec.from_dict(check_onnx(model).metadata["projection"])
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-    def run() -> Any:
-        p = project(texts, spec)
-        return session.run(None, {"features": p.features, "mask": p.mask, "pool_weights": p.pool_weights})
-
-    return run
 
 
 def onnx_available() -> bool:
@@ -122,167 +39,6 @@ def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict
 
     return {f"onnx-{scheme}": build_onnx(run, dataset_name, calibration, int8=scheme == "int8").artifact
             for scheme in ("float", "int8")}
-
-
-
-def macs_per_utterance(config: dict[str, Any]) -> dict[str, int]:
-    """Multiply-accumulates of one utterance, counted from the model config (not the graph).
-
-    Counted at ``config["projection"]["max_tokens"]`` rows: the work of a static-T graph per
-    call, or, with the token count in place of T, what the default artifact computes:
-    dense bottleneck ``T*F*d``; per layer and direction the gate convolution
-    ``T*k*in*3s``; the recurrence and pooling as element-wise MACs; intent head on the
-    pooled ``4s`` vector and slot head ``T*2s*tags``.
-
-    Args:
-        config: ``ModelConfig.to_dict()`` (as stored in the artifact metadata).
-
-    Returns:
-        MACs per block and ``total``; ``matmul`` is the part that runs on int8 dot-product
-        instructions (dense + convolutions + heads).
-
-    Example:
-        >>> cfg = {"projection": {"max_tokens": 64, "feature_size": 512}, "bottleneck": 128, "state": 128,
-        ...        "layers": 2, "kernel_width": 3, "num_intents": 22, "num_tags": 157, "slot_head": True}
-        >>> macs_per_utterance(cfg)["matmul"]
-        63400960
-    """
-    T, F = config["projection"]["max_tokens"], config["projection"]["feature_size"]
-    d, s, k = config["bottleneck"], config["state"], config["kernel_width"]
-    blocks: dict[str, int] = {"bottleneck": T * F * d}
-    width = d
-    for i in range(config["layers"]):
-        blocks[f"qrnn_{i}_gates"] = 2 * T * k * width * 3 * s
-        width = 2 * s
-    blocks["intent_head"] = 2 * width * config["num_intents"]
-    if config.get("slot_head", True):
-        blocks["slot_head"] = T * width * config["num_tags"]
-    matmul = sum(blocks.values())
-    # Element-wise: per step and direction c += k*(z-c) and h = o*c (2 MACs/unit); pooling
-    # score T*2s, two weighted sums 2*T*2s.
-    blocks["recurrence_elementwise"] = config["layers"] * 2 * T * s * 2
-    blocks["pooling"] = 3 * T * width
-    return {**blocks, "matmul": matmul, "total": sum(blocks.values())}
-
-
-_CLOCK_C = r"""
-#include <stdio.h>
-#include <time.h>
-int main(void) {
-  unsigned long x = 3, n = 50000000UL;
-  struct timespec a, b;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
-  for (unsigned long i = 0; i < n; i++)
-    __asm__ volatile("imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0" : "+r"(x));
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
-  printf("%f\n", 3.0 * 4.0 * n / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9) / 1e9);
-  return (int)(x & 0);
-}
-"""
-
-
-def measure_clock_ghz() -> tuple[float | None, str]:
-    """The core's clock under load: a chain of dependent 64-bit IMULs (3 cycles each on
-    Intel and AMD cores alike), divided by the thread's CPU time (so time-slicing on a
-    busy machine does not count). Not ADDs of an immediate: recent Intel cores fold
-    those chains at rename, several per cycle (an ADD chain read 16 GHz on this machine's
-    AVX-512/AMX cores).
-
-    Returns:
-        ``(GHz, how)``; x86 with a C compiler only, else the ``cpu MHz`` of
-        /proc/cpuinfo, else None.
-    """
-    import platform
-    import shutil
-
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler and platform.machine() in ("x86_64", "AMD64"):
-        with tempfile.TemporaryDirectory() as tmp:
-            src, exe = os.path.join(tmp, "clock.c"), os.path.join(tmp, "clock")
-            with open(src, "w") as f:
-                f.write(_CLOCK_C)
-            try:
-                subprocess.run([compiler, "-O1", src, "-o", exe], check=True, capture_output=True, timeout=60)
-                runs = [float(subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60).stdout)
-                        for _ in range(3)]
-                return max(runs), "dependent-IMUL chain (3 cycles/IMUL) over thread CPU time, best of 3"
-            except (OSError, subprocess.SubprocessError, ValueError):
-                pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            mhz = re.search(r"cpu MHz\s*:\s*([\d.]+)", f.read())
-        if mhz:
-            return float(mhz.group(1)) / 1000, "/proc/cpuinfo cpu MHz"
-    except OSError:
-        pass
-    return None, "unknown"
-
-
-def int8_macs_per_cycle() -> tuple[int, str]:
-    """Int8 MACs one core can issue per cycle, from the ISA flags (an assumption, stated).
-
-    The floor must be a lower bound, so the upper figure of each ISA is taken.
-    AVX-512 VNNI: two 512-bit VPDPBUSD per cycle = 128 int8 MACs (Intel server cores
-    and Zen 5 with two 512-bit ports; Zen 4 issues one, 64). AVX-VNNI / AVX2:
-    256-bit, 32 MACs (AVX2 needs VPMADDUBSW + VPMADDWD, so 32 is already generous).
-    ARM dotprod (SDOT, 128-bit, 2 pipes): 32. Otherwise SSE-class: 16.
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(re.search(r"(?:flags|Features)\s*:\s*(.*)", f.read()).group(1).split())
-    except (OSError, AttributeError):
-        flags = set()
-    if "avx512_vnni" in flags or "avx512vnni" in flags:
-        return 128, "AVX-512 VNNI: 2 x 512-bit VPDPBUSD/cycle = 128 int8 MAC/cycle (upper bound; Zen 4: 64)"
-    if "avx_vnni" in flags:
-        return 32, "AVX-VNNI: 1 x 256-bit VPDPBUSD/cycle = 32 int8 MAC/cycle"
-    if "avx2" in flags:
-        return 32, "AVX2: 256-bit VPMADDUBSW+VPMADDWD, taken as 32 int8 MAC/cycle"
-    if "asimddp" in flags:
-        return 32, "ARM dotprod: 2 x 128-bit SDOT/cycle = 32 int8 MAC/cycle"
-    return 16, "no int8 dot-product ISA detected: 16 int8 MAC/cycle"
-
-
-_MEMORY_SCRIPT = r"""
-import json, sys
-import numpy as np
-from edge_pqrnn.runtimes import interpreter
-def status():
-    with open("/proc/self/status") as f:
-        return {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmRSS", "VmHWM"))}
-interpreter(sys.argv[1], "litert").allocate_tensors()  # warm the libraries, then forget it
-import gc; gc.collect()
-base = status()["VmRSS"]
-try:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak (VmHWM) to the current RSS
-except OSError:
-    pass
-interp = interpreter(sys.argv[1], "litert", num_threads=int(sys.argv[2]))
-runner = interp.get_signature_runner("serving_default")
-for batch in (1, int(sys.argv[3])):
-    runner(text=np.array([b"show me flights from boston to denver"] * batch, dtype=object))
-print(json.dumps({"base_kb": base, "peak_kb": status()["VmHWM"]}))
-"""
-
-
-def peak_memory_mb(artifact: bytes, threads: int = 1, batch: int = 32) -> float | None:
-    """Peak RSS added by loading and running an artifact (batch 1 and ``batch``), in MB.
-
-    Measured in a fresh process after the runtime libraries are loaded (Linux
-    ``clear_refs`` resets the peak), so it is the model's own cost: weights, arena,
-    XNNPACK packing. None when it cannot be measured.
-    """
-    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
-        f.write(artifact)
-        f.flush()
-        try:
-            out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, f.name, str(threads), str(batch)],
-                                 check=True, capture_output=True, text=True, timeout=300)
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-            return None
-    return (row["peak_kb"] - row["base_kb"]) / 1024
 
 
 def default_buckets(max_tokens: int) -> tuple[int, ...]:
@@ -438,6 +194,159 @@ def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int,
     return result
 
 
+def _add_onnx_rows(artifacts: dict[str, bytes], onnx: Any, given_onnx: Any, run: Any, dataset_name: str,
+                   calibration: Sequence[str], log: Callable[[str], None]) -> str:
+    """Add the ONNX rows to ``artifacts`` (a given .onnx, or float and int8 exported
+    alongside) and say what was done."""
+    if given_onnx is not None:
+        artifacts[f"onnx-{given_onnx.metadata['scheme']}"] = given_onnx.data
+        return str(onnx)
+    if onnx is False:
+        return "skipped (onnx=False)"
+    if onnx is None and not onnx_available():
+        return "skipped: onnx, onnxruntime and tf2onnx are not all installed (pip install onnx onnxruntime tf2onnx)"
+    log("exporting the ONNX rows alongside (float and int8 QDQ, raw text in)...")
+    artifacts.update(onnx_models(run, dataset_name, calibration))
+    return "exported alongside (float and int8 QDQ, projection op in the graph)"
+
+
+def _latency_table(artifacts: dict[str, bytes], onnx_names: list[str], texts: Sequence[str], threads: int,
+                   repeats: int) -> dict[str, Any]:
+    """Batch-1 latency of every variant, interleaved in one loop, with the ratios to int8."""
+    settings = {  # name -> (artifact, xnnpack, threads)
+        "int8": ("int8", True, 1), f"int8-{threads}t": ("int8", True, threads),
+        "int8-no-xnnpack": ("int8", False, 1), "float": ("float", True, 1),
+        f"float-{threads}t": ("float", True, threads),
+    }
+    if threads == 1:
+        settings = {k: v for k, v in settings.items() if not k.endswith("-1t")}
+    settings.update({name: (name, False, 1) for name in onnx_names})
+    variants = {f"{name}|{text}": (onnx_invoker(artifacts[a], text, t) if a in onnx_names
+                                   else invoker(artifacts[a], text, x, t))
+                for text in texts for name, (a, x, t) in settings.items()}
+    timed = time_variants(variants, repeats=repeats)
+    result: dict[str, Any] = {"variants": {}, "ratios": {}}
+    for name, (a, _, _) in settings.items():
+        p50 = statistics.mean(timed[f"{name}|{t}"]["p50_ms"] for t in texts)
+        p95 = statistics.mean(timed[f"{name}|{t}"]["p95_ms"] for t in texts)
+        result["variants"][name] = {"p50_ms": p50, "p95_ms": p95, "bytes": len(artifacts[a])}
+    v = result["variants"]
+    result["ratios"] = {
+        "float_over_int8_latency": v["float"]["p50_ms"] / v["int8"]["p50_ms"],
+        "no_xnnpack_over_xnnpack_int8": v["int8-no-xnnpack"]["p50_ms"] / v["int8"]["p50_ms"],
+        "float_over_int8_bytes": v["float"]["bytes"] / v["int8"]["bytes"],
+    }
+    if threads > 1:
+        result["ratios"][f"int8_1t_over_{threads}t"] = v["int8"]["p50_ms"] / v[f"int8-{threads}t"]["p50_ms"]
+    for name in onnx_names:
+        result["ratios"][f"{name.replace('-', '_')}_over_int8_latency"] = v[name]["p50_ms"] / v["int8"]["p50_ms"]
+    return result
+
+
+def _throughput(artifacts: dict[str, bytes], onnx_names: list[str], dataset: Any, texts: Sequence[str],
+                batch_sizes: Sequence[int], threads: int, repeats: int) -> dict[str, Any]:
+    """One call on a batch per variant and size; utterances per second at the median call time."""
+    pool = [ex.text for ex in (dataset.test or dataset.train)][:max(batch_sizes)] or list(texts)
+    batch_variants = {}
+    for b in batch_sizes:
+        batch = (pool * b)[:b]
+        for scheme in ("int8", "float"):
+            batch_variants[f"{scheme}|{b}"] = invoker(artifacts[scheme], batch, True, threads)
+        for name in onnx_names:
+            batch_variants[f"{name}|{b}"] = onnx_invoker(artifacts[name], batch, threads)
+    timed_b = time_variants(batch_variants, repeats=max(10, repeats // 8), warmup=3)
+    return {name: {"batch": int(name.split("|")[1]), "threads": threads,
+                                   "utterances_per_s": int(name.split("|")[1]) * 1000 / row["p50_ms"]}
+                            for name, row in timed_b.items()}
+
+
+def _compute(config: dict[str, Any], mean_tokens: float, int8_p50_ms: float) -> dict[str, Any]:
+    """MACs per utterance and the floor they set at the core's int8 peak, at T and at the
+    test texts' mean token count, beside the measured int8 p50."""
+    # Compute floor: matmul MACs vs the core's int8 peak, at T (what a static graph
+    # computes) and at the test texts' mean token count (what a text needs).
+    macs = macs_per_utterance(config)
+    text_config = {**config, "projection": {**config["projection"], "max_tokens": mean_tokens}}
+    text_macs = macs_per_utterance(text_config)["matmul"]
+    ghz, clock_how = measure_clock_ghz()
+    per_cycle, isa = int8_macs_per_cycle()
+    floor_ms = macs["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+    text_floor_ms = text_macs / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+    return {"macs": macs, "text_macs": text_macs, "clock_ghz": ghz, "clock_method": clock_how,
+                         "int8_macs_per_cycle": per_cycle, "peak_assumption": isa, "floor_ms": floor_ms,
+                         "int8_over_floor": int8_p50_ms / floor_ms if floor_ms else None,
+                         "text_floor_ms": text_floor_ms,
+                         "int8_over_text_floor": int8_p50_ms / text_floor_ms if text_floor_ms else None}
+
+
+def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
+    """The benchmark as lines: latency, ratios, throughput, memory, floors, tokens, teacher."""
+    v, threads, c, pad = result["variants"], result["threads"], result["compute"], result["padding"]
+    macs, T = c["macs"], pad["T"]
+    for name, row in v.items():
+        log(f"{name:<16} p50 {row['p50_ms']:7.3f} ms  p95 {row['p95_ms']:7.3f} ms  {row['bytes']:>10,} bytes")
+    for name, ratio in result["ratios"].items():
+        log(f"{name:<30} {ratio:6.2f}x")
+    for name, row in result["throughput"].items():
+        log(f"throughput {name.replace('|', ' batch '):<22} {row['utterances_per_s']:9.0f} utt/s ({threads} threads)")
+    for scheme, mb in result["memory_mb"].items():
+        log(f"peak memory {scheme:<6} " + (f"+{mb:.1f} MB RSS" if mb is not None else "not measured"))
+    log(f"compute: {macs['matmul'] / 1e6:.1f} M int8 MACs/utterance in matmuls ({macs['total'] / 1e6:.1f} M incl. "
+        f"element-wise) at T={T}")
+    if c["floor_ms"]:
+        log(f"floor: {c['floor_ms']:.3f} ms at {c['int8_macs_per_cycle']} MAC/cycle x {c['clock_ghz']:.2f} GHz "
+            f"({c['peak_assumption']}; clock: {c['clock_method']}); int8 p50 is {c['int8_over_floor']:.1f}x the floor")
+        log(f"text floor: {c['text_floor_ms']:.3f} ms at the test texts' mean {pad['mean_tokens']:.1f} tokens; int8 p50 is "
+            f"{c['int8_over_text_floor']:.1f}x the text floor")
+    log(f"padding: texts fill {pad['mean_tokens']:.1f} of T={T} rows on average (p95 {pad['p95_tokens']:.0f}); "
+        f"a static-T graph would compute {pad['padded_fraction']:.0%} padding")
+    lt = result["latency_by_tokens"]
+    log("latency by tokens (int8, 1 thread, p50 ms; static T beside): " + ", ".join(
+        f"{n}: {lt['p50_ms'][n]:.3f} ({lt['static_p50_ms'][n]:.3f})" for n in lt["tokens"])
+        + (f"; {lt['tokens'][-1]}/8 tokens = {lt['p50_64_over_8']:.2f}x" if lt["p50_64_over_8"] else ""))
+    ch = lt["changing_lengths"]
+    log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
+        f"vs {ch['static_p50_ms']:.3f} ms at static T")
+    b = result["buckets"]
+    if isinstance(b, dict):
+        mix = ", ".join(f"{k} {n}" for k, n in b["texts_per_signature"].items())
+        log(f"length buckets {b['buckets']}: int8 p50 {b['p50_ms']['int8']:.3f} ms at T={T} vs "
+            f"{b['p50_ms']['int8-buckets']:.3f} ms in the smallest bucket = {b['speedup']:.2f}x on "
+            f"{b['texts']} test texts ({mix}); +{b['extra_bytes']:,} bytes")
+    else:
+        log(f"length buckets: {b}")
+    t = result["teacher"]
+    if isinstance(t, dict):
+        log(f"teacher (multilingual-e5-small encoder, {t['params'] / 1e6:.1f} M params, {t['fp32_bytes'] / 1e6:.0f} MB "
+            f"fp32; 1 thread, batch 1): torch fp32 p50 {t['p50_ms']['teacher-torch-fp32']:.2f} ms, onnxruntime int8 "
+            f"{t['p50_ms']['teacher-ort-int8']:.2f} ms; int8 .tflite {t['p50_ms']['int8']:.3f} ms = "
+            f"{t['torch_fp32_over_int8']:.0f}x / {t['ort_int8_over_int8']:.0f}x faster; "
+            f"{t['fp32_bytes_over_int8_bytes']:.0f}x smaller than the fp32 teacher")
+        if "int8-buckets" in t["p50_ms"]:
+            log(f"  with length buckets: int8 {t['p50_ms']['int8-buckets']:.3f} ms = "
+                f"{t['torch_fp32_over_int8_buckets']:.0f}x / {t['ort_int8_over_int8_buckets']:.0f}x faster")
+    else:
+        log(f"teacher: {t}")
+    log(f"onnx: {result['onnx']}")
+
+
+def _teacher_rows(teacher: TeacherInvokers | str | None, int8: bytes, texts: Sequence[str], repeats: int, spec: Any,
+                  buckets: Any, bucketed_artifact: bytes | None, log: Callable[[str], None]) -> dict[str, Any] | str:
+    """The teacher beside the int8 artifact (:func:`teacher_comparison`), or why not."""
+    if teacher is None or teacher is False:
+        return "skipped (no teacher given: `edge-pqrnn benchmark` times it when the teacher extra is installed)"
+    if isinstance(teacher, str):
+        return teacher  # why the caller has no teacher to time
+    bucketed = None
+    if isinstance(bucketed_artifact, bytes):
+        from edge_pqrnn.format import signature_for
+        from edge_pqrnn.projection import project
+
+        counts = project(list(texts), spec).num_tokens
+        bucketed = (bucketed_artifact, [signature_for(n, buckets["buckets"]) for n in counts])
+    return teacher_comparison(int8, texts, max(10, repeats // 10), teacher, log, bucketed=bucketed)
+
+
 def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
                   batch_sizes: Sequence[int] = (1, 8, 32), threads: int | None = None,
                   onnx: bool | str | os.PathLike | None = None, buckets: bool = True, teacher: TeacherInvokers | str | None = None,
@@ -490,64 +399,12 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     for scheme in ("int8", "float"):
         built = build_tflite(run, dataset_name, calibration, scheme=scheme)
         artifacts[scheme], bodies[scheme] = built.artifact, built.body
-    if given_onnx is not None:
-        artifacts[f"onnx-{given_onnx.metadata['scheme']}"] = given_onnx.data
-        onnx_note = str(onnx)
-    elif onnx is False:
-        onnx_note = "skipped (onnx=False)"
-    elif onnx is None and not onnx_available():
-        onnx_note = ("skipped: onnx, onnxruntime and tf2onnx are not all installed "
-                     "(pip install onnx onnxruntime tf2onnx)")
-    else:
-        log("exporting the ONNX rows alongside (float and int8 QDQ, raw text in)...")
-        artifacts.update(onnx_models(run, dataset_name, calibration))
-        onnx_note = "exported alongside (float and int8 QDQ, projection op in the graph)"
+    onnx_note = _add_onnx_rows(artifacts, onnx, given_onnx, run, dataset_name, calibration, log)
     onnx_names = sorted(name for name in artifacts if name.startswith("onnx-"))
-    settings = {  # name -> (artifact, xnnpack, threads)
-        "int8": ("int8", True, 1), f"int8-{threads}t": ("int8", True, threads),
-        "int8-no-xnnpack": ("int8", False, 1), "float": ("float", True, 1),
-        f"float-{threads}t": ("float", True, threads),
-    }
-    if threads == 1:
-        settings = {k: v for k, v in settings.items() if not k.endswith("-1t")}
-    settings.update({name: (name, False, 1) for name in onnx_names})
-    variants = {f"{name}|{text}": (onnx_invoker(artifacts[a], text, t) if a in onnx_names
-                                   else invoker(artifacts[a], text, x, t))
-                for text in texts for name, (a, x, t) in settings.items()}
-    timed = time_variants(variants, repeats=repeats)
-    result: dict[str, Any] = {"threads": threads, "variants": {}, "ratios": {}}
-    for name, (a, _, _) in settings.items():
-        p50 = statistics.mean(timed[f"{name}|{t}"]["p50_ms"] for t in texts)
-        p95 = statistics.mean(timed[f"{name}|{t}"]["p95_ms"] for t in texts)
-        result["variants"][name] = {"p50_ms": p50, "p95_ms": p95, "bytes": len(artifacts[a])}
-    v = result["variants"]
-    result["ratios"] = {
-        "float_over_int8_latency": v["float"]["p50_ms"] / v["int8"]["p50_ms"],
-        "no_xnnpack_over_xnnpack_int8": v["int8-no-xnnpack"]["p50_ms"] / v["int8"]["p50_ms"],
-        "float_over_int8_bytes": v["float"]["bytes"] / v["int8"]["bytes"],
-    }
-    if threads > 1:
-        result["ratios"][f"int8_1t_over_{threads}t"] = v["int8"]["p50_ms"] / v[f"int8-{threads}t"]["p50_ms"]
-    for name in onnx_names:
-        result["ratios"][f"{name.replace('-', '_')}_over_int8_latency"] = v[name]["p50_ms"] / v["int8"]["p50_ms"]
-    result["onnx"] = onnx_note
-
-    # Throughput: one call on a batch; utterances per second at the median call time.
-    pool = [ex.text for ex in (dataset.test or dataset.train)][:max(batch_sizes)] or list(texts)
-    batch_variants = {}
-    for b in batch_sizes:
-        batch = (pool * b)[:b]
-        for scheme in ("int8", "float"):
-            batch_variants[f"{scheme}|{b}"] = invoker(artifacts[scheme], batch, True, threads)
-        for name in onnx_names:
-            batch_variants[f"{name}|{b}"] = onnx_invoker(artifacts[name], batch, threads)
-    timed_b = time_variants(batch_variants, repeats=max(10, repeats // 8), warmup=3)
-    result["throughput"] = {name: {"batch": int(name.split("|")[1]), "threads": threads,
-                                   "utterances_per_s": int(name.split("|")[1]) * 1000 / row["p50_ms"]}
-                            for name, row in timed_b.items()}
-    result["memory_mb"] = {scheme: peak_memory_mb(artifacts[scheme], 1, max(batch_sizes))
-                           for scheme in ("int8", "float")}
-
+    result: dict[str, Any] = {"threads": threads, **_latency_table(artifacts, onnx_names, texts, threads, repeats),
+                              "onnx": onnx_note}
+    result["throughput"] = _throughput(artifacts, onnx_names, dataset, texts, batch_sizes, threads, repeats)
+    result["memory_mb"] = {scheme: peak_memory_mb(artifacts[scheme], 1, max(batch_sizes)) for scheme in ("int8", "float")}
     result["buckets"] = bucket_gain(run, dataset, calibration_texts=[ex.text for ex in dataset.train],
                                     repeats=max(10, repeats // 4), log=log, int8_body=bodies["int8"].model
                                     ) if buckets else "skipped (buckets=False)"
@@ -556,89 +413,16 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     # Padding: how much of T the texts fill (a static-T graph computes it all).
     test_texts = [ex.text for ex in (dataset.test or dataset.train)]
     counts = project(test_texts, run.spec).num_tokens
-    T = run.spec.max_tokens
-    result["padding"] = {"T": T, "mean_tokens": float(np.mean(counts)), "p95_tokens": float(np.percentile(counts, 95)),
-                         "padded_fraction": float(1 - np.mean(counts) / T)}
+    result["padding"] = {"T": run.spec.max_tokens, "mean_tokens": float(np.mean(counts)),
+                         "p95_tokens": float(np.percentile(counts, 95)),
+                         "padded_fraction": float(1 - np.mean(counts) / run.spec.max_tokens)}
     static_int8 = build_tflite(run, dataset_name, [], body=bodies["int8"], static_tokens=True).artifact
     result["latency_by_tokens"] = latency_by_tokens(
         artifacts["int8"], static_int8, run.spec, " ".join(test_texts[:50]).split(), test_texts,
         repeats=max(20, repeats // 2))
 
-    # Compute floor: matmul MACs vs the core's int8 peak, at T (what a static graph
-    # computes) and at the test texts' mean token count (what a text needs).
-    config = run.config.to_dict()
-    macs = macs_per_utterance(config)
-    text_config = {**config, "projection": {**config["projection"], "max_tokens": float(np.mean(counts))}}
-    text_macs = macs_per_utterance(text_config)["matmul"]
-    ghz, clock_how = measure_clock_ghz()
-    per_cycle, isa = int8_macs_per_cycle()
-    floor_ms = macs["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
-    text_floor_ms = text_macs / (per_cycle * ghz * 1e9) * 1000 if ghz else None
-    result["compute"] = {"macs": macs, "text_macs": text_macs, "clock_ghz": ghz, "clock_method": clock_how,
-                         "int8_macs_per_cycle": per_cycle, "peak_assumption": isa, "floor_ms": floor_ms,
-                         "int8_over_floor": v["int8"]["p50_ms"] / floor_ms if floor_ms else None,
-                         "text_floor_ms": text_floor_ms,
-                         "int8_over_text_floor": v["int8"]["p50_ms"] / text_floor_ms if text_floor_ms else None}
-    if teacher is None or teacher is False:
-        result["teacher"] = "skipped (no teacher given: `edge-pqrnn benchmark` times it when the teacher extra is installed)"
-    elif isinstance(teacher, str):
-        result["teacher"] = teacher  # why the caller has no teacher to time
-    else:
-        bucketed = None
-        if isinstance(bucketed_artifact, bytes):
-            from edge_pqrnn.format import signature_for
-            from edge_pqrnn.projection import project
-
-            counts = project(list(texts), run.spec).num_tokens
-            bucketed = (bucketed_artifact, [signature_for(n, result["buckets"]["buckets"]) for n in counts])
-        result["teacher"] = teacher_comparison(artifacts["int8"], texts, max(10, repeats // 10), teacher, log,
-                                               bucketed=bucketed)
-
-    for name, row in v.items():
-        log(f"{name:<16} p50 {row['p50_ms']:7.3f} ms  p95 {row['p95_ms']:7.3f} ms  {row['bytes']:>10,} bytes")
-    for name, ratio in result["ratios"].items():
-        log(f"{name:<30} {ratio:6.2f}x")
-    for name, row in result["throughput"].items():
-        log(f"throughput {name.replace('|', ' batch '):<22} {row['utterances_per_s']:9.0f} utt/s ({threads} threads)")
-    for scheme, mb in result["memory_mb"].items():
-        log(f"peak memory {scheme:<6} " + (f"+{mb:.1f} MB RSS" if mb is not None else "not measured"))
-    c = result["compute"]
-    log(f"compute: {macs['matmul'] / 1e6:.1f} M int8 MACs/utterance in matmuls ({macs['total'] / 1e6:.1f} M incl. "
-        f"element-wise) at T={T}")
-    if floor_ms:
-        log(f"floor: {floor_ms:.3f} ms at {per_cycle} MAC/cycle x {ghz:.2f} GHz ({isa}; clock: {clock_how}); "
-            f"int8 p50 is {c['int8_over_floor']:.1f}x the floor")
-        log(f"text floor: {text_floor_ms:.3f} ms at the test texts' mean {np.mean(counts):.1f} tokens; int8 p50 is "
-            f"{c['int8_over_text_floor']:.1f}x the text floor")
-    pad = result["padding"]
-    log(f"padding: texts fill {pad['mean_tokens']:.1f} of T={T} rows on average (p95 {pad['p95_tokens']:.0f}); "
-        f"a static-T graph would compute {pad['padded_fraction']:.0%} padding")
-    lt = result["latency_by_tokens"]
-    log("latency by tokens (int8, 1 thread, p50 ms; static T beside): " + ", ".join(
-        f"{n}: {lt['p50_ms'][n]:.3f} ({lt['static_p50_ms'][n]:.3f})" for n in lt["tokens"])
-        + (f"; {lt['tokens'][-1]}/8 tokens = {lt['p50_64_over_8']:.2f}x" if lt["p50_64_over_8"] else ""))
-    ch = lt["changing_lengths"]
-    log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
-        f"vs {ch['static_p50_ms']:.3f} ms at static T")
-    b = result["buckets"]
-    if isinstance(b, dict):
-        mix = ", ".join(f"{k} {n}" for k, n in b["texts_per_signature"].items())
-        log(f"length buckets {b['buckets']}: int8 p50 {b['p50_ms']['int8']:.3f} ms at T={T} vs "
-            f"{b['p50_ms']['int8-buckets']:.3f} ms in the smallest bucket = {b['speedup']:.2f}x on "
-            f"{b['texts']} test texts ({mix}); +{b['extra_bytes']:,} bytes")
-    else:
-        log(f"length buckets: {b}")
-    t = result["teacher"]
-    if isinstance(t, dict):
-        log(f"teacher (multilingual-e5-small encoder, {t['params'] / 1e6:.1f} M params, {t['fp32_bytes'] / 1e6:.0f} MB "
-            f"fp32; 1 thread, batch 1): torch fp32 p50 {t['p50_ms']['teacher-torch-fp32']:.2f} ms, onnxruntime int8 "
-            f"{t['p50_ms']['teacher-ort-int8']:.2f} ms; int8 .tflite {t['p50_ms']['int8']:.3f} ms = "
-            f"{t['torch_fp32_over_int8']:.0f}x / {t['ort_int8_over_int8']:.0f}x faster; "
-            f"{t['fp32_bytes_over_int8_bytes']:.0f}x smaller than the fp32 teacher")
-        if "int8-buckets" in t["p50_ms"]:
-            log(f"  with length buckets: int8 {t['p50_ms']['int8-buckets']:.3f} ms = "
-                f"{t['torch_fp32_over_int8_buckets']:.0f}x / {t['ort_int8_over_int8_buckets']:.0f}x faster")
-    else:
-        log(f"teacher: {t}")
-    log(f"onnx: {result['onnx']}")
+    result["compute"] = _compute(run.config.to_dict(), float(np.mean(counts)), result["variants"]["int8"]["p50_ms"])
+    result["teacher"] = _teacher_rows(teacher, artifacts["int8"], texts, repeats, run.spec, result["buckets"],
+                                      bucketed_artifact, log)
+    _log_summary(result, log)
     return result

@@ -238,7 +238,7 @@ def _limit(name: str, measured: float | None, limit: float, comparison: str, uni
 def _latency_gates(latency: dict[str, Any], data: bytes, name: str, reference: str | os.PathLike | None, text: str,
                    results: list[GateResult], log: Callable[[str], None]) -> dict[str, Any]:
     """Time the artifact (and its reference) and append the latency gates; returns what was measured."""
-    from edge_pqrnn.benchmark import invoker, time_variants
+    from edge_pqrnn.measure import invoker, time_variants
 
     threads, repeats = latency.get("threads", 1), latency.get("repeats", 200)
     try:  # one call first: a runtime failure is an unusable artifact, not a traceback

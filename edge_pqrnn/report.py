@@ -191,7 +191,7 @@ def plot_agreement(gold: Sequence[str], int8: Sequence[str], flt: Sequence[str],
 
 def _latency_samples(artifacts: dict[str, bytes], texts: Sequence[str], repeats: int) -> dict[str, list[float]]:
     """Per-call ms of each artifact, interleaved round-robin over varied texts."""
-    from edge_pqrnn.benchmark import invoker
+    from edge_pqrnn.measure import invoker
 
     calls = {name: [invoker(data, t) for t in texts] for name, data in artifacts.items()}
     for fns in calls.values():
