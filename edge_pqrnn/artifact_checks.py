@@ -303,6 +303,34 @@ def _graph_problem(model: Any) -> str | None:
             if len(scales) > 1 and len(scales) != channels:
                 return (f"has tensor {i} of subgraph {g} with {len(scales)} scales for dimension "
                         f"{q.quantizedDimension} of shape {shape}")
+    return _constant_problem(model)
+
+
+#: Largest integer constant (a shape, axis, padding, slice bound) an export holds: below
+#: T x F x 2. A resealed PAD of 10^9 rows made the runtime allocate until it aborted.
+MAX_INTEGER_CONSTANT = 2**26
+#: The builtin ops whose third input is an int32 bias (any value), not a size.
+_BIASED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def _constant_problem(model: Any) -> str | None:
+    """The first int32/int64 constant other than a bias with a value beyond
+    :data:`MAX_INTEGER_CONSTANT` (int32 extremes excepted: "to the end" slice bounds)."""
+    names = {v: k for k, v in vars(schema().BuiltinOperator).items() if not k.startswith("_")}
+    buffers = model.buffers or []
+    for g, graph in enumerate(model.subgraphs):
+        biases = {int(op.inputs[2]) for op in graph.operators or [] if op.inputs is not None and len(op.inputs) > 2
+                  and names.get(builtin_code(model.operatorCodes[op.opcodeIndex])) in _BIASED_OPS}
+        for i, tensor in enumerate(graph.tensors or []):
+            if tensor.type not in (2, 4) or i in biases or not 0 < tensor.buffer < len(buffers):  # INT32, INT64
+                continue
+            data = buffers[tensor.buffer].data
+            raw = bytes(np.asarray(data if data is not None else [], np.uint8))
+            width = 4 if tensor.type == 2 else 8
+            values = np.frombuffer(raw[: len(raw) // width * width], np.int32 if width == 4 else np.int64)
+            ordinary = values[~np.isin(values, (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)))]
+            if ordinary.size and np.abs(ordinary.astype(np.float64)).max() > MAX_INTEGER_CONSTANT:
+                return f"has tensor {i} of subgraph {g}, an integer constant beyond {MAX_INTEGER_CONSTANT:,}"
     return None
 
 
