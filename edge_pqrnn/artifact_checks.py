@@ -311,6 +311,11 @@ def _graph_problem(model: Any) -> str | None:
 MAX_INTEGER_CONSTANT = 2**26
 #: The builtin ops whose third input is an int32 bias (any value), not a size.
 _BIASED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+#: Ops whose integer constants are row or padding counts (PAD's paddings; the int32
+#: arithmetic that sizes a padding from the token count): at most the largest T. A
+#: resealed padding of 10^7 made tf.lite allocate until it aborted.
+_SIZE_OPS = ("PAD", "PADV2", "ADD", "SUB", "MUL")
+MAX_SIZE_CONSTANT = 4096  # projection.spec.MAX_TOKENS_LIMIT
 
 
 def _constant_problem(model: Any) -> str | None:
@@ -319,8 +324,10 @@ def _constant_problem(model: Any) -> str | None:
     names = {v: k for k, v in vars(schema().BuiltinOperator).items() if not k.startswith("_")}
     buffers = model.buffers or []
     for g, graph in enumerate(model.subgraphs):
-        biases = {int(op.inputs[2]) for op in graph.operators or [] if op.inputs is not None and len(op.inputs) > 2
-                  and names.get(builtin_code(model.operatorCodes[op.opcodeIndex])) in _BIASED_OPS}
+        kinds = [(names.get(builtin_code(model.operatorCodes[op.opcodeIndex])), [int(i) for i in op.inputs])
+                 for op in graph.operators or [] if op.inputs is not None]
+        biases = {inputs[2] for kind, inputs in kinds if kind in _BIASED_OPS and len(inputs) > 2}
+        sizes = {i for kind, inputs in kinds if kind in _SIZE_OPS for i in inputs}
         for i, tensor in enumerate(graph.tensors or []):
             if tensor.type not in (2, 4) or i in biases or not 0 < tensor.buffer < len(buffers):  # INT32, INT64
                 continue
@@ -329,8 +336,9 @@ def _constant_problem(model: Any) -> str | None:
             width = 4 if tensor.type == 2 else 8
             values = np.frombuffer(raw[: len(raw) // width * width], np.int32 if width == 4 else np.int64)
             ordinary = values[~np.isin(values, (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)))]
-            if ordinary.size and np.abs(ordinary.astype(np.float64)).max() > MAX_INTEGER_CONSTANT:
-                return f"has tensor {i} of subgraph {g}, an integer constant beyond {MAX_INTEGER_CONSTANT:,}"
+            limit = MAX_SIZE_CONSTANT if i in sizes else MAX_INTEGER_CONSTANT
+            if ordinary.size and np.abs(ordinary.astype(np.float64)).max() > limit:
+                return f"has tensor {i} of subgraph {g}, an integer constant beyond {limit:,}"
     return None
 
 
