@@ -22,7 +22,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np

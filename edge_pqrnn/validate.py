@@ -504,7 +504,7 @@ def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.nda
     x86 = outputs.get(result.runtime)
     if x86 is None and result.runtime not in extra:
         try:
-            extra[result.runtime] = _run(result.runtime, data, texts, batch_size, log, name)[0]
+            extra[result.runtime] = _run(result.runtime, data, texts, batch_size, log)[0]
         except EdgePqrnnError:
             extra[result.runtime] = None  # only the comparison is missing; the row itself stands
     x86 = x86 if x86 is not None else extra.get(result.runtime)
