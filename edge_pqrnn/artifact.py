@@ -325,6 +325,9 @@ def _index_problem(model: Any) -> str | None:
     return None
 
 
+#: Largest integer constant (a shape, axis, padding or slice bound; biases are quantized
+#: and not bounded by it) a file may hold: above T x F of the largest spec.
+MAX_INTEGER_CONSTANT = 2**26
 #: The quantization scales accepted (far around what an export writes).
 MIN_SCALE, MAX_SCALE = 1e-9, 1e3
 #: Most that two scales of one op's int8 tensors may differ by (a runtime's rescaling
@@ -363,6 +366,18 @@ def _graph_problem(model: Any) -> str | None:
                 if i in ready:
                     return f"has op {n} of subgraph {g} writing tensor {i}, which is already written or constant"
                 ready.add(i)
+        for i in sorted(constant):
+            tensor = tensors[i]
+            q = tensor.quantization
+            if tensor.type in (2, 4) and (q is None or q.scale is None or not len(q.scale)):  # INT32/INT64
+                raw = bytes(np.asarray(buffers[tensor.buffer].data, np.uint8))
+                width = 4 if tensor.type == 2 else 8
+                values = np.frombuffer(raw[: len(raw) - len(raw) % width], np.int32 if width == 4 else np.int64)
+                # Shapes, axes, paddings, slice bounds: an export's reach a few hundred;
+                # XNNPACK planned a 2^55-byte arena from an edited shape constant.
+                if len(raw) % width or (values.size and np.abs(values.astype(np.float64)).max() > MAX_INTEGER_CONSTANT):
+                    return (f"has constant tensor {i} of subgraph {g} with a value beyond {MAX_INTEGER_CONSTANT:,} "
+                            "(or a partial element)")
         for i, tensor in enumerate(tensors):
             q = tensor.quantization
             scales = np.asarray(q.scale if q is not None and q.scale is not None else [], np.float64)
