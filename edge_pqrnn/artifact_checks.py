@@ -334,7 +334,9 @@ def _constant_problem(model: Any) -> str | None:
             data = buffers[tensor.buffer].data
             raw = bytes(np.asarray(data if data is not None else [], np.uint8))
             width = 4 if tensor.type == 2 else 8
-            values = np.frombuffer(raw[: len(raw) // width * width], np.int32 if width == 4 else np.int64)
+            if len(raw) % width:
+                return f"has tensor {i} of subgraph {g}, an integer constant with a partial element"
+            values = np.frombuffer(raw, np.int32 if width == 4 else np.int64)
             ordinary = values[~np.isin(values, (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)))]
             limit = MAX_SIZE_CONSTANT if i in sizes else MAX_INTEGER_CONSTANT
             if ordinary.size and np.abs(ordinary.astype(np.float64)).max() > limit:

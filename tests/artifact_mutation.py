@@ -376,7 +376,6 @@ def campaign(tflite: str, onnx: str | None, count: int, seed: int = 0, env: dict
     """
     import queue
     import subprocess
-    import time
     from collections import Counter
 
     outcomes: Counter = Counter()

@@ -81,7 +81,9 @@ def test_mutants_under_the_sanitized_op_library(sources, tmp_path):
     env = {"EDGE_PQRNN_OP_LIBRARY": library, "LD_PRELOAD": preload,
            # Python and the runtimes keep memory until exit by design: leaks are measured
            # by the campaign (RSS, descriptors, threads), not LeakSanitizer.
-           "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:exitcode=86",
+           # allocator_may_return_null: a too-big allocation returns NULL, as malloc does
+           # without ASan (the runtime then fails with a message), instead of aborting.
+           "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:exitcode=86:allocator_may_return_null=1",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
     result = artifact_mutation.campaign(tflite, onnx, SANITIZED_COUNT, seed=SEED + 1, env=env,
                                         keep=str(tmp_path / "crashers"))

@@ -114,7 +114,7 @@ def test_validate_names_an_unloadable_artifact_by_its_path(built, tmp_path):
     bad.write_bytes(artifact_mutation.bad_runtime_options(built.artifact))
     report = validate(bad, built.run_dir, runtimes=("litert",))
     line = next(c.line for c in report.checks if c.name == "runtime:litert")
-    assert line.startswith(f"runtime litert") and f"not loaded: {bad} does not run in litert" in line
+    assert line.startswith("runtime litert") and f"not loaded: {bad} does not run in litert" in line
     assert "<bytes>" not in "\n".join(report.lines())
 
 
