@@ -361,8 +361,8 @@ def text_with_tokens(count: int, spec: Any, words: Sequence[str]) -> str:
     return text
 
 
-def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words: Sequence[str],
-                      changing: Sequence[str], counts: Sequence[int] = TOKEN_COUNTS, repeats: int = 200,
+def latency_by_tokens(artifact: bytes, static_artifact: bytes | None, spec: Any, words: Sequence[str],
+                      changing: Sequence[str] = (), counts: Sequence[int] = TOKEN_COUNTS, repeats: int = 200,
                       block: int = 10) -> dict[str, Any]:
     """p50 of the int8 artifact on texts of each token count (1 thread, batch 1), beside
     the same body at a static T; and both on ``changing`` texts in turn (the length
@@ -376,10 +376,12 @@ def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words:
 
     Args:
         artifact: the default int8 artifact (token axis follows the text).
-        static_artifact: the same body fused with ``static_tokens=True``.
+        static_artifact: the same body fused with ``static_tokens=True`` (None: no static
+            column; ``static_p50_ms`` is then empty).
         spec: the projection spec.
         words: words to build the texts from.
-        changing: texts run one after another (e.g. the test set).
+        changing: texts run one after another (e.g. the test set; none: no
+            ``changing_lengths``).
         counts: token counts (those above T are left out).
         repeats: timed calls per variant.
         block: calls in a row per variant and turn.
@@ -392,22 +394,35 @@ def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words:
 
     counts = [n for n in counts if n <= spec.max_tokens]
     runs = {name: fixed_batch_runner(interpreter(data, "litert", num_threads=1), 1)
-            for name, data in (("int8", artifact), ("static", static_artifact))}
+            for name, data in (("int8", artifact), ("static", static_artifact)) if data is not None}
     variants = {}
     for n in counts:
         batch = np.array([text_with_tokens(n, spec, words).encode()], dtype=object)
         for name, run in runs.items():
             variants[f"{name}|{n}"] = lambda run=run, batch=batch: run(batch)
     timed = time_variants(variants, repeats=repeats, warmup=2, block=block)
-    batches = [np.array([t.encode()], dtype=object) for t in changing]
-    cycled = {f"changing-{name}": (lambda run=run, i=iter(range(1 << 62)): run(batches[next(i) % len(batches)]))
-              for name, run in runs.items()}
-    timed.update(time_variants(cycled, repeats=repeats, warmup=2, block=block))
     p50 = {n: timed[f"int8|{n}"]["p50_ms"] for n in counts}
-    return {"tokens": counts, "p50_ms": p50, "static_p50_ms": {n: timed[f"static|{n}"]["p50_ms"] for n in counts},
-            "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None,
-            "changing_lengths": {"texts": len(batches), "p50_ms": timed["changing-int8"]["p50_ms"],
-                                 "static_p50_ms": timed["changing-static"]["p50_ms"]}}
+    result = {"tokens": counts, "p50_ms": p50,
+              "static_p50_ms": {n: timed[f"static|{n}"]["p50_ms"] for n in counts if f"static|{n}" in timed},
+              "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None}
+    if changing:
+        batches = [np.array([t.encode()], dtype=object) for t in changing]
+        cycled = {f"changing-{name}": (lambda run=run, i=iter(range(1 << 62)): run(batches[next(i) % len(batches)]))
+                  for name, run in runs.items()}
+        turns = time_variants(cycled, repeats=repeats, warmup=2, block=block)
+        result["changing_lengths"] = {"texts": len(batches), "p50_ms": turns["changing-int8"]["p50_ms"],
+                                      "static_p50_ms": turns.get("changing-static", {}).get("p50_ms")}
+    return result
+
+
+def floor_ms_at(config: dict[str, Any], tokens: float) -> float | None:
+    """The compute floor of ``tokens`` rows: the matmul MACs (:func:`macs_per_utterance`)
+    at the core's int8 peak (:func:`int8_macs_per_cycle`, :func:`measure_clock_ghz`);
+    None when the clock is unknown."""
+    ghz, _ = measure_clock_ghz()
+    per_cycle, _ = int8_macs_per_cycle()
+    at = {**config, "projection": {**config["projection"], "max_tokens": tokens}}
+    return macs_per_utterance(at)["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
 
 
 def op_profile(artifact: bytes, text: str, repeats: int = 300) -> list[dict[str, Any]]:

@@ -143,6 +143,27 @@ def plot_latency(samples: dict[str, list[float]], path: Path, title: str) -> Pat
     return path
 
 
+def plot_latency_by_tokens(p50_ms: dict[int, float], floor_ms: dict[int, float] | None, path: Path,
+                           title: str) -> Path:
+    """p50 per call against the text's token count, with the compute floor as a line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tokens = sorted(p50_ms)
+    ax.plot(tokens, [p50_ms[n] for n in tokens], "o-", label="int8 artifact p50 (1 thread, batch 1)")
+    if floor_ms:
+        ax.plot(tokens, [floor_ms[n] for n in tokens], "--", color="gray", label="compute floor (int8 peak)")
+    ax.set_xlabel("token rows of the text")
+    ax.set_ylabel("milliseconds per call")
+    ax.set_xticks(tokens)
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_bytes(blocks: dict[str, Any], total: int, path: Path, title: str) -> Path:
     """Bytes per block of the artifact (weights per layer, constants, metadata, graph)."""
     plt = _pyplot()
@@ -312,6 +333,22 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
                  *[f"| {k} | {np.percentile(v, 50):.3f} | {np.percentile(v, 95):.3f} |" for k, v in samples.items()],
                  "", "Timed in one process, interleaved, on varied test texts; compare the ratio, not the absolute "
                  "numbers, across machines.", ""]
+
+    from edge_pqrnn.benchmark import floor_ms_at, latency_by_tokens
+
+    log("timing int8 by token count...")
+    by_tokens = latency_by_tokens(data, None, art.spec, " ".join(texts[:50]).split(), repeats=max(20, repeats // 3))
+    config = meta.get("model_config")
+    floors = {n: floor_ms_at(config, n) for n in by_tokens["tokens"]} if config else None
+    floors = floors if floors and None not in floors.values() else None
+    plot_latency_by_tokens(by_tokens["p50_ms"], floors, out / "latency_by_tokens.png",
+                           "Latency against the text's token count")
+    sections += ["## Latency by token count", "", "![latency by tokens](latency_by_tokens.png)", "",
+                 "| tokens | p50 ms | floor ms |", "|---|---|---|",
+                 *[f"| {n} | {by_tokens['p50_ms'][n]:.3f} | " + (f"{floors[n]:.4f} |" if floors else "— |")
+                   for n in by_tokens["tokens"]],
+                 "", "Warm calls in blocks on one interpreter; the floor is the matmul MACs of that many rows at the "
+                 "core's int8 peak.", ""]
 
     info = inspect(data)
     plot_bytes(info["bytes"], len(data), out / "bytes.png", f"Bytes per block ({len(data):,} bytes in all)")

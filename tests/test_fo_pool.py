@@ -143,9 +143,10 @@ def test_surgery_leaves_no_recurrence_chain_in_any_subgraph(built):
         for count in op_counts(artifact):
             assert count[FO_POOL_OP] == 2 * layers, count
             # the recurrence was SUB/UNPACK per step; what is left of MUL/ADD is masking,
-            # the gates and the pooling head (a handful, not T per direction)
+            # the gates, the pooling head and the slot logits' mask and PAD back to T in
+            # the default graph (a handful, not T per direction)
             assert count["SUB"] == 0 and count["UNPACK"] == 0, count
-            assert count["MUL"] <= 8 * layers + 6 and count["ADD"] <= 3, count
+            assert count["MUL"] <= 8 * layers + 6 and count["ADD"] <= 5, count
     assert len(op_counts(bucketed.artifact)) == 2
 
 
