@@ -110,8 +110,8 @@ def text_with_tokens(count: int, spec: Any, words: Sequence[str]) -> str:
     return text
 
 
-def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words: Sequence[str],
-                      changing: Sequence[str], counts: Sequence[int] = TOKEN_COUNTS, repeats: int = 200,
+def latency_by_tokens(artifact: bytes, static_artifact: bytes | None, spec: Any, words: Sequence[str],
+                      changing: Sequence[str] = (), counts: Sequence[int] = TOKEN_COUNTS, repeats: int = 200,
                       block: int = 10) -> dict[str, Any]:
     """p50 of the int8 artifact on texts of each token count (1 thread, batch 1), beside
     the same body at a static T; and both on ``changing`` texts in turn (the length
@@ -125,10 +125,12 @@ def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words:
 
     Args:
         artifact: the default int8 artifact (token axis follows the text).
-        static_artifact: the same body fused with ``static_tokens=True``.
+        static_artifact: the same body fused with ``static_tokens=True`` (None: no static
+            column; ``static_p50_ms`` is then empty).
         spec: the projection spec.
         words: words to build the texts from.
-        changing: texts run one after another (e.g. the test set).
+        changing: texts run one after another (e.g. the test set; none: no
+            ``changing_lengths``).
         counts: token counts (those above T are left out).
         repeats: timed calls per variant.
         block: calls in a row per variant and turn.
@@ -141,22 +143,25 @@ def latency_by_tokens(artifact: bytes, static_artifact: bytes, spec: Any, words:
 
     counts = [n for n in counts if n <= spec.max_tokens]
     runs = {name: fixed_batch_runner(interpreter(data, "litert", num_threads=1), 1)
-            for name, data in (("int8", artifact), ("static", static_artifact))}
+            for name, data in (("int8", artifact), ("static", static_artifact)) if data is not None}
     variants = {}
     for n in counts:
         batch = np.array([text_with_tokens(n, spec, words).encode()], dtype=object)
         for name, run in runs.items():
             variants[f"{name}|{n}"] = lambda run=run, batch=batch: run(batch)
     timed = time_variants(variants, repeats=repeats, warmup=2, block=block)
-    batches = [np.array([t.encode()], dtype=object) for t in changing]
-    cycled = {f"changing-{name}": (lambda run=run, i=iter(range(1 << 62)): run(batches[next(i) % len(batches)]))
-              for name, run in runs.items()}
-    timed.update(time_variants(cycled, repeats=repeats, warmup=2, block=block))
     p50 = {n: timed[f"int8|{n}"]["p50_ms"] for n in counts}
-    return {"tokens": counts, "p50_ms": p50, "static_p50_ms": {n: timed[f"static|{n}"]["p50_ms"] for n in counts},
-            "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None,
-            "changing_lengths": {"texts": len(batches), "p50_ms": timed["changing-int8"]["p50_ms"],
-                                 "static_p50_ms": timed["changing-static"]["p50_ms"]}}
+    result = {"tokens": counts, "p50_ms": p50,
+              "static_p50_ms": {n: timed[f"static|{n}"]["p50_ms"] for n in counts if f"static|{n}" in timed},
+              "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None}
+    if changing:
+        batches = [np.array([t.encode()], dtype=object) for t in changing]
+        cycled = {f"changing-{name}": (lambda run=run, i=iter(range(1 << 62)): run(batches[next(i) % len(batches)]))
+                  for name, run in runs.items()}
+        turns = time_variants(cycled, repeats=repeats, warmup=2, block=block)
+        result["changing_lengths"] = {"texts": len(batches), "p50_ms": turns["changing-int8"]["p50_ms"],
+                                      "static_p50_ms": turns.get("changing-static", {}).get("p50_ms")}
+    return result
 
 
 def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int, teacher: TeacherInvokers,
@@ -260,7 +265,7 @@ def _throughput(artifacts: dict[str, bytes], onnx_names: list[str], dataset: Any
                             for name, row in timed_b.items()}
 
 
-def _compute(config: dict[str, Any], mean_tokens: float, int8_p50_ms: float) -> dict[str, Any]:
+def _compute(config: dict[str, Any], mean_tokens: float, int8_p50_ms: float, in_turn_p50_ms: float) -> dict[str, Any]:
     """MACs per utterance and the floor they set at the core's int8 peak, at T and at the
     test texts' mean token count, beside the measured int8 p50."""
     # Compute floor: matmul MACs vs the core's int8 peak, at T (what a static graph
@@ -276,7 +281,9 @@ def _compute(config: dict[str, Any], mean_tokens: float, int8_p50_ms: float) -> 
                          "int8_macs_per_cycle": per_cycle, "peak_assumption": isa, "floor_ms": floor_ms,
                          "int8_over_floor": int8_p50_ms / floor_ms if floor_ms else None,
                          "text_floor_ms": text_floor_ms,
-                         "int8_over_text_floor": int8_p50_ms / text_floor_ms if text_floor_ms else None}
+                         "int8_over_text_floor": int8_p50_ms / text_floor_ms if text_floor_ms else None,
+                         # warm, the test texts one after another (re-prepares included)
+                         "int8_in_turn_over_text_floor": in_turn_p50_ms / text_floor_ms if text_floor_ms else None}
 
 
 def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
@@ -297,7 +304,8 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
         log(f"floor: {c['floor_ms']:.3f} ms at {c['int8_macs_per_cycle']} MAC/cycle x {c['clock_ghz']:.2f} GHz "
             f"({c['peak_assumption']}; clock: {c['clock_method']}); int8 p50 is {c['int8_over_floor']:.1f}x the floor")
         log(f"text floor: {c['text_floor_ms']:.3f} ms at the test texts' mean {pad['mean_tokens']:.1f} tokens; int8 p50 is "
-            f"{c['int8_over_text_floor']:.1f}x the text floor")
+            f"{c['int8_over_text_floor']:.1f}x the text floor ({c['int8_in_turn_over_text_floor']:.1f}x warm, "
+            "test texts in turn)")
     log(f"padding: texts fill {pad['mean_tokens']:.1f} of T={T} rows on average (p95 {pad['p95_tokens']:.0f}); "
         f"a static-T graph would compute {pad['padded_fraction']:.0%} padding")
     lt = result["latency_by_tokens"]
@@ -421,7 +429,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         artifacts["int8"], static_int8, run.spec, " ".join(test_texts[:50]).split(), test_texts,
         repeats=max(20, repeats // 2))
 
-    result["compute"] = _compute(run.config.to_dict(), float(np.mean(counts)), result["variants"]["int8"]["p50_ms"])
+    result["compute"] = _compute(run.config.to_dict(), float(np.mean(counts)), result["variants"]["int8"]["p50_ms"],
+                                 result["latency_by_tokens"]["changing_lengths"]["p50_ms"])
     result["teacher"] = _teacher_rows(teacher, artifacts["int8"], texts, repeats, run.spec, result["buckets"],
                                       bucketed_artifact, log)
     _log_summary(result, log)

@@ -261,3 +261,88 @@ def peak_memory_mb(artifact: bytes, threads: int = 1, batch: int = 32) -> float 
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             return None
     return (row["peak_kb"] - row["base_kb"]) / 1024
+
+
+def floor_ms_at(config: dict[str, Any], tokens: float) -> float | None:
+    """The compute floor of ``tokens`` rows: the matmul MACs (:func:`macs_per_utterance`)
+    at the core's int8 peak (:func:`int8_macs_per_cycle`, :func:`measure_clock_ghz`);
+    None when the clock is unknown."""
+    ghz, _ = measure_clock_ghz()
+    per_cycle, _ = int8_macs_per_cycle()
+    at = {**config, "projection": {**config["projection"], "max_tokens": tokens}}
+    return macs_per_utterance(at)["matmul"] / (per_cycle * ghz * 1e9) * 1000 if ghz else None
+
+
+def op_profile(artifact: bytes, text: str, repeats: int = 300) -> list[dict[str, Any]]:
+    """Microseconds of each operator of ``artifact`` on ``text``: every operator alone as a
+    one-op model (its inputs as captured in a full run, its constants kept), in ai_edge_litert
+    with XNNPACK and the op delegate, 1 thread; p50 of ``invoke()`` minus that of the
+    cheapest one-op model (the call's own overhead). The interpreter's dispatch between
+    nodes and XNNPACK's fusion of neighbouring nodes are not in it, so the sum is below the
+    whole graph's time.
+
+    Returns:
+        One row per operator in execution order: ``{"index", "op", "shape" (its first
+        output), "us"}``.
+    """
+    import copy
+
+    from ai_edge_litert import interpreter as litert
+
+    from edge_pqrnn.converters.tflite_graph import builtin_of
+    from edge_pqrnn.format import decode_name, load_model, model_bytes, schema
+    from edge_pqrnn.projection.ops import op_library
+
+    s = schema()
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    model = load_model(artifact)
+    graph = model.subgraphs[0]
+    capture = litert.Interpreter(model_content=artifact, experimental_delegates=[litert.load_delegate(op_library())],
+                                 experimental_preserve_all_tensors=True,
+                                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    capture.resize_tensor_input(int(graph.inputs[0]), [1])
+    capture.allocate_tensors()
+    capture.set_tensor(int(graph.inputs[0]), np.array([text.encode()], dtype=object))
+    capture.invoke()
+    values = {}
+    for i in range(len(graph.tensors)):
+        try:
+            values[i] = capture.get_tensor(i)
+        except ValueError:  # no data (e.g. a tensor the run did not need)
+            pass
+
+    def constant(g, t: int) -> bool:
+        data = model.buffers[g.tensors[t].buffer].data if g.tensors[t].buffer else None
+        return data is not None and len(data) > 0
+
+    rows = []
+    for index, op in enumerate(graph.operators):
+        one = copy.deepcopy(model)
+        g = one.subgraphs[0]
+        node = g.operators[index]
+        inputs = [int(t) for t in node.inputs if int(t) >= 0 and not constant(g, int(t))]
+        g.operators, g.inputs, g.outputs = [node], inputs, [int(t) for t in node.outputs]
+        one.signatureDefs, one.metadata = [], []
+        for t in inputs + g.outputs:
+            if t in values:
+                g.tensors[t].shape, g.tensors[t].shapeSignature = list(np.shape(values[t])), None
+        interp = litert.Interpreter(model_content=model_bytes(one), num_threads=1,
+                                    experimental_delegates=[litert.load_delegate(op_library())])
+        interp.allocate_tensors()
+        for t in inputs:
+            interp.set_tensor(t, values[t])
+        for _ in range(20):
+            interp.invoke()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            interp.invoke()
+            samples.append((time.perf_counter() - start) * 1e6)
+        code = builtin_of(model, op)
+        name = decode_name(model.operatorCodes[op.opcodeIndex].customCode) if code == s.BuiltinOperator.CUSTOM else names[code]
+        rows.append({"index": index, "op": name, "shape": [int(d) for d in np.shape(values.get(int(op.outputs[0]), []))],
+                     "us": statistics.median(samples)})
+    overhead = min(r["us"] for r in rows)
+    for r in rows:
+        r["us"] -= overhead
+    return rows

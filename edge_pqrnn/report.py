@@ -143,6 +143,27 @@ def plot_latency(samples: dict[str, list[float]], path: Path, title: str) -> Pat
     return path
 
 
+def plot_latency_by_tokens(p50_ms: dict[int, float], floor_ms: dict[int, float] | None, path: Path,
+                           title: str) -> Path:
+    """p50 per call against the text's token count, with the compute floor as a line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tokens = sorted(p50_ms)
+    ax.plot(tokens, [p50_ms[n] for n in tokens], "o-", label="int8 artifact p50 (1 thread, batch 1)")
+    if floor_ms:
+        ax.plot(tokens, [floor_ms[n] for n in tokens], "--", color="gray", label="compute floor (int8 peak)")
+    ax.set_xlabel("token rows of the text")
+    ax.set_ylabel("milliseconds per call")
+    ax.set_xticks(tokens)
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_bytes(blocks: dict[str, Any], total: int, path: Path, title: str) -> Path:
     """Bytes per block of the artifact (weights per layer, constants, metadata, graph)."""
     plt = _pyplot()
@@ -276,6 +297,36 @@ def _float_side(run_dir: Path, texts: list[str], log: Callable[[str], None]) -> 
     return run, float_logits, float_pred, float_artifact(run_dir)
 
 
+def _latency_by_tokens_section(data: bytes, spec: Any, config: dict[str, Any] | None, texts: list[str], repeats: int,
+                               out: Path) -> list[str]:
+    """p50 of the artifact on texts of 4..64 token rows, with the compute floor of each."""
+    from edge_pqrnn.benchmark import latency_by_tokens
+    from edge_pqrnn.measure import floor_ms_at
+
+    by_tokens = latency_by_tokens(data, None, spec, " ".join(texts[:50]).split(), repeats=max(20, repeats // 3))
+    floors = {n: floor_ms_at(config, n) for n in by_tokens["tokens"]} if config else None
+    floors = floors if floors and None not in floors.values() else None
+    plot_latency_by_tokens(by_tokens["p50_ms"], floors, out / "latency_by_tokens.png",
+                           "Latency against the text's token count")
+    return ["## Latency by token count", "", "![latency by tokens](latency_by_tokens.png)", "",
+            "| tokens | p50 ms | floor ms |", "|---|---|---|",
+            *[f"| {n} | {by_tokens['p50_ms'][n]:.3f} | " + (f"{floors[n]:.4f} |" if floors else "— |")
+              for n in by_tokens["tokens"]],
+            "", "Warm calls in blocks on one interpreter; the floor is the matmul MACs of that many rows at the "
+            "core's int8 peak.", ""]
+
+
+def _metrics_table(gold: list[str], int8_pred: list[str], float_pred: list[str] | None) -> list[str]:
+    """Intent accuracy of int8 (and float, and their agreement) as a Markdown table."""
+    acc8 = float(np.mean([g == p for g, p in zip(gold, int8_pred)]))
+    rows = [("int8 intent accuracy", f"{acc8:.4f}")]
+    if float_pred is not None:
+        accf = float(np.mean([g == p for g, p in zip(gold, float_pred)]))
+        agree = float(np.mean([a == b for a, b in zip(int8_pred, float_pred)]))
+        rows += [("float intent accuracy", f"{accf:.4f}"), ("intent agreement int8 vs float", f"{agree:.4f}")]
+    return ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
+
+
 def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, reference: str | os.PathLike | None = None,
                  repeats: int = 300, log: Callable[[str], None] = print) -> Path:
     """Write ``report.md`` and its PNGs for a run directory or an artifact.
@@ -326,13 +377,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
     sections = [f"# edge-pqrnn report: {name}", "",
                 f"Dataset `{dataset.name}`, {len(examples)} held-out examples; artifact {len(data):,} bytes, "
                 f"scheme `{meta.get('scheme')}`, T={art.spec.max_tokens}, F={art.spec.feature_size}.", ""]
-    acc8 = float(np.mean([g == p for g, p in zip(gold, int8_pred)]))
-    rows = [("int8 intent accuracy", f"{acc8:.4f}")]
-    if float_pred is not None:
-        accf = float(np.mean([g == p for g, p in zip(gold, float_pred)]))
-        agree = float(np.mean([a == b for a, b in zip(int8_pred, float_pred)]))
-        rows += [("float intent accuracy", f"{accf:.4f}"), ("intent agreement int8 vs float", f"{agree:.4f}")]
-    sections += ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
+    sections += _metrics_table(gold, int8_pred, float_pred)
 
     log("plotting...")
     plot_confusion(gold, int8_pred, out / "confusion.png", f"Intent confusion, int8 artifact ({dataset.name} test)")
@@ -343,11 +388,15 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
     log(f"timing {', '.join(artifacts)} ({repeats} calls each)...")
     sections += _latency_section(artifacts, texts[:50], repeats, out)
 
+    log("timing int8 by token count...")
+    sections += _latency_by_tokens_section(data, art.spec, meta.get("model_config"), texts, repeats, out)
+
     info = inspect(data)
     plot_bytes(info["bytes"], len(data), out / "bytes.png", f"Bytes per block ({len(data):,} bytes in all)")
     sections += ["## Bytes per block", "", "![bytes](bytes.png)", ""]
 
     if float_pred is not None and run is not None:
+        agree = float(np.mean([a == b for a, b in zip(int8_pred, float_pred)]))
         sections += _agreement_section(gold, int8_pred, float_pred, int8_logits, float_logits, agree, out)
     else:
         sections += ["## Agreement with float", "",

@@ -105,3 +105,17 @@ def test_latency_by_tokens_times_each_count_up_to_t_beside_the_static_graph(buil
     assert all(ms > 0 for ms in [*result["p50_ms"].values(), *result["static_p50_ms"].values()])
     assert result["p50_64_over_8"] == pytest.approx(result["p50_ms"][16] / result["p50_ms"][8])
     assert result["changing_lengths"]["texts"] == 7 and result["changing_lengths"]["p50_ms"] > 0
+
+
+def test_op_profile_times_every_operator_at_the_texts_rows(built):
+    from edge_pqrnn.measure import op_profile
+    from edge_pqrnn.converters.tflite_fuse import _load
+
+    run = load_run(built.run_dir)
+    text = "flights to boston"  # 3 words + EOS: 4 rows
+    rows = op_profile(built.artifact, text, repeats=5)
+    assert [r["index"] for r in rows] == list(range(len(_load(built.artifact).subgraphs[0].operators)))
+    assert rows[0]["op"] == "EdgePqrnnProjection"
+    assert rows[0]["shape"] == [1, 4, run.spec.feature_size]  # the default artifact computes 4 rows, not T
+    assert min(r["us"] for r in rows) == 0 and all(r["us"] >= 0 for r in rows)
+    assert {"FULLY_CONNECTED", "CONV_2D", "EdgePqrnnFoPool"} <= {r["op"] for r in rows}

@@ -19,10 +19,16 @@ def test_per_label_scores():
 def test_report_for_an_artifact_with_reference(built, tmp_path):
     path = build_report(built.path, tmp_path / "rep", reference=built.run_dir, repeats=5, log=lambda _: None)
     text = path.read_text()
-    for image in ("confusion.png", "per_intent.png", "latency.png", "bytes.png", "agreement.png"):
+    for image in ("confusion.png", "per_intent.png", "latency.png", "latency_by_tokens.png", "bytes.png",
+                  "agreement.png"):
         assert f"]({image})" in text
         assert (tmp_path / "rep" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "intent agreement int8 vs float" in text
+    # latency against token counts up to the fixture's T=16, each with its floor
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line.count("|") == 4
+            and line.split("|")[1].strip().isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == [4, 8, 16]
+    assert all(float(r.split("|")[3]) > 0 for r in rows)
     for intent in {ex.intent for ex in built.dataset.test}:
         assert f"| {intent} |" in text
 

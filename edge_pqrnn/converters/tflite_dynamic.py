@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from edge_pqrnn.converters.tflite_graph import (add_int32_constant, add_tensor, builtin_of, drop_dead_operators,
-                                              drop_unused_tensors, empty_orphan_buffers, int32_constant, operator)
+                                              drop_unused_tensors, empty_orphan_buffers, int32_constant, operator,
+                                              per_tensor_int8)
 from edge_pqrnn.errors import ArtifactError
 from edge_pqrnn.format import PROJECTION_OP, decode_name, schema
 from edge_pqrnn.projection.ops import op_options_bytes
@@ -25,22 +26,16 @@ def unrolled_over_tokens(model, spec: ProjectionSpec) -> bool:
                for op in model.subgraphs[0].operators)
 
 
-def dynamic_tokens(model, spec: ProjectionSpec) -> int:
-    """Pass 1b (see the module doc), on the first subgraph. Returns how many operators
-    were rewritten.
+def _resize_projection_outputs(model, graph, spec: ProjectionSpec) -> None:
+    """The projection op gets the ``dynamic_tokens`` option and its features, mask and
+    pool_weights a -1 token axis.
 
     Raises:
-        ArtifactError: a constant shape or slice bound the pass does not know pins the
-            token axis to T (the body would fail on shorter texts), or the recurrence is
-            unrolled over T (:func:`unrolled_over_tokens`).
+        ArtifactError: the first operator is not the projection, or the recurrence is
+            unrolled over T.
     """
     from flatbuffers import flexbuffers
 
-    s = schema()
-    B = s.BuiltinOperator
-    T = spec.max_tokens
-    graph = model.subgraphs[0]
-    changed = 0
     projection = graph.operators[0]
     if decode_name(model.operatorCodes[projection.opcodeIndex].customCode) != PROJECTION_OP:
         raise ArtifactError("dynamic_tokens runs after prepend_projection (the projection op comes first)")
@@ -53,6 +48,23 @@ def dynamic_tokens(model, spec: ProjectionSpec) -> int:
         tensor = graph.tensors[int(index)]
         tensor.shapeSignature = [-1 if i == 1 else (list(tensor.shapeSignature)[i] if tensor.shapeSignature is not None
                                                     else d) for i, d in enumerate(tensor.shape)]
+
+
+def dynamic_tokens(model, spec: ProjectionSpec) -> int:
+    """Pass 1b (see the module doc), on the first subgraph. Returns how many operators
+    were rewritten.
+
+    Raises:
+        ArtifactError: a constant shape or slice bound the pass does not know pins the
+            token axis to T (the body would fail on shorter texts), or the recurrence is
+            unrolled over T (:func:`unrolled_over_tokens`).
+    """
+    s = schema()
+    B = s.BuiltinOperator
+    T = spec.max_tokens
+    graph = model.subgraphs[0]
+    changed = 0
+    _resize_projection_outputs(model, graph, spec)
     reshapes_of = {int(op.inputs[1]): op for op in graph.operators
                    if builtin_of(model, op) == B.RESHAPE and len(op.inputs) > 1}
     for i, op in enumerate(graph.operators):
@@ -73,7 +85,14 @@ def dynamic_tokens(model, spec: ProjectionSpec) -> int:
             # a RESHAPE's new shape packed from scalars, one of them the constant T
             values = [int32_constant(model, graph, t) for t in inputs]
             pinned = [k for k, v in enumerate(values) if v is not None and v.size == 1 and int(v.reshape(-1)[0]) == T]
-            if pinned:
+            reshape = reshapes_of[int(op.outputs[0])]
+            unit_axis = _unit_axis_op(model, graph, int(reshape.inputs[0]), int(reshape.outputs[0])) if pinned else None
+            if unit_axis is not None:
+                # the mask's [B, T] -> [B, T, 1]: an EXPAND_DIMS (a -1 could not be
+                # resolved in an empty batch); the PACK and what fed it are dropped below
+                graph.operators[graph.operators.index(reshape)] = unit_axis
+                changed += 1
+            elif pinned:
                 if len(pinned) != 1 or any(v is not None and int(v.reshape(-1)[0]) == -1 for v in values):
                     raise ArtifactError(f"operator {i} (PACK) builds a shape with T={T} the token axis cannot be "
                                         "freed from")
@@ -94,6 +113,7 @@ def dynamic_tokens(model, spec: ProjectionSpec) -> int:
                                     f"the token axis to T={T}")
             graph.operators[i] = replacement
             changed += 1
+    drop_dead_operators(graph)  # shape arithmetic that fed a RESHAPE now an EXPAND_DIMS
     changed += _fully_connected_keep_dims(model, graph)
     changed += _pad_slots_to_max_tokens(model, graph, T, int(graph.operators[0].outputs[1]))
     empty_orphan_buffers(model)
@@ -106,10 +126,22 @@ def _shape_free_reshape(model, graph, op, max_tokens: int) -> Any | None:
     gate convolution and the mask; a fixed-batch body has these as RESHAPEs to [1, 1,
     T + 2, C]), else the RESHAPE with -1 in place of T when that is its only unknown
     dimension; None when neither fits."""
-    s = schema()
-    B = s.BuiltinOperator
     x, out = int(op.inputs[0]), int(op.outputs[0])
     new_shape = int32_constant(model, graph, int(op.inputs[1])).tolist()
+    unit_axis = _unit_axis_op(model, graph, x, out)
+    if unit_axis is not None:
+        return unit_axis
+    if -1 in new_shape or new_shape.count(max_tokens) != 1 or not graph.tensors[out].shape:
+        return None
+    new_shape[new_shape.index(max_tokens)] = -1
+    return operator(model, schema().BuiltinOperator.RESHAPE, [x, add_int32_constant(model, graph, new_shape)], [out])
+
+
+def _unit_axis_op(model, graph, x: int, out: int) -> Any | None:
+    """A SQUEEZE or EXPAND_DIMS from ``x`` to ``out`` when their shapes differ by one axis
+    of 1 (not the batch axis), else None."""
+    s = schema()
+    B = s.BuiltinOperator
     in_shape, out_shape = list(graph.tensors[x].shape), list(graph.tensors[out].shape)
     # never axis 0: the batch, whose 1 in a dynamic-batch body's shape is only a placeholder
     for axis in range(1, len(out_shape)):
@@ -123,10 +155,7 @@ def _shape_free_reshape(model, graph, op, max_tokens: int) -> Any | None:
                 == in_shape:
             return operator(model, B.EXPAND_DIMS, [x, add_int32_constant(model, graph, np.int32(axis))], [out],
                              s.BuiltinOptions.ExpandDimsOptions, s.ExpandDimsOptionsT())
-    if -1 in new_shape or new_shape.count(max_tokens) != 1 or not out_shape:
-        return None
-    new_shape[new_shape.index(max_tokens)] = -1
-    return operator(model, B.RESHAPE, [x, add_int32_constant(model, graph, new_shape)], [out])
+    return None
 
 
 def _fully_connected_keep_dims(model, graph) -> int:
@@ -172,11 +201,17 @@ def _fully_connected_keep_dims(model, graph) -> int:
 
 
 def _pad_slots_to_max_tokens(model, graph, max_tokens: int, mask: int) -> int:
-    """Each rank-3 graph output (the slot logits [B, n, tags]) is multiplied by the
-    projection's float ``mask`` [B, n] (rows past each text become exactly 0, as they
-    would if the text ran alone; valid rows are multiplied by 1.0, unchanged) and PADded
-    back to T rows: the outputs keep their shape [B, T, tags]. Returns how many operators
-    were added."""
+    """Before the DEQUANTIZE of each rank-3 graph output (the slot logits [B, n, tags]):
+    rows where the projection's float ``mask`` is 0 (past each text) become the zero point
+    (SELECT: valid rows keep their bits; padding dequantizes to exactly +0.0, as when the
+    text runs alone), then a PAD back to T rows. The outputs keep their shape [B, T, tags]
+    and stay the DEQUANTIZE's, which the runtime allocates even for an empty batch (a PAD
+    with runtime paddings leaves an empty output without data). Returns how many
+    operators were added.
+
+    Raises:
+        ArtifactError: a rank-3 output that is not dequantized from int8.
+    """
     s = schema()
     B = s.BuiltinOperator
     added = 0
@@ -185,27 +220,29 @@ def _pad_slots_to_max_tokens(model, graph, max_tokens: int, mask: int) -> int:
         producer = next((i for i, op in enumerate(graph.operators) if output in [int(t) for t in op.outputs]), None)
         if len(shape) != 3 or producer is None:
             continue
-        op = graph.operators[producer]
-        rows = add_tensor(graph, shape, like=output)
-        op.outputs = [rows if int(t) == output else int(t) for t in op.outputs]
-        new_ops = []
-        if graph.tensors[output].type == s.TensorType.FLOAT32:
-            mask3, masked, zeroed = (add_tensor(graph, shape[:2] + [1], like=mask), add_tensor(graph, shape, like=output),
-                                     add_tensor(graph, shape, like=output))
-            zero = add_tensor(graph, [], like=output)
-            buf = s.BufferT()
-            buf.data = list(np.float32(0.0).tobytes())
-            model.buffers.append(buf)
-            graph.tensors[zero].buffer = len(model.buffers) - 1
-            new_ops += [
-                operator(model, B.EXPAND_DIMS, [mask, add_int32_constant(model, graph, np.int32(2))], [mask3],
-                          s.BuiltinOptions.ExpandDimsOptions, s.ExpandDimsOptionsT()),
-                operator(model, B.MUL, [rows, mask3], [masked], s.BuiltinOptions.MulOptions, s.MulOptionsT()),
-                # + 0.0 turns the -0.0 of a negative row times 0 into +0.0: the same bits
-                # whatever rows the batch computed (valid rows never hold -0.0)
-                operator(model, B.ADD, [masked, zero], [zeroed], s.BuiltinOptions.AddOptions, s.AddOptionsT()),
-            ]
-            rows = zeroed
+        dequantize = graph.operators[producer]
+        if builtin_of(model, dequantize) != B.DEQUANTIZE or not per_tensor_int8(graph, int(dequantize.inputs[0])):
+            raise ArtifactError("the slot logits are not dequantized from per-tensor int8: only an int8 body's "
+                                "token axis can follow the text")
+        x = int(dequantize.inputs[0])
+        quant = graph.tensors[x].quantization
+        zero = s.TensorT()
+        zero.name, zero.type, zero.shape, zero.quantization = "", s.TensorType.INT8, [1], quant
+        buf = s.BufferT()
+        buf.data = list(np.int8(quant.zeroPoint[0]).tobytes())
+        model.buffers.append(buf)
+        zero.buffer = len(model.buffers) - 1
+        graph.tensors.append(zero)
+        zero = len(graph.tensors) - 1
+        threshold = add_tensor(graph, [], like=mask)
+        buf = s.BufferT()
+        buf.data = list(np.float32(0.0).tobytes())
+        model.buffers.append(buf)
+        graph.tensors[threshold].buffer = len(model.buffers) - 1
+        valid, valid3, kept, padded = (add_tensor(graph, shape[:2]), add_tensor(graph, shape[:2] + [1]),
+                                       add_tensor(graph, shape, like=x), add_tensor(graph, shape, like=x))
+        for t in (valid, valid3):
+            graph.tensors[t].type = s.TensorType.BOOL
         # paddings [[0, 0], [0, T - n], [0, 0]] from the runtime shape [B, n, tags]
         dims, minus_n, paddings_column, paddings = (add_tensor(graph, [3]), add_tensor(graph, [3]),
                                                     add_tensor(graph, [3]), add_tensor(graph, [3, 2]))
@@ -213,16 +250,22 @@ def _pad_slots_to_max_tokens(model, graph, max_tokens: int, mask: int) -> int:
         shape_options.outType = s.TensorType.INT32
         pack_options = s.PackOptionsT()
         pack_options.valuesCount, pack_options.axis = 2, 1
-        new_ops += [
-            operator(model, B.SHAPE, [rows], [dims], s.BuiltinOptions.ShapeOptions, shape_options),
+        graph.operators[producer:producer] = [
+            operator(model, B.GREATER, [mask, threshold], [valid], s.BuiltinOptions.GreaterOptions,
+                      s.GreaterOptionsT()),
+            operator(model, B.EXPAND_DIMS, [valid, add_int32_constant(model, graph, np.int32(2))], [valid3],
+                      s.BuiltinOptions.ExpandDimsOptions, s.ExpandDimsOptionsT()),
+            operator(model, B.SELECT_V2, [valid3, x, zero], [kept], s.BuiltinOptions.SelectV2Options,
+                      s.SelectV2OptionsT()),
+            operator(model, B.SHAPE, [kept], [dims], s.BuiltinOptions.ShapeOptions, shape_options),
             operator(model, B.MUL, [dims, add_int32_constant(model, graph, [0, -1, 0])], [minus_n],
                       s.BuiltinOptions.MulOptions, s.MulOptionsT()),
             operator(model, B.ADD, [minus_n, add_int32_constant(model, graph, [0, max_tokens, 0])],
                       [paddings_column], s.BuiltinOptions.AddOptions, s.AddOptionsT()),
             operator(model, B.PACK, [add_int32_constant(model, graph, [0, 0, 0]), paddings_column], [paddings],
                       s.BuiltinOptions.PackOptions, pack_options),
-            operator(model, B.PAD, [rows, paddings], [output], s.BuiltinOptions.PadOptions, s.PadOptionsT()),
+            operator(model, B.PAD, [kept, paddings], [padded], s.BuiltinOptions.PadOptions, s.PadOptionsT()),
         ]
-        graph.operators[producer + 1:producer + 1] = new_ops
-        added += len(new_ops)
+        dequantize.inputs = [padded]
+        added += 8
     return added

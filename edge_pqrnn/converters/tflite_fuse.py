@@ -35,9 +35,9 @@ they share; :func:`fuse` is the one ordered list.
    bound ``xp[:, :T + pad]`` counts from the end, RESHAPEs that add or drop an axis of 1
    become EXPAND_DIMS / SQUEEZE, a shape packed with the constant T gets -1, a
    FULLY_CONNECTED between flattening RESHAPEs reads the sequence with keep_num_dims
-   (the runtime shape ops that fed the RESHAPEs go too); the slot logits are masked
-   (rows past each text are 0, as when it runs alone) and PADded back to [B, T, tags],
-   so the outputs keep their shapes. Valid rows are bit-identical to the static graph: padded
+   (the runtime shape ops that fed the RESHAPEs go too); before their DEQUANTIZE the
+   slot logits' rows past each text become the zero point (+0.0, as when it runs alone)
+   and are PADded back to [B, T, tags], so the outputs keep their shapes. Valid rows are bit-identical to the static graph: padded
    steps are exact zeros either way (masking, f=1 carry, zero-point padding).
 2. ``write_signature``: ``serving_default`` with input ``text`` and outputs
    ``intent_logits``, ``slot_logits`` (when present), ``num_tokens``.

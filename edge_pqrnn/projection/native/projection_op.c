@@ -521,7 +521,9 @@ static TfLiteStatus invoke_node(TfLiteContext* context, const node_info* info) {
       return report_op(context, kProjection, "corrupt STRING offsets");
   }
   pqrnn_options options = info->options;
-  if (info->dynamic_tokens) {
+  /* An empty batch keeps the T rows Prepare gave it: nothing is computed either way, and
+   * XNNPACK fails to reshape a convolution to a batch of 0. */
+  if (info->dynamic_tokens && B > 0) {
     /* The rows of the longest text (each text fits in them exactly as in T rows: no
      * truncation below T happens), rounded up to a multiple of ROWS_GRANULE (at most T):
      * texts of similar length then share a shape, and a shape change re-prepares every
