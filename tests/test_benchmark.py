@@ -109,7 +109,7 @@ def test_latency_by_tokens_times_each_count_up_to_t_beside_the_static_graph(buil
 
 def test_op_profile_times_every_operator_at_the_texts_rows(built):
     from edge_pqrnn.measure import op_profile
-    from edge_pqrnn.converters.tflite_fuse import _load
+    from edge_pqrnn.format import load_model as _load
 
     run = load_run(built.run_dir)
     text = "flights to boston"  # 3 words + EOS: 4 rows

@@ -151,9 +151,10 @@ def test_surgery_leaves_no_recurrence_chain_in_any_subgraph(built):
 
 
 def test_float_body_is_left_alone(built):
-    from edge_pqrnn.converters.tflite_fuse import _load, fuse_fo_pooling
+    from edge_pqrnn.converters.tflite_fuse import fuse_fo_pooling
+    from edge_pqrnn.format import load_model as _load
     from edge_pqrnn.quant import convert
-    from edge_pqrnn.train import load_run
+    from edge_pqrnn.run import load_run
 
     run = load_run(built.run_dir)
     body = convert(run.model, run.spec, [], scheme="float")

@@ -155,7 +155,8 @@ MESSAGE_PHRASES = [
 def test_every_message_is_in_the_code_and_in_troubleshooting():
     code = "".join((ROOT / "edge_pqrnn" / name).read_text()
                    for name in ("artifact.py", "artifact_checks.py", "artifact_graph.py", "onnx_artifact.py", "validate.py",
-                                "format.py", "converters/tflite_fuse.py", "_io.py"))
+                                "format.py", "converters/tflite_fuse.py", "_io.py", "runtimes/tflite.py",
+                                "runtimes/onnxruntime.py"))
     docs = (ROOT / "docs" / "troubleshooting.md").read_text()
     flat_code = re.sub(r'"\s*\n\s*f?"', "", code)  # join implicitly concatenated string literals
     for phrase in MESSAGE_PHRASES:
