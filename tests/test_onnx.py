@@ -318,3 +318,28 @@ def test_inspect_describes_an_onnx(float_onnx):
     assert info["ops"]["custom"] == {f"{OP_DOMAIN}.EdgePqrnnProjection": 1}
     assert info["metadata"]["hash_ok"] and info["problems"] == []
     assert [i["name"] for i in info["signatures"]["graph"]["inputs"]] == [TEXT_INPUT]
+
+
+def test_one_onnx_artifact_shared_by_threads_gives_single_thread_bits(float_onnx):
+    # The OnnxArtifact shares one session (onnxruntime's run is thread-safe): checked
+    # like the .tflite pool in tests/test_concurrency.py, on a smaller count.
+    import threading
+
+    batches = [TEXTS[i : i + 1 + i % 3] for i in range(len(TEXTS))]
+    with OnnxArtifact.load(float_onnx) as model:
+        expected = [model.run(batch) for batch in batches]
+        failures: list[str] = []
+
+        def worker(index: int) -> None:
+            for call in range(200):
+                b = (index + call) % len(batches)
+                out = model.run(batches[b])
+                if any(not np.array_equal(out[k], v) for k, v in expected[b].items()):
+                    failures.append(f"thread {index} call {call}")
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    assert failures == []
