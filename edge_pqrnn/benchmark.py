@@ -490,9 +490,10 @@ def op_profile(artifact: bytes, text: str, repeats: int = 300) -> list[dict[str,
             interp.invoke()
             samples.append((time.perf_counter() - start) * 1e6)
         code = _builtin(model, op)
-        name = _name(model.operatorCodes[op.opcodeIndex].customCode) if code == s.BuiltinOperator.CUSTOM else names[code]
-        rows.append({"index": index, "op": name, "shape": [int(d) for d in np.shape(values.get(int(op.outputs[0]), []))],
-                     "us": statistics.median(samples)})
+        custom = code == s.BuiltinOperator.CUSTOM
+        name = _name(model.operatorCodes[op.opcodeIndex].customCode) if custom else names[code]
+        shape = [int(d) for d in np.shape(values.get(int(op.outputs[0]), []))]
+        rows.append({"index": index, "op": name, "shape": shape, "us": statistics.median(samples)})
     overhead = min(r["us"] for r in rows)
     for r in rows:
         r["us"] -= overhead
@@ -626,8 +627,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
     Returns:
         ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding",
-        "latency_by_tokens", "teacher", "onnx", "buckets"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
-        the int8 .tflite.
+        "latency_by_tokens", "teacher", "onnx", "buckets"}``; ratios
+        ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with the int8 .tflite.
 
     Raises:
         ConfigError: ``onnx=True`` without the ONNX packages.
