@@ -384,8 +384,8 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
     Returns:
         ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding",
-        "latency_by_tokens", "teacher", "onnx", "buckets"}``; ratios ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with
-        the int8 .tflite.
+        "latency_by_tokens", "teacher", "onnx", "buckets"}``; ratios
+        ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with the int8 .tflite.
 
     Raises:
         ConfigError: ``onnx=True`` without the ONNX packages.

@@ -200,6 +200,7 @@ def _summary(metadata: dict[str, Any] | None, data: bytes) -> dict[str, Any] | N
         "dataset": metadata.get("dataset"),
         "scheme": metadata.get("scheme"),
         "portable_kernels": bool(metadata.get("portable_kernels", False)),
+        "dynamic_tokens": bool(metadata.get("dynamic_tokens", False)),
         "intents": count("intents"),
         "tags": count("tags"),
         "slot_types": count("slot_types"),
@@ -327,7 +328,9 @@ def render(info: dict[str, Any]) -> str:
         lines.append("\nmetadata")
         lines.append(f"  format {meta['format']}, toolkit {meta['toolkit_version']}, dataset {meta['dataset']}, "
                      f"scheme {meta['scheme']}"
-                     + (", portable kernels (EdgePqrnnIntMatMul)" if meta.get("portable_kernels") else ""))
+                     + (", portable kernels (EdgePqrnnIntMatMul)" if meta.get("portable_kernels") else "")
+                     + (", computes the rows of the longest text (dynamic tokens)" if meta.get("dynamic_tokens")
+                        else ", computes all T rows"))
         lines.append(f"  labels: {meta['intents']} intents, {meta['tags']} tags, {meta['slot_types']} slot types")
         lines.append("  projection: " + ", ".join(f"{k}={v}" for k, v in p.items()))
         lines.append("  model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))

@@ -52,6 +52,7 @@ def test_metadata_summary(info, built):
     assert (meta["intents"], meta["tags"], meta["slot_types"]) == (3, 9, 4)
     assert meta["projection"] == artifact_fixtures.SPEC.to_dict()
     assert meta["model_config"]["state"] == 24 and "projection" not in meta["model_config"]
+    assert meta["dynamic_tokens"] is True and meta["portable_kernels"] is False  # the default export
 
 
 def test_bytes_per_block_add_up_and_name_the_layers(info, built):

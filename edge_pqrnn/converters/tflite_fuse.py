@@ -27,18 +27,20 @@ they share; :func:`fuse` is the one ordered list.
    first, writing into the body's three input tensors; add the ``num_tokens`` output.
    (First, because the later passes rewrite the signature it creates.)
 1b. ``dynamic_tokens`` (the default; ``static_tokens=True`` skips it, and a float body,
-   whose recurrence stays unrolled over T, and a portable one never get it): the projection op gets the
-   option ``dynamic_tokens`` and sizes features, mask and pool_weights to the rows of the
-   batch's longest text (n <= T) at invoke time; the runtime re-prepares the nodes after
-   it when n changed since the last call (XNNPACK reshapes its subgraph), so the body
-   computes n rows, not T. The constants that pinned the token axis are freed: the slice
-   bound ``xp[:, :T + pad]`` counts from the end, RESHAPEs that add or drop an axis of 1
-   become EXPAND_DIMS / SQUEEZE, a shape packed with the constant T gets -1, a
-   FULLY_CONNECTED between flattening RESHAPEs reads the sequence with keep_num_dims
-   (the runtime shape ops that fed the RESHAPEs go too); before their DEQUANTIZE the
-   slot logits' rows past each text become the zero point (+0.0, as when it runs alone)
-   and are PADded back to [B, T, tags], so the outputs keep their shapes. Valid rows are bit-identical to the static graph: padded
-   steps are exact zeros either way (masking, f=1 carry, zero-point padding).
+   whose recurrence stays unrolled over T, and a portable one never get it): the
+   projection op gets the option ``dynamic_tokens`` and sizes features, mask and
+   pool_weights to the rows of the batch's longest text (n <= T, rounded up to a multiple
+   of 4) at invoke time; the runtime re-prepares the nodes after it when n changed since
+   the last call (XNNPACK reshapes its subgraphs), so the body computes n rows, not T.
+   The constants that pinned the token axis are freed: the slice bound ``xp[:, :T + pad]``
+   counts from the end, RESHAPEs that add or drop an axis of 1 become EXPAND_DIMS /
+   SQUEEZE, a shape packed with the constant T gets -1; a FULLY_CONNECTED between
+   flattening RESHAPEs reads the sequence with keep_num_dims (the runtime shape ops that
+   fed the RESHAPEs go too); before their DEQUANTIZE the slot logits' rows past each text
+   become the zero point (+0.0, as when the text runs alone) and are PADded back to
+   [B, T, tags], so the outputs keep their shapes. Valid rows are bit-identical to the
+   static graph: padded steps are exact zeros either way (masking, f=1 carry, zero-point
+   padding).
 2. ``write_signature``: ``serving_default`` with input ``text`` and outputs
    ``intent_logits``, ``slot_logits`` (when present), ``num_tokens``.
 3. ``strip_names``: drop internal tensor names (a third of an unrolled body's bytes).
