@@ -49,7 +49,7 @@ from edge_pqrnn.artifact import (INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, 
                                  OpLibraryMissingError, check_outputs, metadata_contents, read_source,
                                  runtime_failure)
 from edge_pqrnn.converters.tflite_fuse import HASH_FIELD, hash_problem, seal
-from edge_pqrnn.errors import ArtifactError, ConfigError, OpLibraryError
+from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError, OpLibraryError
 from edge_pqrnn.evaluate import Labels
 from edge_pqrnn.projection.ops import OUTPUT_NAMES
 from edge_pqrnn.projection.spec import OP_NAME, ProjectionSpec
@@ -526,9 +526,10 @@ class OnnxArtifact(Artifact):
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             artifact = cls(data, name, metadata, session)
             artifact.run([""])
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"{name} does not run in onnxruntime ({first[:160]}): {_EXPORT_AGAIN}") from exc
+        except EdgePqrnnError:
+            raise
+        except Exception as exc:  # onnxruntime's own errors (graph, kernels...)
+            raise runtime_failure(name, RUNTIME, exc, _EXPORT_AGAIN) from exc
         return artifact
 
     @property
@@ -575,8 +576,8 @@ class OnnxArtifact(Artifact):
                 raise ValueError(f"outputs shaped {({k: v.shape for k, v in merged.items()})}, expected "
                                  f"{({k: v.shape for k, v in expected.items()})}")
         except Exception as exc:  # onnxruntime's own errors, or outputs of another shape
-            raise runtime_failure(self.name, self.runtime, exc) from exc
-        check_outputs(self.name, self.runtime, merged, self.spec.max_tokens)
+            raise runtime_failure(self.name, self.runtime, exc, _EXPORT_AGAIN) from exc
+        check_outputs(self.name, self.runtime, merged, self.spec.max_tokens, _EXPORT_AGAIN)
         return merged
 
 
