@@ -245,7 +245,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
         from edge_pqrnn.artifact import read_source
 
         data, name = read_source(source, source.name)
-    art = Artifact.load(data)
+    art = Artifact.load(data, name=name)
     meta = art.metadata
     dataset = load_dataset(meta.get("dataset") or "")
     examples = dataset.test or dataset.dev
