@@ -155,13 +155,14 @@ def _original_offsets(text: str) -> list[int] | None:
     return [i for i, ch in enumerate(text) if not "\ud800" <= ch <= "\udfff"]
 
 
-def runtime_failure(name: str, runtime: str, exc: BaseException) -> ArtifactError:
+def runtime_failure(name: str, runtime: str, exc: BaseException, export_again: str = _EXPORT_AGAIN) -> ArtifactError:
     """A runtime's own error (invoke, allocation, shapes) as one line naming the file."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ArtifactError(f"{name} does not run in {runtime} ({first[:200]}): {_EXPORT_AGAIN}")
+    return ArtifactError(f"{name} does not run in {runtime} ({first[:200]}): {export_again}")
 
 
-def check_outputs(name: str, runtime: str, out: dict[str, np.ndarray], max_tokens: int) -> None:
+def check_outputs(name: str, runtime: str, out: dict[str, np.ndarray], max_tokens: int,
+                  export_again: str = _EXPORT_AGAIN) -> None:
     """Refuse outputs that no intact artifact gives: non-finite logits, token counts
     outside [0, T] (what a file with damaged quantization or shapes can produce).
 
@@ -171,11 +172,11 @@ def check_outputs(name: str, runtime: str, out: dict[str, np.ndarray], max_token
     for key, value in out.items():
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise ArtifactError(f"{name} gives non-finite {key} in {runtime} (damaged quantization parameters or "
-                                f"weights): the file is corrupted: {_EXPORT_AGAIN}")
+                                f"weights): the file is corrupted: {export_again}")
     counts = out.get(NUM_TOKENS_OUTPUT)
     if counts is not None and len(counts) and not ((counts >= 0) & (counts <= max_tokens)).all():
         raise ArtifactError(f"{name} gives token counts outside [0, {max_tokens}] in {runtime}: the file is "
-                            f"corrupted: {_EXPORT_AGAIN}")
+                            f"corrupted: {export_again}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -275,8 +276,7 @@ class Artifact:
         except EdgePqrnnError:
             raise
         except Exception as exc:  # the runtime's own errors (allocation, unresolved op...)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"{name} does not run in {runtime} ({first}): {_EXPORT_AGAIN}") from exc
+            raise runtime_failure(name, runtime, exc) from exc
         return artifact
 
     def __enter__(self) -> "Artifact":

@@ -58,6 +58,11 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {missing}", err=True)
             sys.exit(2)
+        except OSError as exc:  # a path the system refuses: bad input too (exit 2, one line)
+            from edge_pqrnn.cli_artifact import os_error_line
+
+            click.echo(f"error: {os_error_line(exc)}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -40,8 +40,17 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except EdgePqrnnError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_ERROR)
+        except OSError as exc:  # a path the system refuses (an output folder that cannot exist...)
+            click.echo(f"error: {os_error_line(exc)}", err=True)
+            sys.exit(EXIT_ERROR)
 
     return wrapper
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the path and the system's reason, and what to check."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc} (check the path and its permissions)"
 
 
 def _runtimes(choices: tuple[str, ...]) -> tuple[str, ...]:

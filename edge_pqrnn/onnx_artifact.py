@@ -19,7 +19,7 @@ import numpy as np
 
 from edge_pqrnn.artifact import (NUM_TOKENS_OUTPUT, Artifact, Checked, _as_batch, _batch_size, check_outputs,
                                  metadata_contents, read_source, runtime_failure)
-from edge_pqrnn.errors import ArtifactError, ConfigError
+from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError
 from edge_pqrnn.evaluate import Labels
 from edge_pqrnn.format import (BODY_INPUTS as INPUTS, INTENT_OUTPUT, METADATA_NAME as METADATA_KEY,
                                ONNX_DOMAIN as OP_DOMAIN, PROJECTION_OP as OP_NAME, SLOT_OUTPUT, TEXT_INPUT,
@@ -197,9 +197,10 @@ class OnnxArtifact(Artifact):
             session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             artifact = cls(data, name, metadata, session)
             artifact.run([""])
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"{name} does not run in onnxruntime ({first[:160]}): {_EXPORT_AGAIN}") from exc
+        except EdgePqrnnError:
+            raise
+        except Exception as exc:  # onnxruntime's own errors (graph, kernels...)
+            raise runtime_failure(name, RUNTIME, exc, _EXPORT_AGAIN) from exc
         return artifact
 
     @property
@@ -243,8 +244,8 @@ class OnnxArtifact(Artifact):
                 raise ValueError(f"outputs shaped {({k: v.shape for k, v in merged.items()})}, expected "
                                  f"{({k: v.shape for k, v in expected.items()})}")
         except Exception as exc:  # onnxruntime's own errors, or outputs of another shape
-            raise runtime_failure(self.name, self.runtime, exc) from exc
-        check_outputs(self.name, self.runtime, merged, self.spec.max_tokens)
+            raise runtime_failure(self.name, self.runtime, exc, _EXPORT_AGAIN) from exc
+        check_outputs(self.name, self.runtime, merged, self.spec.max_tokens, _EXPORT_AGAIN)
         return merged
 
 

@@ -356,7 +356,7 @@ def build_report(source: str | os.PathLike, out_dir: str | os.PathLike, *, refer
     source = Path(source)
     run_dir = source if source.is_dir() else (Path(reference) if reference else None)
     data, name = _source_bytes(source, log)
-    art = Artifact.load(data)
+    art = Artifact.load(data, name=name)
     meta = art.metadata
     dataset = load_dataset(meta.get("dataset") or "")
     examples = dataset.test or dataset.dev

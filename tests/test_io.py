@@ -208,3 +208,15 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_path_the_system_refuses_is_one_line_exit_2(built):
+    # The exit-code contract covers OSErrors too (here: a report folder under /proc).
+    from click.testing import CliRunner
+
+    from edge_pqrnn.cli import main
+
+    result = CliRunner().invoke(main, ["report", str(built.path), "--out", "/proc/edge-pqrnn-report"])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: /proc/edge-pqrnn-report: ") and last.endswith("(check the path and its permissions)")
