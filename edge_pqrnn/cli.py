@@ -137,11 +137,15 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
                    "behind train, e.g. held-out templates).")
 @projection_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="At the end, score the run beside the TF-IDF + logistic-regression baseline on the held-out "
+                   "split, and say what to try when it is below.")
 @distill_options
 def train_command(data: str, out_dir: str, languages: list[str] | None, epochs: int, batch_size: int,
                   learning_rate: float, patience: int, max_minutes: float | None, seed: int, average_last: int,
                   bottleneck: int, state: int, layers: int, dropout: float, feature_size: int, max_tokens: int,
-                  mode: str, bos: bool, eos: bool, lowercase: bool, overwrite: bool, teacher: str | None = None, kd_weight: float = 0.5,
+                  mode: str, bos: bool, eos: bool, lowercase: bool, overwrite: bool, baseline: bool = True,
+                  teacher: str | None = None, kd_weight: float = 0.5,
                   kd_slot_weight: float | None = None, kd_temperature: float = 2.0, augment_copies: int | None = None,
                   augment_ops: str | None = None, augment_seed: int = 0, other_locales: str | None = None,
                   label_cache: str | None = None) -> None:
@@ -170,6 +174,8 @@ def train_command(data: str, out_dir: str, languages: list[str] | None, epochs: 
             other_locales=other_locales.split(",") if other_locales else (), cache_dir=label_cache,
             overwrite=overwrite, log=click.echo)
         click.echo(f"run written to {result.run_dir}")
+        if baseline:
+            _echo_baseline_comparison(result.run_dir, data, languages)
         return
     result = train_run(data, out_dir, spec=spec, languages=languages,
                        model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
@@ -179,6 +185,20 @@ def train_command(data: str, out_dir: str, languages: list[str] | None, epochs: 
                        augment_config=augment_config(augment_copies, augment_seed, augment_ops, default_copies=0),
                        overwrite=overwrite)
     click.echo(f"run written to {result.run_dir}")
+    if baseline:
+        _echo_baseline_comparison(result.run_dir, data, languages)
+
+
+def _echo_baseline_comparison(run_dir: Any, data: str, languages: list[str] | None) -> None:
+    """The run's held-out scores beside the TF-IDF baseline's, and what to try when below."""
+    from edge_pqrnn.pipeline import baseline_comparison
+
+    c = baseline_comparison(run_dir, data, languages)
+    s, b = c["student"], c["baseline"]
+    click.echo(f"{c['split']}: pQRNN intent accuracy {s['intent_accuracy']:.4f}, macro-F1 {s['macro_f1']:.4f}; "
+               f"TF-IDF + logistic-regression baseline {b['intent_accuracy']:.4f}, {b['macro_f1']:.4f}")
+    if c["advice"]:
+        click.echo(f"note: {c['advice']}")
 
 
 @main.command("eval")

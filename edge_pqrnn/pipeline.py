@@ -70,6 +70,48 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "tes
     return metrics
 
 
+def baseline_comparison(run_dir: str | Path, data: str | None = None,
+                        languages: list[str] | None = None) -> dict[str, Any]:
+    """The run beside the TF-IDF + logistic-regression baseline on the same held-out split
+    (test, else dev) of its dataset (or ``data``, in ``languages``), with what to try when
+    the student is below it.
+
+    Returns:
+        ``{"split", "student": {"intent_accuracy", "macro_f1"}, "baseline": {...},
+        "below_baseline": bool, "advice": str | None}``: below means a lower intent
+        macro-F1 or accuracy than the baseline's.
+
+    Raises:
+        ArtifactError: the run is missing or names no dataset.
+        DataError: the dataset has neither a test nor a dev split.
+    """
+    from edge_pqrnn.baseline import run_baseline
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.errors import ArtifactError, DataError
+    from edge_pqrnn.evaluate import evaluate
+    from edge_pqrnn.run import load_run
+
+    run = load_run(run_dir)
+    name = data or run.metrics.get("dataset")
+    if not name:
+        raise ArtifactError(f"{run_dir}: the run does not record its dataset; pass data=NAME")
+    dataset = load_dataset(name, languages=languages)
+    split = "test" if dataset.test else "dev" if dataset.dev else None
+    if split is None:
+        raise DataError(f"{dataset.name}: no test or dev split to compare the run with the baseline on")
+    metrics, base = evaluate(run, getattr(dataset, split)), run_baseline(dataset, split)
+    student = {k: metrics[k] for k in ("intent_accuracy", "macro_f1")}
+    base = {k: base[k] for k in ("intent_accuracy", "macro_f1")}
+    below = student["macro_f1"] < base["macro_f1"] or student["intent_accuracy"] < base["intent_accuracy"]
+    advice = None
+    if below:
+        advice = ("the pQRNN student is below the TF-IDF baseline on this data. Try, in this order: distil from the "
+                  f"teacher (`edge-pqrnn teacher finetune --data {name} --out TEACHER`, then `edge-pqrnn train "
+                  f"--data {name} --teacher TEACHER ...`), gold-label augmentation (--augment-copies 2), a higher "
+                  "--dropout (0.3) and --average-last 3; longer texts may need a larger --max-tokens")
+    return {"split": split, "student": student, "baseline": base, "below_baseline": below, "advice": advice}
+
+
 def quickstart(data: str = "atis", out_dir: str | Path = "runs/quickstart", max_minutes: float = 12.0,
                log: Callable[[str], None] = print) -> Path:
     """Train on ``data``, export the int8 artifact, validate it, and return its path."""

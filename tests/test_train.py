@@ -267,3 +267,30 @@ def test_mean_weights_averages_floats_and_keeps_other_state_from_the_last():
 def test_average_last_validation():
     with pytest.raises(ConfigError, match="average_last must be 0 .off. or an integer >= 2"):
         TrainConfig(average_last=1)
+
+
+def test_train_cli_ends_beside_the_baseline_and_says_what_to_try_when_below(tmp_path):
+    # Issue 24: `train` prints the TF-IDF baseline next to the student on the held-out
+    # split; a one-epoch, 8-unit student on 60 test texts is below it and is told so.
+    from click.testing import CliRunner
+
+    from edge_pqrnn.cli import main
+    from edge_pqrnn.pipeline import baseline_comparison
+
+    artifact_fixtures.dataset(tmp_path)
+    data = f"jsonl:{tmp_path / 'templates.jsonl'}"
+    args = ["train", "--data", data, "--epochs", "1", "--bottleneck", "8", "--state", "8", "--layers", "1",
+            "--feature-size", "32", "--max-tokens", "16", "--learning-rate", "1e-4"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    comparison = baseline_comparison(tmp_path / "run")
+    s, b = comparison["student"], comparison["baseline"]
+    assert comparison["split"] == "test"
+    assert f"test: pQRNN intent accuracy {s['intent_accuracy']:.4f}, macro-F1 {s['macro_f1']:.4f}; " \
+           f"TF-IDF + logistic-regression baseline {b['intent_accuracy']:.4f}, {b['macro_f1']:.4f}" in result.output
+    assert comparison["below_baseline"] == (s["macro_f1"] < b["macro_f1"] or s["intent_accuracy"] < b["intent_accuracy"])
+    assert comparison["below_baseline"] and b["intent_accuracy"] > 0.9  # the templates are easy for TF-IDF
+    assert "note: the pQRNN student is below the TF-IDF baseline on this data" in result.output
+    assert "--teacher TEACHER" in result.output
+    quiet = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "quiet"), "--no-baseline"])
+    assert quiet.exit_code == 0 and "baseline" not in quiet.output
