@@ -28,8 +28,8 @@ from edge_pqrnn.artifact_checks import (Checked, check, find_problems, metadata_
 from edge_pqrnn.data.align import spans_from_tags
 from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError, InputError, OpLibraryMissingError
 from edge_pqrnn.evaluate import Labels, Logits
-from edge_pqrnn.format import (FORMAT, INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SIGNATURE, SLOT_OUTPUT, TEXT_INPUT as INPUT_NAME,
-                               bucket_signature)
+from edge_pqrnn.format import (FORMAT, INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SIGNATURE, SLOT_OUTPUT,
+                               TEXT_INPUT as INPUT_NAME)
 from edge_pqrnn.projection.reference import decode, token_rows
 from edge_pqrnn.runtimes.tflite import IN_PROCESS, InterpreterPool, open_interpreter, run_signature
 from edge_pqrnn.projection.spec import ProjectionSpec
@@ -230,9 +230,6 @@ class Artifact:
         text = interp.get_signature_runner(SIGNATURE).get_input_details()[INPUT_NAME]
         fixed = int(text["shape_signature"][0]) if len(text["shape_signature"]) else -1
         self._max_batch = fixed if fixed > 0 else None
-        # Length buckets, smallest first; the full-T signature takes what none holds.
-        self.signatures = [(bucket_signature(t), int(t)) for t in sorted(metadata.get("buckets") or ())]
-        self.signatures.append((SIGNATURE, self.spec.max_tokens))
 
     @classmethod
     def load(cls, source: bytes | str | os.PathLike, runtime: str = "litert", *, library: str | None = None,
@@ -330,25 +327,13 @@ class Artifact:
         batch_size = _batch_size(batch_size)
         step = min(batch_size, self._max_batch or batch_size)
         out = self._empty_outputs(len(batch))
-        pending = np.arange(len(batch))
+        if not batch:
+            return out
         with self._pool.take(self.name) as interp:
             try:
-                for signature, max_tokens in self.signatures:
-                    if not len(pending):
-                        break
-                    texts = [batch[i] for i in pending]
-                    chunks = [run_signature(interp, texts[i : i + step], signature)
-                              for i in range(0, len(texts), step)]
-                    part = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
-                    # A bucket filled to its T may have truncated the text: the next bucket retries it.
-                    done = (part[NUM_TOKENS_OUTPUT] < max_tokens) | (signature == SIGNATURE)
-                    rows = pending[done]
-                    for key, value in part.items():
-                        if key == SLOT_OUTPUT:
-                            out[key][rows, :max_tokens] = value[done]
-                        else:
-                            out[key][rows] = value[done]
-                    pending = pending[~done]
+                chunks = [run_signature(interp, batch[i : i + step], SIGNATURE) for i in range(0, len(batch), step)]
+                for key in out:
+                    out[key][:] = np.concatenate([c[key] for c in chunks])
             except Exception as exc:  # the runtime's own errors, or outputs of another shape
                 raise runtime_failure(self.name, self.runtime, exc) from exc
         check_outputs(self.name, self.runtime, out, self.spec.max_tokens)

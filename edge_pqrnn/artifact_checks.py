@@ -170,7 +170,7 @@ def metadata_contents(metadata: dict[str, Any], export_again: str = _EXPORT_AGAI
         lists = (intents, tags, slot_types)
         if not all(isinstance(x, list) and all(isinstance(label, str) for label in x) for x in lists):
             raise TypeError("intents, tags and slot_types must be lists of strings")
-        buckets = metadata.get("buckets") or []
+        buckets = metadata.get("buckets") or []  # length buckets of an older export (retired)
         if not isinstance(buckets, list) or not all(isinstance(t, int) and not isinstance(t, bool)
                                                     and 1 < t < spec.max_tokens for t in buckets):
             raise TypeError(f"buckets must be a list of token counts below {spec.max_tokens}")

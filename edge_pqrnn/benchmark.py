@@ -41,54 +41,6 @@ def onnx_models(run: Any, dataset_name: str, calibration: Sequence[str]) -> dict
             for scheme in ("float", "int8")}
 
 
-def default_buckets(max_tokens: int) -> tuple[int, ...]:
-    """T/4 and T/2 (16 and 32 for the default T=64), where they hold at least 8 rows."""
-    return tuple(t for t in (max_tokens // 4, max_tokens // 2) if t >= 8)
-
-
-def bucket_gain(run: Any, dataset: Any, calibration_texts: Sequence[str], texts: int = 24, repeats: int = 50,
-                buckets: Sequence[int] | None = None, log: Callable[[str], None] = print,
-                int8_body: bytes | None = None) -> dict[str, Any] | str:
-    """int8 latency at the full T vs with length buckets, on test texts, side by side.
-
-    Each text is timed in the signature an app would pick for it (the smallest bucket its
-    token count stays below), against the full-T signature of the plain int8 artifact.
-    ``int8_body``: the run's full-T int8 body if already converted (else converted here
-    from ``calibration_texts``).
-    """
-    from edge_pqrnn.build import bucket_bodies_of, build_metadata, build_tflite, calibration_for
-    from edge_pqrnn.converters.tflite_fuse import fuse
-    from edge_pqrnn.format import signature_for
-    from edge_pqrnn.projection import project
-
-    buckets = tuple(buckets or default_buckets(run.spec.max_tokens))
-    if not buckets:
-        return f"skipped: T={run.spec.max_tokens} is too small for buckets"
-    log(f"building an int8 artifact with length buckets {list(buckets)}...")
-    body = int8_body
-    if body is None:
-        body = build_tflite(run, dataset.name, calibration_for(run, calibration_texts, 200)).body.model
-    metadata = build_metadata(run, dataset.name, "int8")
-    plain = fuse(body, run.spec, metadata, static_tokens=True)  # the full T, as the buckets' reference
-    bucketed = fuse(body, run.spec, metadata,
-                    buckets=bucket_bodies_of(run, calibration_texts, buckets, "int8", 200, log=lambda _: None))
-    pool = [ex.text for ex in (dataset.test or dataset.train)]
-    sample = [pool[i] for i in np.linspace(0, len(pool) - 1, min(texts, len(pool))).astype(int)]
-    counts = project(sample, run.spec).num_tokens
-    chosen = [signature_for(n, buckets) for n in counts]
-    variants = {}
-    for i, (text, key) in enumerate(zip(sample, chosen)):
-        variants[f"int8|{i}"] = invoker(plain, text)
-        variants[f"int8-buckets|{i}"] = invoker(bucketed, text, signature=key)
-    timed = time_variants(variants, repeats=repeats, warmup=5)
-    p50 = {name: statistics.mean(timed[f"{name}|{i}"]["p50_ms"] for i in range(len(sample)))
-           for name in ("int8", "int8-buckets")}
-    return {"buckets": list(buckets), "texts": len(sample), "p50_ms": p50,
-            "speedup": p50["int8"] / p50["int8-buckets"],
-            "texts_per_signature": {k: chosen.count(k) for k in sorted(set(chosen))},
-            "bytes": len(bucketed), "extra_bytes": len(bucketed) - len(plain), "artifact": bucketed}
-
-
 #: Token counts (markers included) that ``latency_by_tokens`` times.
 TOKEN_COUNTS = (4, 8, 16, 32, 64)
 
@@ -166,7 +118,7 @@ def latency_by_tokens(artifact: bytes, static_artifact: bytes | None, spec: Any,
 
 def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int, teacher: TeacherInvokers,
                        log: Callable[[str], None] = print,
-                       bucketed: tuple[bytes, Sequence[str]] | None = None) -> dict[str, Any]:
+) -> dict[str, Any]:
     """The int8 artifact vs the teacher (torch fp32, onnxruntime int8), interleaved in one loop.
 
     Args:
@@ -175,17 +127,10 @@ def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int,
             ``params``/``fp32_bytes``/``tokens`` (the distill layer's
             :func:`edge_pqrnn.distill.teacher.bench.teacher_invokers`; passed in, so this
             module does not depend on the teacher).
-        bucketed: an int8 artifact with length buckets and the signature each text runs
-            in; timed too (``int8-buckets``), since the teacher also runs only the tokens
-            a text has.
     """
     variants, info = teacher(texts, log)
     variants.update({f"int8|{t}": invoker(int8_artifact, t) for t in texts})
     names = ["teacher-torch-fp32", "teacher-ort-int8", "int8"]
-    if bucketed is not None:
-        artifact, signatures = bucketed
-        variants.update({f"int8-buckets|{t}": invoker(artifact, t, signature=k) for t, k in zip(texts, signatures)})
-        names.append("int8-buckets")
     log(f"timing the teacher beside the int8 artifact ({repeats} interleaved calls each)...")
     timed = time_variants(variants, repeats=repeats, warmup=3)
     p50 = {name: statistics.mean(timed[f"{name}|{t}"]["p50_ms"] for t in texts) for name in names}
@@ -193,9 +138,6 @@ def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int,
               "p50_ms": p50, "torch_fp32_over_int8": p50["teacher-torch-fp32"] / p50["int8"],
               "ort_int8_over_int8": p50["teacher-ort-int8"] / p50["int8"],
               "fp32_bytes_over_int8_bytes": info["fp32_bytes"] / len(int8_artifact)}
-    if bucketed is not None:
-        result["torch_fp32_over_int8_buckets"] = p50["teacher-torch-fp32"] / p50["int8-buckets"]
-        result["ort_int8_over_int8_buckets"] = p50["teacher-ort-int8"] / p50["int8-buckets"]
     return result
 
 
@@ -315,14 +257,6 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
     ch = lt["changing_lengths"]
     log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
         f"vs {ch['static_p50_ms']:.3f} ms at static T")
-    b = result["buckets"]
-    if isinstance(b, dict):
-        mix = ", ".join(f"{k} {n}" for k, n in b["texts_per_signature"].items())
-        log(f"length buckets {b['buckets']}: int8 p50 {b['p50_ms']['int8']:.3f} ms at T={T} vs "
-            f"{b['p50_ms']['int8-buckets']:.3f} ms in the smallest bucket = {b['speedup']:.2f}x on "
-            f"{b['texts']} test texts ({mix}); +{b['extra_bytes']:,} bytes")
-    else:
-        log(f"length buckets: {b}")
     t = result["teacher"]
     if isinstance(t, dict):
         log(f"teacher (multilingual-e5-small encoder, {t['params'] / 1e6:.1f} M params, {t['fp32_bytes'] / 1e6:.0f} MB "
@@ -330,34 +264,24 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
             f"{t['p50_ms']['teacher-ort-int8']:.2f} ms; int8 .tflite {t['p50_ms']['int8']:.3f} ms = "
             f"{t['torch_fp32_over_int8']:.0f}x / {t['ort_int8_over_int8']:.0f}x faster; "
             f"{t['fp32_bytes_over_int8_bytes']:.0f}x smaller than the fp32 teacher")
-        if "int8-buckets" in t["p50_ms"]:
-            log(f"  with length buckets: int8 {t['p50_ms']['int8-buckets']:.3f} ms = "
-                f"{t['torch_fp32_over_int8_buckets']:.0f}x / {t['ort_int8_over_int8_buckets']:.0f}x faster")
     else:
         log(f"teacher: {t}")
     log(f"onnx: {result['onnx']}")
 
 
-def _teacher_rows(teacher: TeacherInvokers | str | None, int8: bytes, texts: Sequence[str], repeats: int, spec: Any,
-                  buckets: Any, bucketed_artifact: bytes | None, log: Callable[[str], None]) -> dict[str, Any] | str:
+def _teacher_rows(teacher: TeacherInvokers | str | None, int8: bytes, texts: Sequence[str], repeats: int,
+                  log: Callable[[str], None]) -> dict[str, Any] | str:
     """The teacher beside the int8 artifact (:func:`teacher_comparison`), or why not."""
     if teacher is None or teacher is False:
         return "skipped (no teacher given: `edge-pqrnn benchmark` times it when the teacher extra is installed)"
     if isinstance(teacher, str):
         return teacher  # why the caller has no teacher to time
-    bucketed = None
-    if isinstance(bucketed_artifact, bytes):
-        from edge_pqrnn.format import signature_for
-        from edge_pqrnn.projection import project
-
-        counts = project(list(texts), spec).num_tokens
-        bucketed = (bucketed_artifact, [signature_for(n, buckets["buckets"]) for n in counts])
-    return teacher_comparison(int8, texts, max(10, repeats // 10), teacher, log, bucketed=bucketed)
+    return teacher_comparison(int8, texts, max(10, repeats // 10), teacher, log)
 
 
 def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: int = 200,
                   batch_sizes: Sequence[int] = (1, 8, 32), threads: int | None = None,
-                  onnx: bool | str | os.PathLike | None = None, buckets: bool = True, teacher: TeacherInvokers | str | None = None,
+                  onnx: bool | str | os.PathLike | None = None, teacher: TeacherInvokers | str | None = None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
     """int8 vs float artifact side by side: latency, throughput, memory, compute floor.
 
@@ -376,7 +300,6 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         onnx: ONNX rows: None exports the run's float and int8 raw-text .onnx alongside
             when onnx/onnxruntime/tf2onnx are installed (skipped otherwise); True requires
             them; False skips; a path times that .onnx (row ``onnx-<scheme>``).
-        buckets: also time an int8 artifact with length buckets (see :func:`bucket_gain`).
         teacher: time the teacher (multilingual-e5-small: torch fp32 and onnxruntime
             int8) beside the int8 artifact with this ``teacher(texts, log)`` (see
             :func:`teacher_comparison`); a str says why there is none; None skips it.
@@ -384,7 +307,7 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
     Returns:
         ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding",
-        "latency_by_tokens", "teacher", "onnx", "buckets"}``; ratios
+        "latency_by_tokens", "teacher", "onnx"}``; ratios
         ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with the int8 .tflite.
 
     Raises:
@@ -413,11 +336,6 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
                               "onnx": onnx_note}
     result["throughput"] = _throughput(artifacts, onnx_names, dataset, texts, batch_sizes, threads, repeats)
     result["memory_mb"] = {scheme: peak_memory_mb(artifacts[scheme], 1, max(batch_sizes)) for scheme in ("int8", "float")}
-    result["buckets"] = bucket_gain(run, dataset, calibration_texts=[ex.text for ex in dataset.train],
-                                    repeats=max(10, repeats // 4), log=log, int8_body=bodies["int8"].model
-                                    ) if buckets else "skipped (buckets=False)"
-    bucketed_artifact = result["buckets"].pop("artifact", None) if isinstance(result["buckets"], dict) else None
-
     # Padding: how much of T the texts fill (a static-T graph computes it all).
     test_texts = [ex.text for ex in (dataset.test or dataset.train)]
     counts = project(test_texts, run.spec).num_tokens
@@ -431,7 +349,6 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
     result["compute"] = _compute(run.config.to_dict(), float(np.mean(counts)), result["variants"]["int8"]["p50_ms"],
                                  result["latency_by_tokens"]["changing_lengths"]["p50_ms"])
-    result["teacher"] = _teacher_rows(teacher, artifacts["int8"], texts, repeats, run.spec, result["buckets"],
-                                      bucketed_artifact, log)
+    result["teacher"] = _teacher_rows(teacher, artifacts["int8"], texts, repeats, log)
     _log_summary(result, log)
     return result

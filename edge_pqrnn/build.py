@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from edge_pqrnn._version import __version__
-from edge_pqrnn.errors import ConfigError
 from edge_pqrnn.format import FORMAT
 
 
@@ -66,26 +65,8 @@ def calibration_for(run: Any, texts: Sequence[str], samples: int = 500, full_len
     return representative_texts(list(texts), run.spec, samples=samples, full_length=full_length)
 
 
-def bucket_bodies_of(run: Any, texts: Sequence[str], buckets: Sequence[int], scheme: str,
-                     calibration_samples: int = 500, log: Callable[[str], None] = print) -> dict[int, bytes]:
-    """Bodies of the run's weights converted at each bucket's T (calibrated at that T)."""
-    from edge_pqrnn.model import unrolled_at
-    from edge_pqrnn.quant.ptq import convert, representative_texts
-
-    bodies = {}
-    for max_tokens in sorted(set(buckets)):
-        if not run.spec.markers < max_tokens < run.spec.max_tokens:
-            raise ConfigError(f"length bucket {max_tokens} must lie between {run.spec.markers + 1} and "
-                              f"{run.spec.max_tokens - 1} (the run's T is {run.spec.max_tokens})")
-        model, config = unrolled_at(run.model, run.config, max_tokens)
-        calibration = representative_texts(texts, config.projection, samples=calibration_samples)
-        bodies[max_tokens] = convert(model, config.projection, calibration, scheme=scheme, batch_size=None).model
-        log(f"  bucket T={max_tokens}: {len(bodies[max_tokens]):,} bytes before sharing weights")
-    return bodies
-
-
 def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, scheme: str = "int8",
-                 keep_names: bool = False, buckets: dict[int, bytes] | None = None, portable_kernels: bool = False,
+                 keep_names: bool = False, portable_kernels: bool = False,
                  static_tokens: bool = False, batch_size: int | None = None, body: Any = None,
                  log: Callable[[str], None] = lambda _: None) -> Built:
     """Quantize a run's body and fuse the projection op: the .tflite ``export`` writes.
@@ -96,7 +77,6 @@ def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, sch
         calibration: representative texts (:func:`calibration_for`); unused for ``float``.
         scheme: one of :data:`edge_pqrnn.quant.ptq.SCHEMES`.
         keep_names: keep internal tensor names (bigger file, easier debugging).
-        buckets: length-bucket bodies from :func:`bucket_bodies_of` (T -> body).
         portable_kernels: matmuls and edge (de)quantization in the op library's C.
         static_tokens: keep the token axis at T (by default an int8 body computes only
             the rows the text has; see :func:`edge_pqrnn.converters.tflite_fuse.fuse`).
@@ -124,7 +104,7 @@ def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, sch
         seconds["quantize"] = time.perf_counter() - start
     start = time.perf_counter()
     artifact = fuse(body.model, run.spec, build_metadata(run, dataset_name, scheme), keep_names=keep_names,
-                    buckets=buckets, portable_kernels=portable_kernels, static_tokens=static_tokens)
+                    portable_kernels=portable_kernels, static_tokens=static_tokens)
     seconds["fuse"] = time.perf_counter() - start
     log(f"  fused artifact: {len(artifact):,} bytes")
     return Built(artifact, scheme, body, seconds)

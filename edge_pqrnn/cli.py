@@ -293,16 +293,13 @@ def baseline_command(data: str, languages: list[str] | None, split: str, as_json
               help="tflite or onnx: one file that takes raw text (the .onnx loads the op with "
                    "onnxruntime's register_custom_ops_library; docs/onnx.md).")
 @click.option("--int8", is_flag=True, help="ONNX only: int8 QDQ (onnxruntime's quantizer) instead of float.")
-@click.option("--buckets", default="", metavar="T,T...",
-              help="Length buckets: extra signatures at these T (below the model's), sharing its weights; "
-                   "a short text then runs only the steps it needs, e.g. --buckets 16,32.")
 @click.option("--portable-kernels", is_flag=True,
               help="Run every int8 FULLY_CONNECTED and CONV_2D (and the body's QUANTIZE/DEQUANTIZE) in "
                    "the op library's portable C: the same bits on x86 and ARM in every runtime, "
                    "tflite-runtime 2.14 included, at ~5x the latency of the default XNNPACK kernels "
                    "(docs/matrix.md).")
 def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibration_samples: int,
-                   no_validate: bool, keep_names: bool, fmt: str, int8: bool, buckets: str,
+                   no_validate: bool, keep_names: bool, fmt: str, int8: bool,
                    portable_kernels: bool) -> None:
     """Quantize a run, fuse the projection op and validate: one .tflite that takes raw text.
 
@@ -311,14 +308,9 @@ def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibr
     """
     from edge_pqrnn.export import export
 
-    try:
-        bucket_sizes = tuple(int(t) for t in buckets.split(",") if t.strip())
-    except ValueError:
-        raise click.BadParameter(f"{buckets!r} is not a comma-separated list of integers, e.g. 16,32",
-                                 param_hint="--buckets") from None
     result = export(run_dir, out, data=data, scheme=scheme, check=not no_validate,
                     calibration_samples=calibration_samples, log=click.echo, format=fmt, int8=int8,
-                    buckets=bucket_sizes, portable_kernels=portable_kernels)
+                    portable_kernels=portable_kernels)
     click.echo(f"wrote {result.path} ({len(result.artifact):,} bytes) in "
                f"{sum(result.seconds.values()):.1f} s")
 
@@ -332,7 +324,7 @@ def export_command(run_dir: str, out: str, data: str | None, scheme: str, calibr
 @click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def benchmark_command(run_dir: str, repeats: int, onnx_path: str | None, no_teacher: bool, as_json: bool) -> None:
     """Latency of the int8 artifact beside the float one (1 and N threads), without XNNPACK,
-    as ONNX, with length buckets and against the teacher, as ratios measured side by side in
+    as ONNX, by token count and against the teacher, as ratios measured side by side in
     one run; plus throughput, peak memory and the compute floor."""
     from edge_pqrnn.benchmark import benchmark_run
     from edge_pqrnn.distill.teacher import teacher_available

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Callable
 
 from edge_pqrnn._io import in_scratch_tempdir
@@ -81,12 +80,10 @@ def validate_or_refuse(artifact: Any, run_dir: str | Path, examples: Any, out: s
     return report
 
 
-def _check_options(format: str, scheme: str, int8: bool, buckets: Sequence[int], portable_kernels: bool) -> None:
+def _check_options(format: str, scheme: str, int8: bool, portable_kernels: bool) -> None:
     """Refuse option combinations that do not apply, before any slow work."""
     if format not in ("tflite", "onnx"):
         raise ConfigError(f"unknown format {format!r}; choose tflite or onnx (--format)")
-    if format == "onnx" and buckets:
-        raise ConfigError("length buckets (--buckets) are for .tflite artifacts; an .onnx has one T")
     if format == "onnx" and portable_kernels:
         raise ConfigError("--portable-kernels is for .tflite artifacts (it replaces TFLite builtin ops)")
     if format == "tflite" and int8:
@@ -101,7 +98,7 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
            check: bool = True, runtimes: tuple[str, ...] = ("litert", "tflite"), keep_names: bool = False,
            calibration_samples: int = 500, thresholds: Any = None,
            log: Callable[[str], None] = print, format: str = "tflite", int8: bool = False,
-           buckets: Sequence[int] = (), portable_kernels: bool = False) -> Any:
+           portable_kernels: bool = False) -> Any:
     """Export a trained run as one fused, quantized, validated .tflite.
 
     Args:
@@ -119,8 +116,6 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
             (:func:`export_onnx`, which ignores
             ``scheme``, ``runtimes`` and ``keep_names``).
         int8: ONNX only: int8 QDQ instead of float.
-        buckets: length buckets (T values below the run's T, e.g. ``(16, 32)``): extra
-            signatures sharing the weights; a text runs in the smallest that holds it.
         portable_kernels: replace every int8 FULLY_CONNECTED and CONV_2D with the op
             library's ``EdgePqrnnIntMatMul`` (one integer rounding rule), and the body's
             QUANTIZE / DEQUANTIZE with ``EdgePqrnnQuantize`` / ``EdgePqrnnDequantize``:
@@ -136,11 +131,11 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
         AgreementError: a validation check failed; nothing was written. The report is
             attached as ``.report``.
     """
-    _check_options(format, scheme, int8, buckets, portable_kernels)
+    _check_options(format, scheme, int8, portable_kernels)
     if format == "onnx":
         return export_onnx(run_dir, out, data=data, int8=int8, check=check, thresholds=thresholds,
                            calibration_samples=calibration_samples, log=log)
-    from edge_pqrnn.build import bucket_bodies_of, build_tflite, calibration_for
+    from edge_pqrnn.build import build_tflite, calibration_for
 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -148,11 +143,8 @@ def export(run_dir: str | Path, out: str | Path | None, *, data: str | None = No
     seconds["load"] = time.perf_counter() - start
 
     texts = [ex.text for ex in dataset.train]
-    start = time.perf_counter()
-    bucket_bodies = bucket_bodies_of(run, texts, buckets, scheme, calibration_samples, log)
-    seconds["buckets"] = time.perf_counter() - start
     built = build_tflite(run, dataset_name, calibration_for(run, texts, calibration_samples), scheme=scheme,
-                         keep_names=keep_names, buckets=bucket_bodies, portable_kernels=portable_kernels, log=log)
+                         keep_names=keep_names, portable_kernels=portable_kernels, log=log)
     seconds.update(built.seconds)
     artifact, body = built.artifact, built.body
 

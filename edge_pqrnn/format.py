@@ -33,17 +33,6 @@ TEXT_INPUT = "text"
 INTENT_OUTPUT, SLOT_OUTPUT, NUM_TOKENS_OUTPUT = "intent_logits", "slot_logits", "num_tokens"
 
 
-def bucket_signature(max_tokens: int) -> str:
-    """The signature key of the length bucket with T = ``max_tokens``."""
-    return f"tokens_{max_tokens}"
-
-
-def signature_for(num_tokens: int, buckets: Sequence[int]) -> str:
-    """The signature a text of ``num_tokens`` rows runs in: the smallest bucket whose T it
-    stays below (filling it may mean truncation), else the full-T ``serving_default``."""
-    return next((bucket_signature(t) for t in sorted(buckets) if num_tokens < t), SIGNATURE)
-
-
 #: Outputs of the projection op, in order (also the body's inputs, then num_tokens).
 PROJECTION_OUTPUTS = ("features", "mask", "pool_weights", "num_tokens")
 #: The float/int8 body's inputs: what the projection op writes into.

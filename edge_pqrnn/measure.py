@@ -54,7 +54,7 @@ def invoker(artifact: bytes, text: str | Sequence[str], xnnpack: bool = True, th
         text: one utterance (batch 1) or a list (one call on the whole batch).
         xnnpack: keep XNNPACK (False: plain builtin kernels).
         threads: interpreter threads.
-        signature: the signature to run (a length bucket's ``tokens_T``).
+        signature: the signature to run.
     """
     from edge_pqrnn.runtimes import fixed_batch_runner, interpreter
 

@@ -269,18 +269,6 @@ def build_model(config: ModelConfig) -> keras.Model:
     return keras.Model(inputs=inputs, outputs=outputs, name="pqrnn")
 
 
-def unrolled_at(model: keras.Model, config: ModelConfig, max_tokens: int) -> tuple[keras.Model, ModelConfig]:
-    """The same weights unrolled over ``max_tokens`` steps (a length bucket).
-
-    No weight depends on T, and padded steps carry the state unchanged, so a text that
-    fits in ``max_tokens`` gets the same float logits as from the full-T model.
-    """
-    bucket = dataclasses.replace(config, projection=dataclasses.replace(config.projection, max_tokens=max_tokens))
-    bucket_model = build_model(bucket)
-    bucket_model.set_weights(model.get_weights())
-    return bucket_model, bucket
-
-
 def count_params(config: ModelConfig) -> int:
     """Number of trainable parameters of ``build_model(config)``, without building it.
 

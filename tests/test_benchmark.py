@@ -1,41 +1,13 @@
-"""The benchmark's length-bucket comparison (structure and bucket choice; no timing asserts)."""
+"""The benchmark's parts: latency by token count, the op profile, the teacher beside the artifact
+(structure only; no timing asserts)."""
 
 from __future__ import annotations
 
 import pytest
 
-from edge_pqrnn.benchmark import TOKEN_COUNTS, bucket_gain, default_buckets, latency_by_tokens, text_with_tokens
+from edge_pqrnn.benchmark import TOKEN_COUNTS, latency_by_tokens, text_with_tokens
 from edge_pqrnn.projection import project
 from edge_pqrnn.run import load_run
-
-
-def test_default_buckets_are_quarter_and_half_of_T():
-    assert default_buckets(64) == (16, 32)
-    assert default_buckets(16) == (8,)
-    assert default_buckets(12) == ()
-
-
-def test_bucket_gain_times_each_text_in_the_bucket_an_app_would_pick(built):
-    run = load_run(built.run_dir)
-    result = bucket_gain(run, built.dataset, [ex.text for ex in built.dataset.train], texts=10, repeats=3,
-                         log=lambda _: None)
-    counts = project([ex.text for ex in built.dataset.test], run.spec).num_tokens
-    assert result["buckets"] == [8] and result["texts"] == 10
-    assert sum(result["texts_per_signature"].values()) == 10
-    assert set(result["texts_per_signature"]) <= {"tokens_8", "serving_default"}
-    if (counts < 8).any() and (counts >= 8).any():
-        assert len(result["texts_per_signature"]) >= 1
-    assert result["p50_ms"]["int8"] > 0 and result["p50_ms"]["int8-buckets"] > 0
-    assert result["speedup"] == pytest.approx(result["p50_ms"]["int8"] / result["p50_ms"]["int8-buckets"])
-    assert 0 < result["extra_bytes"] < result["bytes"]
-
-
-def test_no_buckets_below_eight_rows(built):
-    run = load_run(built.run_dir)
-    small = run  # T=16 allows 8; a T of 12 would not
-    assert "skipped" not in str(bucket_gain(run, built.dataset, [ex.text for ex in built.dataset.train], texts=2,
-                                            repeats=1, log=lambda _: None))
-    assert small.spec.max_tokens == 16
 
 
 def test_teacher_comparison_times_torch_and_onnxruntime_beside_the_artifact(built):
@@ -50,10 +22,10 @@ def test_teacher_comparison_times_torch_and_onnxruntime_beside_the_artifact(buil
     texts = ["flights from boston to denver", "cheapest fare to dallas on monday"]
     encoder, tokenizer = tiny_encoder([ex.text for ex in built.dataset.train])
     result = teacher_comparison(built.artifact, texts, repeats=3, teacher=teacher_timer(encoder, tokenizer),
-                                log=lambda _: None, bucketed=(built.artifact, ["serving_default"] * 2))
-    assert set(result["p50_ms"]) == {"teacher-torch-fp32", "teacher-ort-int8", "int8", "int8-buckets"}
-    assert result["torch_fp32_over_int8_buckets"] == pytest.approx(
-        result["p50_ms"]["teacher-torch-fp32"] / result["p50_ms"]["int8-buckets"])
+                                log=lambda _: None)
+    assert set(result["p50_ms"]) == {"teacher-torch-fp32", "teacher-ort-int8", "int8"}
+    assert result["torch_fp32_over_int8"] == pytest.approx(
+        result["p50_ms"]["teacher-torch-fp32"] / result["p50_ms"]["int8"])
     assert all(v > 0 for v in result["p50_ms"].values())
     assert result["params"] == sum(p.numel() for p in encoder.parameters())
     assert result["fp32_bytes_over_int8_bytes"] == pytest.approx(result["params"] * 4 / len(built.artifact))

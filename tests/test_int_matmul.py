@@ -238,7 +238,7 @@ def test_corrupted_options_never_crash():
 def portable(built):
     from edge_pqrnn.export import export
 
-    return export(built.run_dir, None, buckets=(8,), runtimes=("litert", "tflite"), calibration_samples=120,
+    return export(built.run_dir, None, runtimes=("litert", "tflite"), calibration_samples=120,
                   portable_kernels=True, log=lambda _: None)
 
 
@@ -247,7 +247,7 @@ def test_portable_export_has_no_builtin_matmul_in_any_subgraph(built, portable):
     from edge_pqrnn.converters.tflite_fuse import read_metadata
 
     counts = op_counts(portable.artifact)
-    assert len(counts) == 2  # serving_default and the T=8 bucket
+    assert len(counts) == 1  # serving_default
     layers = artifact_fixtures.MODEL.layers
     for count in counts:
         assert count["FULLY_CONNECTED"] == 0 and count["CONV_2D"] == 0 and count["DEQUANTIZE"] == 0, count
@@ -276,7 +276,7 @@ def test_inspect_shows_portable_kernels(portable, tmp_path):
     path.write_bytes(portable.artifact)
     info = inspect(path)
     assert info["metadata"]["portable_kernels"] is True
-    assert info["ops"]["custom"][INT_MATMUL_OP] == 2 * (4 + 2 * artifact_fixtures.MODEL.layers)
+    assert info["ops"]["custom"][INT_MATMUL_OP] == 4 + 2 * artifact_fixtures.MODEL.layers  # one subgraph
     assert "portable kernels (EdgePqrnnIntMatMul)" in render(info)
     # the matmul weights are counted per layer, as in a default artifact
     assert {"bottleneck", "qrnn_0", "slot_head"} <= set(info["bytes"]["weights"]), info["bytes"]["weights"]

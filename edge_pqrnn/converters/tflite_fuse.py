@@ -48,19 +48,13 @@ they share; :func:`fuse` is the one ordered list.
    version and a sha256 of the whole file, as a named metadata buffer (last: the hash
    covers everything, the graph and quantization parameters included).
 
-Length buckets (optional): bodies converted at smaller T go through passes 0-2 on their
-own, then ``append_signature`` adds each as one more subgraph with its signature
-(``tokens_16``...) and ``share_buffers`` makes identical weight buffers one: the int8
-weights of every bucket are quantized from the same float weights, so the file grows
-only by the graphs and the per-bucket biases. A caller runs the smallest bucket whose
-``num_tokens`` stays below its T (``edge_pqrnn.artifact.Artifact.run``).
+(Length buckets, extra ``tokens_T`` signatures at smaller T, were retired when pass 1b
+made the default artifact compute only the rows a text has: docs/benchmark.md.)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -69,7 +63,7 @@ from edge_pqrnn.converters.tflite_dynamic import dynamic_tokens, unrolled_over_t
 from edge_pqrnn.converters.tflite_portable import use_portable_kernels
 from edge_pqrnn.converters.tflite_recurrence import fuse_fo_pooling
 from edge_pqrnn.errors import ArtifactError
-from edge_pqrnn.format import (BODY_INPUTS, METADATA_NAME, PROJECTION_OP, SIGNATURE, attach_metadata, bucket_signature,
+from edge_pqrnn.format import (BODY_INPUTS, METADATA_NAME, PROJECTION_OP, SIGNATURE, attach_metadata,
                                decode_name, hash_problem, load_model, model_bytes, schema, seal, signature_def)
 from edge_pqrnn.projection.ops import op_options_bytes
 from edge_pqrnn.projection.spec import ProjectionSpec
@@ -170,61 +164,6 @@ def write_signature(model, key: str = SIGNATURE) -> None:
     model.signatureDefs = [signature_def([("text", graph.inputs[0])], sorted(outputs), key)]
 
 
-def append_signature(model, other) -> None:
-    """Move the one subgraph and signature of ``other`` (a model that went through passes
-    0-2) into ``model``, re-indexing its operator codes and buffers."""
-    def code_key(code) -> tuple:
-        return code.builtinCode, code.deprecatedBuiltinCode, decode_name(code.customCode), code.version
-
-    codes = {code_key(c): i for i, c in enumerate(model.operatorCodes)}
-    code_map = []
-    for code in other.operatorCodes:
-        if code_key(code) not in codes:
-            model.operatorCodes.append(code)
-            codes[code_key(code)] = len(model.operatorCodes) - 1
-        code_map.append(codes[code_key(code)])
-    buffer_map = {0: 0}  # buffer 0 is the shared empty sentinel
-    graph = other.subgraphs[0]
-    for tensor in graph.tensors:
-        if tensor.buffer not in buffer_map:
-            model.buffers.append(other.buffers[tensor.buffer])
-            buffer_map[tensor.buffer] = len(model.buffers) - 1
-        tensor.buffer = buffer_map[tensor.buffer]
-    for op in graph.operators:
-        op.opcodeIndex = code_map[op.opcodeIndex]
-    model.subgraphs.append(graph)
-    signature = other.signatureDefs[0]
-    signature.subgraphIndex = len(model.subgraphs) - 1
-    model.signatureDefs.append(signature)
-
-
-def share_buffers(model) -> int:
-    """Point tensors with byte-identical constant buffers at one of them and empty the
-    others. Returns the bytes saved."""
-    first: dict[bytes, int] = {}
-    remap: dict[int, int] = {}
-    for graph in model.subgraphs:
-        for tensor in graph.tensors:
-            index = tensor.buffer
-            if index == 0 or index in remap:
-                continue
-            data = model.buffers[index].data
-            if data is None or len(data) == 0:
-                continue
-            key = bytes(np.asarray(data, np.uint8))
-            remap[index] = first.setdefault(key, index)
-    saved = 0
-    for graph in model.subgraphs:
-        for tensor in graph.tensors:
-            if tensor.buffer in remap:
-                tensor.buffer = remap[tensor.buffer]
-    for index, target in remap.items():
-        if target != index:
-            saved += len(model.buffers[index].data)
-            model.buffers[index].data = None
-    return saved
-
-
 def strip_names(model) -> None:
     for graph in model.subgraphs:
         keep = set(graph.inputs) | set(graph.outputs)
@@ -252,8 +191,7 @@ def _fused_graph(body: bytes, spec: ProjectionSpec, key: str, portable_kernels: 
 
 
 def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names: bool = False,
-         buckets: Mapping[int, bytes] | None = None, portable_kernels: bool = False,
-         static_tokens: bool = False) -> bytes:
+         portable_kernels: bool = False, static_tokens: bool = False) -> bytes:
     """Run the passes above on a converted body.
 
     Args:
@@ -262,9 +200,6 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
         spec: the projection spec the body was trained with.
         metadata: what travels inside the file (labels, config, version...).
         keep_names: keep internal tensor names (for debugging).
-        buckets: length buckets, T -> a body converted at that T (smaller than the
-            spec's); each becomes the signature ``tokens_T`` and ``metadata["buckets"]``
-            lists their T.
         portable_kernels: every int8 FULLY_CONNECTED and CONV_2D becomes an
             ``EdgePqrnnIntMatMul``, every QUANTIZE / DEQUANTIZE at the body's edges an
             ``EdgePqrnnQuantize`` / ``EdgePqrnnDequantize`` (bit-exact on every runtime
@@ -279,24 +214,13 @@ def fuse(body: bytes, spec: ProjectionSpec, metadata: dict[str, Any], keep_names
         The fused .tflite bytes.
 
     Raises:
-        ArtifactError: the body is not a TFLite model or does not fit the spec, or a
-            bucket is not smaller than the spec's T.
+        ArtifactError: the body is not a TFLite model or does not fit the spec.
     """
     # A portable artifact keeps T: its own matmul kernels gain nothing from fewer rows
     # (measured: 2.68 ms static, 2.79 ms dynamic on ATIS) and XNNPACK cannot reshape
     # what is left of it between them.
     model, dynamic = _fused_graph(body, spec, SIGNATURE, portable_kernels,
                                   dynamic=not static_tokens and not portable_kernels)
-    buckets = dict(sorted((buckets or {}).items()))
-    for max_tokens, bucket_body in buckets.items():
-        if not spec.markers < max_tokens < spec.max_tokens:
-            raise ArtifactError(f"length bucket T={max_tokens} must lie between {spec.markers + 1} and "
-                                f"{spec.max_tokens - 1} (the model's T is {spec.max_tokens})")
-        bucket_spec = dataclasses.replace(spec, max_tokens=max_tokens)
-        append_signature(model, _fused_graph(bucket_body, bucket_spec, bucket_signature(max_tokens), portable_kernels)[0])
-    if buckets:
-        share_buffers(model)
-        metadata = dict(metadata, buckets=list(buckets))
     metadata = dict(metadata, portable_kernels=bool(portable_kernels), dynamic_tokens=dynamic)
     if not keep_names:
         strip_names(model)

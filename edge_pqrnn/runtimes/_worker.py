@@ -15,31 +15,11 @@ import sys
 import numpy as np
 
 
-def run_buckets(interp, texts, signature):
-    """The signature's outputs; with length buckets (``tokens_T`` signatures) each text
-    runs in the smallest bucket whose num_tokens stays below T, the others in the full
-    graph, as edge_pqrnn's Artifact.run does."""
+def run_signature(interp, texts, signature):
+    """The signature's outputs for the batch (the default artifact sizes its token rows to
+    the longest text itself)."""
     batch = np.array(texts, dtype=object)
-    keys = interp.get_signature_list()
-    buckets = sorted(int(k.split("_", 1)[1]) for k in keys if k.startswith("tokens_")) if signature == "serving_default" else []
-    parts = []  # (rows, outputs, T)
-    pending = np.arange(len(texts))
-    for t in buckets + [None]:
-        if not len(pending):
-            break
-        key = signature if t is None else "tokens_%d" % t
-        part = {k: np.array(v) for k, v in interp.get_signature_runner(key)(text=batch[pending]).items()}
-        done = np.ones(len(pending), bool) if t is None else part["num_tokens"] < t
-        parts.append((pending[done], {k: v[done] for k, v in part.items()}))
-        pending = pending[~done]
-    if len(parts) == 1 and len(parts[0][0]) == len(texts) and not buckets:
-        return parts[0][1]
-    details = interp.get_signature_runner(signature).get_output_details()
-    out = {k: np.zeros((len(texts),) + tuple(d["shape"][1:]), d["dtype"]) for k, d in details.items()}
-    for rows, values in parts:
-        for k, v in values.items():
-            out[k][(rows,) + tuple(slice(0, n) for n in v.shape[1:])] = v
-    return out
+    return {k: np.array(v) for k, v in interp.get_signature_runner(signature)(text=batch).items()}
 
 
 def main() -> int:
@@ -63,7 +43,7 @@ def main() -> int:
                              num_threads=args.threads, **kwargs)
     with open(args.texts) as f:
         texts = [base64.b64decode(t) for t in json.load(f)]
-    outputs = run_buckets(interp, texts, args.signature)
+    outputs = run_signature(interp, texts, args.signature)
     version = getattr(mod, "__version__", "") or getattr(sys.modules.get(args.runtime_module.split(".")[0]), "__version__", "")
     np.savez(args.out, **{k: np.asarray(v) for k, v in outputs.items()}, __version__=np.array(str(version)))
     return 0
