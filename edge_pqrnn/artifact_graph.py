@@ -10,14 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn.format import schema
-
-
-def builtin_code(code: Any) -> int:
-    """The builtin operator code of an ``OperatorCodeT``."""
-    # Schema v3a stores builtin codes > 127 only in builtinCode, older ones only in the
-    # deprecated field: the larger of the two is the real one (as TFLite reads it).
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
+from edge_pqrnn.format import builtin_code, schema
 
 
 def tensor_shape(tensor: Any) -> list[int]:
@@ -98,6 +91,14 @@ _SIZE_OPS = ("PAD", "PADV2", "ADD", "SUB", "MUL")
 MAX_SIZE_CONSTANT = 4096  # projection.spec.MAX_TOKENS_LIMIT
 
 
+def exceeds(values: np.ndarray, limit: float) -> bool:
+    """Whether an integer constant holds a value beyond ``limit`` in magnitude. The int32
+    and int64 extremes are exempt: slice bounds meaning "to the end" (tf2onnx and the
+    TFLite converter write them)."""
+    ordinary = values[~np.isin(values, (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)))]
+    return bool(ordinary.size) and float(np.abs(ordinary.astype(np.float64)).max()) > limit
+
+
 def _constant_problem(model: Any) -> str | None:
     """The first int32/int64 constant other than a bias with a value beyond
     :data:`MAX_INTEGER_CONSTANT` (int32 extremes excepted: "to the end" slice bounds)."""
@@ -117,9 +118,8 @@ def _constant_problem(model: Any) -> str | None:
             if len(raw) % width:
                 return f"has tensor {i} of subgraph {g}, an integer constant with a partial element"
             values = np.frombuffer(raw, np.int32 if width == 4 else np.int64)
-            ordinary = values[~np.isin(values, (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)))]
             limit = MAX_SIZE_CONSTANT if i in sizes else MAX_INTEGER_CONSTANT
-            if ordinary.size and np.abs(ordinary.astype(np.float64)).max() > limit:
+            if exceeds(values, limit):
                 return f"has tensor {i} of subgraph {g}, an integer constant beyond {limit:,}"
     return None
 
@@ -180,4 +180,4 @@ def op_problem(model: Any) -> str | None:
     return None
 
 
-__all__ = ["MAX_INTEGER_CONSTANT", "builtin_code", "graph_problem", "op_problem", "tensor_shape"]
+__all__ = ["MAX_INTEGER_CONSTANT", "builtin_code", "exceeds", "graph_problem", "op_problem", "tensor_shape"]

@@ -77,6 +77,13 @@ def decode_name(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else (value or "")
 
 
+def builtin_code(code: Any) -> int:
+    """The builtin operator code of an ``OperatorCodeT``."""
+    # Schema v3a stores builtin codes > 127 only in builtinCode, older ones only in the
+    # deprecated field: the larger of the two is the real one (as TFLite reads it).
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def load_model(flatbuffer: bytes) -> Any:
     """Unpack .tflite bytes into the schema's object tree (``ModelT``) for editing.
 

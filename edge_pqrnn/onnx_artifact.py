@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_pqrnn.artifact import (NUM_TOKENS_OUTPUT, Artifact, Checked, _as_batch, _batch_size, check_outputs,
                                  metadata_contents, read_source, runtime_failure)
+from edge_pqrnn.artifact_graph import MAX_INTEGER_CONSTANT, exceeds
 from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError
 from edge_pqrnn.evaluate import Labels
 from edge_pqrnn.format import (BODY_INPUTS as INPUTS, INTENT_OUTPUT, METADATA_NAME as METADATA_KEY,
@@ -41,10 +42,6 @@ def is_onnx(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx")
 
 
-#: Largest integer constant (shape, axis, pad, index) an export holds: below T x F x 2.
-MAX_INTEGER_CONSTANT = 2**26
-
-
 def _initializer_problem(proto: Any) -> str | None:
     """The first initializer that does not decode to its declared size, or an integer
     one (shapes, pads, axes) beyond any size an export has: onnxruntime aborted (an
@@ -56,11 +53,8 @@ def _initializer_problem(proto: Any) -> str | None:
             values = numpy_helper.to_array(tensor)
         except Exception as exc:  # raw data of another length than the dims say...
             return f"has an unreadable initializer {tensor.name!r} ({str(exc).strip()[:80]})"
-        if tensor.data_type in (TensorProto.INT64, TensorProto.INT32) and values.size:
-            # int32/int64 extremes are Slice's "to the end" sentinels, which tf2onnx writes
-            ordinary = values[~np.isin(values, (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)))]
-            if ordinary.size and np.abs(ordinary.astype(np.float64)).max() > MAX_INTEGER_CONSTANT:
-                return f"has an integer initializer {tensor.name!r} with a value beyond {MAX_INTEGER_CONSTANT:,}"
+        if tensor.data_type in (TensorProto.INT64, TensorProto.INT32) and exceeds(values, MAX_INTEGER_CONSTANT):
+            return f"has an integer initializer {tensor.name!r} with a value beyond {MAX_INTEGER_CONSTANT:,}"
     return None
 
 

@@ -62,6 +62,14 @@ def _short(label: str, width: int = 28) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, write (110 dpi) and close a figure; returns its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion(gold: Sequence[str], pred: Sequence[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (colour) with counts written in non-empty cells."""
     plt = _pyplot()
@@ -85,10 +93,7 @@ def plot_confusion(gold: Sequence[str], pred: Sequence[str], path: Path, title: 
     ax.set_ylabel("gold intent (test examples)")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.035, label="fraction of the gold row")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_per_label(scores: dict[str, dict[str, dict[str, float]]], path: Path, title: str,
@@ -112,10 +117,7 @@ def plot_per_label(scores: dict[str, dict[str, dict[str, float]]], path: Path, t
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower left")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_latency(samples: dict[str, list[float]], path: Path, title: str) -> Path:
@@ -137,10 +139,7 @@ def plot_latency(samples: dict[str, list[float]], path: Path, title: str) -> Pat
     ax.set_ylabel("calls")
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_latency_by_tokens(p50_ms: dict[int, float], floor_ms: dict[int, float] | None, path: Path,
@@ -158,10 +157,7 @@ def plot_latency_by_tokens(p50_ms: dict[int, float], floor_ms: dict[int, float] 
     ax.set_ylim(bottom=0)
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_bytes(blocks: dict[str, Any], total: int, path: Path, title: str) -> Path:
@@ -178,10 +174,7 @@ def plot_bytes(blocks: dict[str, Any], total: int, path: Path, title: str) -> Pa
     ax.set_xlabel("KiB")
     ax.set_xlim(0, max(v for _, v in items) / 1024 * 1.35)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_agreement(gold: Sequence[str], int8: Sequence[str], flt: Sequence[str], diffs: np.ndarray,
@@ -204,10 +197,7 @@ def plot_agreement(gold: Sequence[str], int8: Sequence[str], flt: Sequence[str],
     right.set_xlabel("max |int8 - float| intent logit, per text")
     right.set_ylabel("texts")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _latency_samples(artifacts: dict[str, bytes], texts: Sequence[str], repeats: int) -> dict[str, list[float]]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_pqrnn.arm import differing_texts, max_abs_diff
 from edge_pqrnn.artifact import INTENT_OUTPUT, NUM_TOKENS_OUTPUT, SLOT_OUTPUT, Artifact, check
 from edge_pqrnn.data.records import Example
 from edge_pqrnn.errors import ConfigError, DataError, EdgePqrnnError
@@ -43,7 +44,7 @@ from edge_pqrnn.projection import ProjectionSpec, Token
 from edge_pqrnn.projection.reference import decode, token_rows
 from edge_pqrnn.onnx_artifact import OnnxArtifact, check_onnx, is_onnx
 from edge_pqrnn.runtimes import IN_PROCESS, LEGACY_RUNTIME, run_legacy
-from edge_pqrnn.runtimes.aarch64 import run_aarch64_bytes
+from edge_pqrnn.runtimes.aarch64 import QEMU, QEMU_CPU, aarch64_runtimes, run_aarch64_bytes
 from edge_pqrnn.runtimes.onnxruntime import RUNTIME as ONNX_RUNTIME
 from edge_pqrnn.validation_report import AARCH64, Check, RuntimeResult, Thresholds, ValidationReport, host_isa
 
@@ -52,8 +53,6 @@ RUNTIMES = IN_PROCESS
 
 
 def _aarch64_runtimes() -> tuple[str, ...]:
-    from edge_pqrnn.runtimes.aarch64 import aarch64_runtimes
-
     return tuple(name + AARCH64 for name in aarch64_runtimes())
 
 
@@ -328,9 +327,6 @@ def _compare_with_x86(result: RuntimeResult, outputs: dict[str, dict[str, np.nda
     """Fill an aarch64 row's ``*_vs_x86`` fields: its outputs against the same runtime on
     this machine (run once into ``extra`` when it is not a row itself; if that fails,
     they stay None)."""
-    from edge_pqrnn.arm import differing_texts, max_abs_diff
-    from edge_pqrnn.runtimes.aarch64 import QEMU, QEMU_CPU
-
     result.emulator = f"{QEMU} QEMU_CPU={QEMU_CPU}"
     out = outputs.get(result.name)
     if out is None:

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from edge_pqrnn.converters.tflite_dynamic import dynamic_tokens, unrolled_over_tokens
+from edge_pqrnn.converters.tflite_graph import builtin_of
 from edge_pqrnn.converters.tflite_portable import use_portable_kernels
 from edge_pqrnn.converters.tflite_recurrence import fuse_fo_pooling
 from edge_pqrnn.errors import ArtifactError
@@ -75,9 +76,8 @@ def add_zero_biases(model) -> int:
     added = 0
     for graph in model.subgraphs:
         for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
             inputs = [int(i) for i in op.inputs]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) != s.BuiltinOperator.FULLY_CONNECTED:
+            if builtin_of(model, op) != s.BuiltinOperator.FULLY_CONNECTED:
                 continue
             if len(inputs) > 2 and inputs[2] >= 0:
                 continue

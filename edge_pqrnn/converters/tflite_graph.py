@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_pqrnn.format import schema
+from edge_pqrnn.format import builtin_code, schema
 
 
 def builtin_of(model, op) -> int:
-    code = model.operatorCodes[op.opcodeIndex]
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
+    """The builtin operator code of ``op``."""
+    return builtin_code(model.operatorCodes[op.opcodeIndex])
 
 
 def no_activation(op) -> bool:
@@ -90,7 +90,7 @@ def builtin_code_index(model, builtin: int) -> int:
     """The index of ``builtin``'s operator code, added when the model has none."""
     s = schema()
     for i, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin and code.builtinCode != s.BuiltinOperator.CUSTOM:
+        if builtin_code(code) == builtin and code.builtinCode != s.BuiltinOperator.CUSTOM:
             return i
     code = s.OperatorCodeT()
     code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1

@@ -45,7 +45,7 @@ import numpy as np
 
 from edge_pqrnn.errors import ConfigError, EdgePqrnnError
 from edge_pqrnn.projection.ops import LIBRARY_NAME
-from edge_pqrnn.runtimes.legacy import LEGACY_REQUIREMENTS, cache_dir, run_in_subprocess
+from edge_pqrnn.runtimes.legacy import LEGACY_REQUIREMENTS, cache_dir, run_bytes, run_in_subprocess
 from edge_pqrnn.runtimes.toolchain import (CROSS_CC, CROSS_TOOLS, HEADERS, HOST_FLAGS, NATIVE, QEMU, SETUP_FLAGS, SOURCES,
                                            SYSTEM_TOOLS, Log, compile_op_library, run_command, require_tools)
 
@@ -472,11 +472,4 @@ def run_aarch64_bytes(data: bytes, runtime: str, texts: Sequence[str | bytes], t
     Returns:
         ``(outputs by name, the runtime's version)``.
     """
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="edge-pqrnn-run-") as tmp:
-        path = os.path.join(tmp, "artifact.tflite")
-        Path(path).write_bytes(data)
-        out = run_aarch64(path, texts, runtime, timeout=timeout)
-    version = str(out.pop("__version__", ""))
-    return out, version
+    return run_bytes(data, lambda path: run_aarch64(path, texts, runtime, timeout=timeout))

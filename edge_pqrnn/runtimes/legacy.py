@@ -107,9 +107,19 @@ def run_legacy(data: bytes, texts: Sequence[str | bytes], log: Callable[[str], N
         ``(outputs by name, tflite-runtime's version)``.
     """
     python = legacy_tflite_runtime_python(log=log)
+    return run_bytes(data, lambda path: run_in_subprocess(python, "tflite_runtime.interpreter", path, texts))
+
+
+def run_bytes(data: bytes, run: Callable[[str], dict]) -> tuple[dict, str]:
+    """``run(path)`` on .tflite bytes written to a temp file (a worker in another Python
+    opens the file, not bytes), with the worker's ``__version__`` split off.
+
+    Returns:
+        ``(outputs by name, the runtime's version)``.
+    """
     with tempfile.TemporaryDirectory(prefix="edge-pqrnn-run-") as tmp:
         path = os.path.join(tmp, "artifact.tflite")
         pathlib.Path(path).write_bytes(data)
-        out = run_in_subprocess(python, "tflite_runtime.interpreter", path, texts)
+        out = run(path)
     version = str(out.pop("__version__", ""))
     return out, version
