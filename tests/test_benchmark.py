@@ -91,3 +91,24 @@ def test_op_profile_times_every_operator_at_the_texts_rows(built):
     assert rows[0]["shape"] == [1, 4, run.spec.feature_size]  # the default artifact computes 4 rows, not T
     assert min(r["us"] for r in rows) == 0 and all(r["us"] >= 0 for r in rows)
     assert {"FULLY_CONNECTED", "CONV_2D", "EdgePqrnnFoPool"} <= {r["op"] for r in rows}
+
+
+def test_time_variants_reports_the_first_call_of_each_block_as_cold():
+    import time
+
+    from edge_pqrnn.measure import time_variants
+
+    last = []
+
+    def model(name):
+        def call():
+            if last and last[-1] != name:
+                time.sleep(0.005)  # caches "evicted" by the other variant: only the turn's first call pays
+            last.append(name)
+        return call
+
+    timed = time_variants({"a": model("a"), "b": model("b")}, repeats=20, warmup=1, block=4)
+    for row in timed.values():
+        assert row["cold_p50_ms"] >= 5 > row["p50_ms"]
+    single = time_variants({"a": model("a"), "b": model("b")}, repeats=6, warmup=1)
+    assert all(row["cold_p50_ms"] == row["p50_ms"] >= 5 for row in single.values())
