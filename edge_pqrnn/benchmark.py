@@ -116,6 +116,40 @@ def latency_by_tokens(artifact: bytes, static_artifact: bytes | None, spec: Any,
     return result
 
 
+def onnx_latency_by_tokens(model: bytes, spec: Any, words: Sequence[str], counts: Sequence[int] = TOKEN_COUNTS,
+                           repeats: int = 200, block: int = 10) -> dict[str, Any]:
+    """p50 of a raw-text .onnx on texts of each token count (onnxruntime, 1 thread,
+    batch 1, one session as an app holds one, warm blocks as :func:`latency_by_tokens`):
+    whether its cost follows the text as the .tflite's does.
+
+    Args:
+        model: raw-text .onnx bytes (by default its token axis follows the text).
+        spec: the projection spec.
+        words: words to build the texts from.
+        counts: token counts (those above T are left out).
+        repeats: timed calls per count.
+        block: calls in a row per count and turn.
+
+    Returns:
+        ``{"tokens", "p50_ms": {count: ms}, "p50_64_over_8"}`` (the largest count over 8).
+    """
+    import onnxruntime as ort
+
+    from edge_pqrnn.runtimes.onnxruntime import register_op_library, session_options, text_tensor
+
+    counts = [n for n in counts if n <= spec.max_tokens]
+    options = session_options(1)
+    register_op_library(options)
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    variants = {}
+    for n in counts:
+        feed = {"text": text_tensor([text_with_tokens(n, spec, words)])}
+        variants[str(n)] = lambda feed=feed: session.run(None, feed)
+    timed = time_variants(variants, repeats=repeats, warmup=2, block=block)
+    p50 = {n: timed[str(n)]["p50_ms"] for n in counts}
+    return {"tokens": counts, "p50_ms": p50, "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None}
+
+
 def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int, teacher: TeacherInvokers,
                        log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -254,6 +288,13 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
     log("latency by tokens (int8, 1 thread, p50 ms; static T beside): " + ", ".join(
         f"{n}: {lt['p50_ms'][n]:.3f} ({lt['static_p50_ms'][n]:.3f})" for n in lt["tokens"])
         + (f"; {lt['tokens'][-1]}/8 tokens = {lt['p50_64_over_8']:.2f}x" if lt["p50_64_over_8"] else ""))
+    for key in [k for k in lt if k.startswith("onnx_") and k.endswith("_p50_ms")]:
+        ratio = lt.get(f"{key[:-len('_p50_ms')]}_64_over_8")
+        log(f"latency by tokens ({key[:-len('_p50_ms')].replace('_', '-', 1)}, onnxruntime, 1 thread, p50 ms): "
+            + ", ".join(f"{n}: {ms:.3f}" for n, ms in lt[key].items())
+            + (f"; {lt['tokens'][-1]}/8 tokens = {ratio:.2f}x" if ratio else ""))
+    for key in [k for k in c if k.startswith("onnx_") and k.endswith("_over_text_floor")]:
+        log(f"{key:<30} {c[key]:6.1f}x")
     ch = lt["changing_lengths"]
     log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
         f"vs {ch['static_p50_ms']:.3f} ms at static T")
@@ -267,6 +308,24 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
     else:
         log(f"teacher: {t}")
     log(f"onnx: {result['onnx']}")
+
+
+def _add_onnx_by_tokens(result: dict[str, Any], artifacts: dict[str, bytes], onnx_names: list[str], spec: Any,
+                        words: Sequence[str], repeats: int) -> None:
+    """The raw-text .onnx by token count (:func:`onnx_latency_by_tokens`) into
+    ``result["latency_by_tokens"]``: ``onnx_<scheme>_p50_ms`` and ``onnx_<scheme>_64_over_8``
+    of the int8 row (or of the one raw-text .onnx given)."""
+    from edge_pqrnn.onnx_artifact import is_text_graph
+
+    names = [n for n in onnx_names if is_text_graph(artifacts[n])]
+    name = "onnx-int8" if "onnx-int8" in names else (names[0] if names else None)
+    if name is None:
+        return
+    timed = onnx_latency_by_tokens(artifacts[name], spec, words, repeats=repeats)
+    key = name.replace("-", "_")
+    result["latency_by_tokens"][f"{key}_p50_ms"] = timed["p50_ms"]
+    # Named like the .tflite's p50_64_over_8: the largest count (64 at the default T) over 8.
+    result["latency_by_tokens"][f"{key}_64_over_8"] = timed["p50_64_over_8"]
 
 
 def _teacher_rows(teacher: TeacherInvokers | str | None, int8: bytes, texts: Sequence[str], repeats: int,
@@ -308,7 +367,10 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     Returns:
         ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding",
         "latency_by_tokens", "teacher", "onnx"}``; ratios
-        ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with the int8 .tflite.
+        ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with the int8 .tflite;
+        ``latency_by_tokens["onnx_int8_p50_ms"]`` and ``["onnx_int8_64_over_8"]`` time the
+        int8 .onnx by token count, ``compute["onnx_<scheme>_over_text_floor"]`` sets each
+        ONNX row against the per-text floor.
 
     Raises:
         ConfigError: ``onnx=True`` without the ONNX packages.
@@ -347,8 +409,15 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         artifacts["int8"], static_int8, run.spec, " ".join(test_texts[:50]).split(), test_texts,
         repeats=max(20, repeats // 2))
 
+    _add_onnx_by_tokens(result, artifacts, onnx_names, run.spec, " ".join(test_texts[:50]).split(),
+                        max(20, repeats // 2))
+
     result["compute"] = _compute(run.config.to_dict(), float(np.mean(counts)), result["variants"]["int8"]["p50_ms"],
                                  result["latency_by_tokens"]["changing_lengths"]["p50_ms"])
+    for name in onnx_names:  # the .onnx beside the same per-text floor as the .tflite
+        if result["compute"]["text_floor_ms"]:
+            result["compute"][f"{name.replace('-', '_')}_over_text_floor"] = (
+                result["variants"][name]["p50_ms"] / result["compute"]["text_floor_ms"])
     result["teacher"] = _teacher_rows(teacher, artifacts["int8"], texts, repeats, log)
     _log_summary(result, log)
     return result
