@@ -241,9 +241,11 @@ def _throughput(artifacts: dict[str, bytes], onnx_names: list[str], dataset: Any
                             for name, row in timed_b.items()}
 
 
-def _compute(config: dict[str, Any], mean_tokens: float, int8_p50_ms: float, in_turn_p50_ms: float) -> dict[str, Any]:
+def _compute(config: dict[str, Any], mean_tokens: float, int8_p50_ms: float, in_turn_p50_ms: float,
+             onnx_p50_ms: dict[str, float] | None = None) -> dict[str, Any]:
     """MACs per utterance and the floor they set at the core's int8 peak, at T and at the
-    test texts' mean token count, beside the measured int8 p50."""
+    test texts' mean token count, beside the measured int8 p50 (and each ONNX row's p50:
+    ``onnx_<scheme>_over_text_floor``, the .onnx against the same per-text floor)."""
     # Compute floor: matmul MACs vs the core's int8 peak, at T (what a static graph
     # computes) and at the test texts' mean token count (what a text needs).
     macs = macs_per_utterance(config)
@@ -259,7 +261,9 @@ def _compute(config: dict[str, Any], mean_tokens: float, int8_p50_ms: float, in_
                          "text_floor_ms": text_floor_ms,
                          "int8_over_text_floor": int8_p50_ms / text_floor_ms if text_floor_ms else None,
                          # warm, the test texts one after another (re-prepares included)
-                         "int8_in_turn_over_text_floor": in_turn_p50_ms / text_floor_ms if text_floor_ms else None}
+                         "int8_in_turn_over_text_floor": in_turn_p50_ms / text_floor_ms if text_floor_ms else None,
+                         **{f"{name.replace('-', '_')}_over_text_floor": p50 / text_floor_ms if text_floor_ms else None
+                            for name, p50 in (onnx_p50_ms or {}).items()}}
 
 
 def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
@@ -293,7 +297,7 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
         log(f"latency by tokens ({key[:-len('_p50_ms')].replace('_', '-', 1)}, onnxruntime, 1 thread, p50 ms): "
             + ", ".join(f"{n}: {ms:.3f}" for n, ms in lt[key].items())
             + (f"; {lt['tokens'][-1]}/8 tokens = {ratio:.2f}x" if ratio else ""))
-    for key in [k for k in c if k.startswith("onnx_") and k.endswith("_over_text_floor")]:
+    for key in [k for k in c if k.startswith("onnx_") and k.endswith("_over_text_floor") and c[k]]:
         log(f"{key:<30} {c[key]:6.1f}x")
     ch = lt["changing_lengths"]
     log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
@@ -411,13 +415,9 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
 
     _add_onnx_by_tokens(result, artifacts, onnx_names, run.spec, " ".join(test_texts[:50]).split(),
                         max(20, repeats // 2))
-
     result["compute"] = _compute(run.config.to_dict(), float(np.mean(counts)), result["variants"]["int8"]["p50_ms"],
-                                 result["latency_by_tokens"]["changing_lengths"]["p50_ms"])
-    for name in onnx_names:  # the .onnx beside the same per-text floor as the .tflite
-        if result["compute"]["text_floor_ms"]:
-            result["compute"][f"{name.replace('-', '_')}_over_text_floor"] = (
-                result["variants"][name]["p50_ms"] / result["compute"]["text_floor_ms"])
+                                 result["latency_by_tokens"]["changing_lengths"]["p50_ms"],
+                                 {name: result["variants"][name]["p50_ms"] for name in onnx_names})
     result["teacher"] = _teacher_rows(teacher, artifacts["int8"], texts, repeats, log)
     _log_summary(result, log)
     return result

@@ -278,11 +278,22 @@ def test_benchmark_times_onnx_beside_the_tflite(tiny_run, float_onnx):
         assert f"{name}|4" in result["throughput"]
     assert result["onnx"].startswith("exported alongside")
     assert any(line.startswith("onnx_int8_over_int8_latency") for line in lines)
+    # Issue 20, item 3: the int8 .onnx by token count, as the .tflite (T=24 here: 4, 8, 16).
+    lt = result["latency_by_tokens"]
+    assert list(lt["onnx_int8_p50_ms"]) == lt["tokens"] == [4, 8, 16]
+    assert all(ms > 0 for ms in lt["onnx_int8_p50_ms"].values())
+    assert lt["onnx_int8_64_over_8"] == lt["onnx_int8_p50_ms"][16] / lt["onnx_int8_p50_ms"][8]
+    floor = result["compute"]["text_floor_ms"]
+    for name in ("onnx_float", "onnx_int8"):
+        expected = result["variants"][name.replace("_", "-")]["p50_ms"] / floor if floor else None
+        assert result["compute"][f"{name}_over_text_floor"] == expected
+    assert any(line.startswith("latency by tokens (onnx-int8") for line in lines)
     # A given .onnx is timed as is (row named after its scheme); onnx=False leaves the rows out.
     given = benchmark_run(str(tiny_run), texts=("hi",), repeats=3, batch_sizes=(1,), threads=1, onnx=str(float_onnx),
                           log=lambda _: None)
     assert set(given["variants"]) == {"int8", "int8-no-xnnpack", "float", "onnx-float"}
     assert given["variants"]["onnx-float"]["bytes"] == float_onnx.stat().st_size and given["onnx"] == str(float_onnx)
+    assert set(given["latency_by_tokens"]["onnx_float_p50_ms"]) == {4, 8, 16}
     with pytest.raises(ArtifactError, match="not a valid ONNX model"):
         benchmark_run(str(tiny_run), repeats=1, batch_sizes=(1,), threads=1, onnx=__file__, log=lambda _: None)
 

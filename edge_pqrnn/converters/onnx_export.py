@@ -13,9 +13,16 @@ onnxruntime runs it once the library is registered:
 that cannot load a custom op library (onnxruntime-web, other ONNX runtimes). Its callers
 build the inputs with the numpy reference ``edge_pqrnn.projection.project(texts, spec)``.
 
+By default (``build_onnx``) the raw-text graph's token axis follows the text, as the
+.tflite's does: the op (attribute ``dynamic_tokens``) writes only the rows of the batch's
+longest text, the body is converted at a symbolic token axis ``tokens``, each QRNN
+direction's recurrence is one ``ai.edge_pqrnn.EdgePqrnnFoPool`` node (float, O(n), in
+the same op library) instead of T unrolled steps, and the slot logits are padded back to
+T (rows past a text are 0). ``static_tokens=True`` keeps the earlier graph at T.
+
 Stages, each a function returning data (the caller saves, atomically):
 
-    to_onnx(run)                     -> float ModelProto, features in (opset 17, dynamic batch)
+    to_onnx(run, dynamic_tokens=...) -> float ModelProto, features in (opset 17, dynamic batch)
     (int8: edge_pqrnn.quant.onnx_qdq.quantize_int8, onnxruntime's static QDQ quantizer)
     with_text_input(model, spec)     -> the projection op in front: raw text in
     with_metadata(model, metadata)   -> the model with labels/projection/config in metadata_props
@@ -32,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -128,7 +136,15 @@ def to_onnx(run: Any, opset: int = OPSET, *, dynamic_tokens: bool = False) -> An
 
     extra = {"custom_op_handlers": {"PyFuncStateless": (_fo_pool_node, [])},
              "extra_opset": [helper.make_opsetid(OP_DOMAIN, 1)]} if dynamic_tokens else {}
-    proto, _ = tf2onnx.convert.from_function(model_fn, input_signature=signature, opset=opset, **extra)
+    # tf2onnx warns that the numpy functions' outputs have no shape (expected: EnsureShape
+    # gives them one right after); the warning would only puzzle the user.
+    shape_log = logging.getLogger("tf2onnx.shape_inference")
+    level = shape_log.level
+    shape_log.setLevel(logging.ERROR)
+    try:
+        proto, _ = tf2onnx.convert.from_function(model_fn, input_signature=signature, opset=opset, **extra)
+    finally:
+        shape_log.setLevel(level)
     _fix_output_dims(proto, T, run.config.num_tags)
     return proto
 
