@@ -292,6 +292,9 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
     log("latency by tokens (int8, 1 thread, p50 ms; static T beside): " + ", ".join(
         f"{n}: {lt['p50_ms'][n]:.3f} ({lt['static_p50_ms'][n]:.3f})" for n in lt["tokens"])
         + (f"; {lt['tokens'][-1]}/8 tokens = {lt['p50_64_over_8']:.2f}x" if lt["p50_64_over_8"] else ""))
+    ch = lt["changing_lengths"]
+    log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
+        f"vs {ch['static_p50_ms']:.3f} ms at static T")
     for key in [k for k in lt if k.startswith("onnx_") and k.endswith("_p50_ms")]:
         ratio = lt.get(f"{key[:-len('_p50_ms')]}_64_over_8")
         log(f"latency by tokens ({key[:-len('_p50_ms')].replace('_', '-', 1)}, onnxruntime, 1 thread, p50 ms): "
@@ -299,9 +302,6 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
             + (f"; {lt['tokens'][-1]}/8 tokens = {ratio:.2f}x" if ratio else ""))
     for key in [k for k in c if k.startswith("onnx_") and k.endswith("_over_text_floor") and c[k]]:
         log(f"{key:<30} {c[key]:6.1f}x")
-    ch = lt["changing_lengths"]
-    log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
-        f"vs {ch['static_p50_ms']:.3f} ms at static T")
     t = result["teacher"]
     if isinstance(t, dict):
         log(f"teacher (multilingual-e5-small encoder, {t['params'] / 1e6:.1f} M params, {t['fp32_bytes'] / 1e6:.0f} MB "
