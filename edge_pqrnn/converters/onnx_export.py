@@ -101,7 +101,8 @@ def to_onnx(run: Any, opset: int = OPSET, *, dynamic_tokens: bool = False) -> An
             computes n rows, each QRNN direction's recurrence is one
             ``ai.edge_pqrnn.EdgePqrnnFoPool`` node (O(n), in the op library) instead of T
             unrolled steps, and ``slot_logits`` rows past each text are 0, padded back to
-            T. For the raw-text graph (:func:`with_text_input` with ``dynamic_tokens``).
+            T. For the raw-text graph: :func:`with_text_input` then gives the projection
+            node ``dynamic_tokens=1``.
 
     Returns:
         An ``onnx.ModelProto`` with inputs :data:`INPUTS` (dynamic batch) and outputs
