@@ -120,6 +120,40 @@ def latency_by_tokens(artifact: bytes, static_artifact: bytes | None, spec: Any,
     return result
 
 
+def onnx_latency_by_tokens(model: bytes, spec: Any, words: Sequence[str], counts: Sequence[int] = TOKEN_COUNTS,
+                           repeats: int = 200, block: int = 10) -> dict[str, Any]:
+    """p50 of a raw-text .onnx on texts of each token count (onnxruntime, 1 thread,
+    batch 1, one session as an app holds one, warm blocks as :func:`latency_by_tokens`):
+    whether its cost follows the text as the .tflite's does.
+
+    Args:
+        model: raw-text .onnx bytes (by default its token axis follows the text).
+        spec: the projection spec.
+        words: words to build the texts from.
+        counts: token counts (those above T are left out).
+        repeats: timed calls per count.
+        block: calls in a row per count and turn.
+
+    Returns:
+        ``{"tokens", "p50_ms": {count: ms}, "p50_64_over_8"}`` (the largest count over 8).
+    """
+    import onnxruntime as ort
+
+    from edge_pqrnn.runtimes.onnxruntime import register_op_library, session_options, text_tensor
+
+    counts = [n for n in counts if n <= spec.max_tokens]
+    options = session_options(1)
+    register_op_library(options)
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    variants = {}
+    for n in counts:
+        feed = {"text": text_tensor([text_with_tokens(n, spec, words)])}
+        variants[str(n)] = lambda feed=feed: session.run(None, feed)
+    timed = time_variants(variants, repeats=repeats, warmup=2, block=block)
+    p50 = {n: timed[str(n)]["p50_ms"] for n in counts}
+    return {"tokens": counts, "p50_ms": p50, "p50_64_over_8": p50[counts[-1]] / p50[8] if 8 in p50 else None}
+
+
 def teacher_comparison(int8_artifact: bytes, texts: Sequence[str], repeats: int, teacher: TeacherInvokers,
                        log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -218,9 +252,11 @@ def _throughput(artifacts: dict[str, bytes], onnx_names: list[str], dataset: Any
                             for name, row in timed_b.items()}
 
 
-def _compute(config: dict[str, Any], mean_tokens: float, int8: dict[str, float], in_turn_p50_ms: float) -> dict[str, Any]:
+def _compute(config: dict[str, Any], mean_tokens: float, int8: dict[str, float], in_turn_p50_ms: float,
+             onnx_p50_ms: dict[str, float] | None = None) -> dict[str, Any]:
     """MACs per utterance and the floor they set at the core's int8 peak, at T and at the
-    test texts' mean token count, beside the measured int8 p50."""
+    test texts' mean token count, beside the measured int8 p50 (and each ONNX row's p50:
+    ``onnx_<scheme>_over_text_floor``, the .onnx against the same per-text floor)."""
     # Compute floor: matmul MACs vs the core's int8 peak, at T (what a static graph
     # computes) and at the test texts' mean token count (what a text needs).
     macs = macs_per_utterance(config)
@@ -239,7 +275,9 @@ def _compute(config: dict[str, Any], mean_tokens: float, int8: dict[str, float],
                          # the first call of each block, right after the other variants
                          "int8_cold_over_text_floor": int8["cold_p50_ms"] / text_floor_ms if text_floor_ms else None,
                          # warm, the test texts one after another (re-prepares included)
-                         "int8_in_turn_over_text_floor": in_turn_p50_ms / text_floor_ms if text_floor_ms else None}
+                         "int8_in_turn_over_text_floor": in_turn_p50_ms / text_floor_ms if text_floor_ms else None,
+                         **{f"{name.replace('-', '_')}_over_text_floor": p50 / text_floor_ms if text_floor_ms else None
+                            for name, p50 in (onnx_p50_ms or {}).items()}}
 
 
 def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
@@ -272,6 +310,13 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
     ch = lt["changing_lengths"]
     log(f"  {ch['texts']} test texts in turn on one interpreter (length changes re-prepare): p50 {ch['p50_ms']:.3f} ms "
         f"vs {ch['static_p50_ms']:.3f} ms at static T")
+    for key in [k for k in lt if k.startswith("onnx_") and k.endswith("_p50_ms")]:
+        ratio = lt.get(f"{key[:-len('_p50_ms')]}_64_over_8")
+        log(f"latency by tokens ({key[:-len('_p50_ms')].replace('_', '-', 1)}, onnxruntime, 1 thread, p50 ms): "
+            + ", ".join(f"{n}: {ms:.3f}" for n, ms in lt[key].items())
+            + (f"; {lt['tokens'][-1]}/8 tokens = {ratio:.2f}x" if ratio else ""))
+    for key in [k for k in c if k.startswith("onnx_") and k.endswith("_over_text_floor") and c[k]]:
+        log(f"{key:<30} {c[key]:6.1f}x")
     t = result["teacher"]
     if isinstance(t, dict):
         log(f"teacher (multilingual-e5-small encoder, {t['params'] / 1e6:.1f} M params, {t['fp32_bytes'] / 1e6:.0f} MB "
@@ -283,6 +328,24 @@ def _log_summary(result: dict[str, Any], log: Callable[[str], None]) -> None:
     else:
         log(f"teacher: {t}")
     log(f"onnx: {result['onnx']}")
+
+
+def _add_onnx_by_tokens(result: dict[str, Any], artifacts: dict[str, bytes], onnx_names: list[str], spec: Any,
+                        words: Sequence[str], repeats: int) -> None:
+    """The raw-text .onnx by token count (:func:`onnx_latency_by_tokens`) into
+    ``result["latency_by_tokens"]``: ``onnx_<scheme>_p50_ms`` and ``onnx_<scheme>_64_over_8``
+    of the int8 row (or of the one raw-text .onnx given)."""
+    from edge_pqrnn.onnx_artifact import is_text_graph
+
+    names = [n for n in onnx_names if is_text_graph(artifacts[n])]
+    name = "onnx-int8" if "onnx-int8" in names else (names[0] if names else None)
+    if name is None:
+        return
+    timed = onnx_latency_by_tokens(artifacts[name], spec, words, repeats=repeats)
+    key = name.replace("-", "_")
+    result["latency_by_tokens"][f"{key}_p50_ms"] = timed["p50_ms"]
+    # Named like the .tflite's p50_64_over_8: the largest count (64 at the default T) over 8.
+    result["latency_by_tokens"][f"{key}_64_over_8"] = timed["p50_64_over_8"]
 
 
 def _teacher_rows(teacher: TeacherInvokers | str | None, int8: bytes, texts: Sequence[str], repeats: int,
@@ -324,7 +387,10 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
     Returns:
         ``{"variants", "ratios", "throughput", "memory_mb", "compute", "padding",
         "latency_by_tokens", "teacher", "onnx"}``; ratios
-        ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with the int8 .tflite.
+        ``onnx_<scheme>_over_int8_latency`` compare each ONNX row with the int8 .tflite;
+        ``latency_by_tokens["onnx_int8_p50_ms"]`` and ``["onnx_int8_64_over_8"]`` time the
+        int8 .onnx by token count, ``compute["onnx_<scheme>_over_text_floor"]`` sets each
+        ONNX row against the per-text floor.
 
     Raises:
         ConfigError: ``onnx=True`` without the ONNX packages.
@@ -363,8 +429,11 @@ def benchmark_run(run_dir: str, texts: Sequence[str] = DEFAULT_TEXTS, repeats: i
         artifacts["int8"], static_int8, run.spec, " ".join(test_texts[:50]).split(), test_texts,
         repeats=max(20, repeats // 2))
 
+    _add_onnx_by_tokens(result, artifacts, onnx_names, run.spec, " ".join(test_texts[:50]).split(),
+                        max(20, repeats // 2))
     result["compute"] = _compute(run.config.to_dict(), float(np.mean(counts)), result["variants"]["int8"],
-                                 result["latency_by_tokens"]["changing_lengths"]["p50_ms"])
+                                 result["latency_by_tokens"]["changing_lengths"]["p50_ms"],
+                                 {name: result["variants"][name]["p50_ms"] for name in onnx_names})
     result["teacher"] = _teacher_rows(teacher, artifacts["int8"], texts, repeats, log)
     _log_summary(result, log)
     return result

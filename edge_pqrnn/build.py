@@ -111,7 +111,7 @@ def build_tflite(run: Any, dataset_name: str, calibration: Sequence[str], *, sch
 
 
 def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, int8: bool = False,
-               opset: int | None = None, text_input: bool = True,
+               opset: int | None = None, text_input: bool = True, static_tokens: bool = False,
                log: Callable[[str], None] = lambda _: None) -> Built:
     """Convert a run to ONNX (float, or int8 QDQ with ``int8=True``) with its metadata.
 
@@ -122,6 +122,10 @@ def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, 
         int8: quantize with onnxruntime's static QDQ quantizer.
         opset: ONNX opset (default: the converter's).
         text_input: put the projection op in the graph (raw text in).
+        static_tokens: keep the token axis at T, the recurrence unrolled over it. By
+            default a raw-text graph computes only the rows of the batch's longest text
+            (:func:`edge_pqrnn.converters.onnx_export.to_onnx` ``dynamic_tokens``); a
+            features-input graph always keeps T (it holds no op of ours).
         log: where progress lines go.
 
     Returns:
@@ -135,8 +139,9 @@ def build_onnx(run: Any, dataset_name: str, calibration: Sequence[str] = (), *, 
     seconds = {}
     start = time.perf_counter()
     opset = opset or onnx_export.OPSET
-    log(f"converting to ONNX (tf2onnx, opset {opset})...")
-    proto = onnx_export.to_onnx(run, opset=opset)
+    dynamic = text_input and not static_tokens
+    log(f"converting to ONNX (tf2onnx, opset {opset}, {'dynamic' if dynamic else 'static'} token axis)...")
+    proto = onnx_export.to_onnx(run, opset=opset, dynamic_tokens=dynamic)
     seconds["convert"] = time.perf_counter() - start
     scheme = "float"
     if int8:

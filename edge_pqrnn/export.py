@@ -188,7 +188,8 @@ class OnnxExportResult:
 @in_scratch_tempdir
 def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None = None, int8: bool = False,
                 check: bool = True, calibration_samples: int = 500, thresholds: Any = None, opset: int | None = None,
-                text_input: bool = True, log: Callable[[str], None] = print) -> OnnxExportResult:
+                text_input: bool = True, static_tokens: bool = False,
+                log: Callable[[str], None] = print) -> OnnxExportResult:
     """Export a trained run as a validated .onnx (float, or int8 QDQ with ``int8=True``)
     that takes raw text (the projection op inside the graph).
 
@@ -204,6 +205,8 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
         opset: ONNX opset (>= 15; default: the converter's, 17).
         text_input: put the projection op in the graph (raw text in). False keeps the
             features-input graph, for ONNX consumers that cannot load the op library.
+        static_tokens: keep the raw-text graph's token axis at T (the recurrence unrolled
+            over it); by default it computes only the rows of the batch's longest text.
         log: where progress lines go.
 
     Returns:
@@ -230,7 +233,8 @@ def export_onnx(run_dir: str | Path, out: str | Path | None, *, data: str | None
     seconds["load"] = time.perf_counter() - start
 
     calibration = calibration_for(run, [ex.text for ex in dataset.train], calibration_samples) if int8 else []
-    built = build_onnx(run, dataset_name, calibration, int8=int8, opset=opset, text_input=text_input, log=log)
+    built = build_onnx(run, dataset_name, calibration, int8=int8, opset=opset, text_input=text_input,
+                       static_tokens=static_tokens, log=log)
     seconds.update(built.seconds)
     artifact = built.artifact
     counts = op_counts(onnx.load_from_string(artifact))

@@ -22,7 +22,7 @@ from edge_pqrnn.artifact import (NUM_TOKENS_OUTPUT, Artifact, Checked, _as_batch
 from edge_pqrnn.artifact_graph import MAX_INTEGER_CONSTANT, exceeds
 from edge_pqrnn.errors import ArtifactError, ConfigError, EdgePqrnnError
 from edge_pqrnn.evaluate import Labels
-from edge_pqrnn.format import (BODY_INPUTS as INPUTS, INTENT_OUTPUT, METADATA_NAME as METADATA_KEY,
+from edge_pqrnn.format import (BODY_INPUTS as INPUTS, DYNAMIC_TOKENS_OPTION, INTENT_OUTPUT, METADATA_NAME as METADATA_KEY,
                                ONNX_DOMAIN as OP_DOMAIN, PROJECTION_OP as OP_NAME, SLOT_OUTPUT, TEXT_INPUT,
                                hash_problem, onnx_text_input as text_input)
 from edge_pqrnn.projection.reference import project
@@ -125,6 +125,9 @@ def check_onnx(source: bytes | str | os.PathLike, name: str | None = None) -> Ch
         options = ({a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute} if len(nodes) == 1
                    else None)
         wanted = {key: int(value) for key, value in spec.op_options().items()}
+        # The op's own optional attribute (its outputs follow the longest text) is no part of the spec.
+        if options is not None and options.get(DYNAMIC_TOKENS_OPTION, 0) in (0, 1):
+            options.pop(DYNAMIC_TOKENS_OPTION, None)
         if options != wanted:
             raise ArtifactError(f"{name}: its projection op node ({len(nodes)} found, attributes {options}) does not "
                                 f"match the metadata's projection {wanted}: {_EXPORT_AGAIN}")

@@ -239,7 +239,7 @@ def onnx_edit(data: bytes, rng: random.Random) -> tuple[str, bytes]:
                        "metadata", "output_dims"])
     graph = proto.graph
     if what == "attribute":
-        [node] = [n for n in graph.node if n.domain == OP_DOMAIN]
+        node = rng.choice([n for n in graph.node if n.domain == OP_DOMAIN])  # the projection or a fo-pool
         attribute = rng.choice(list(node.attribute))
         attribute.i = _odd_int(rng) % (2**63) if rng.random() < 0.5 else _odd_int(rng)
         if rng.random() < 0.5:  # the metadata's projection agrees, so the op itself must refuse it

@@ -49,10 +49,22 @@ def test_float_onnx_passes_checker_with_metadata_and_dynamic_batch(float_onnx, t
     # Raw text in: one string input feeding the projection op, whose attributes are the spec's.
     assert [i.name for i in proto.graph.input] == [TEXT_INPUT]
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.STRING
-    [node] = [n for n in proto.graph.node if n.domain == OP_DOMAIN]
-    assert node.op_type == "EdgePqrnnProjection" and list(node.input) == [TEXT_INPUT]
+    [node] = [n for n in proto.graph.node if n.domain == OP_DOMAIN and n.op_type == "EdgePqrnnProjection"]
+    assert list(node.input) == [TEXT_INPUT]
     assert list(node.output) == ["features", "mask", "pool_weights", "num_tokens"]
-    assert {a.name: a.i for a in node.attribute} == {k: int(v) for k, v in run.spec.op_options().items()}
+    # Issue 20, item 3: the op writes the longest text's rows, the body's token axis is
+    # symbolic, and each QRNN direction's recurrence is one EdgePqrnnFoPool node.
+    assert {a.name: a.i for a in node.attribute} == {**{k: int(v) for k, v in run.spec.op_options().items()},
+                                                     "dynamic_tokens": 1}
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in proto.graph.value_info}
+    assert shapes["features"] == ["batch", "tokens", run.spec.feature_size] and shapes["mask"] == ["batch", "tokens"]
+    pools = [n for n in proto.graph.node if n.op_type == "EdgePqrnnFoPool"]
+    assert len(pools) == 2 * run.config.layers and all(n.domain == OP_DOMAIN for n in pools)
+    reverse = sorted(a.i for n in pools for a in n.attribute if a.name == "reverse")
+    assert reverse == [0] * run.config.layers + [1] * run.config.layers
+    assert len(proto.graph.node) < 300  # no unrolled steps (the static graph has ~T nodes per direction)
+    slot_dims = [d.dim_value for d in proto.graph.output[1].type.tensor_type.shape.dim[1:]]
+    assert slot_dims == [run.spec.max_tokens, len(run.labels.tags)]
     assert [o.name for o in proto.graph.output] == ["intent_logits", "slot_logits", "num_tokens"]
     for value in list(proto.graph.input) + list(proto.graph.output):
         assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
@@ -91,7 +103,10 @@ def test_float_onnx_matches_keras_at_any_batch(float_onnx, tiny_run):
         for batch_size in (1, 4, 64):
             out = model.run(TEXTS, batch_size=batch_size)
             assert np.abs(out["intent_logits"] - ref.intent).max() < 1e-4
-            assert np.abs(out["slot_logits"] - ref.slots).max() < 1e-4
+            # The rows a text has; past them the slot logits are 0 (as in the .tflite).
+            rows = np.arange(run.spec.max_tokens)[None, :] < out["num_tokens"][:, None]
+            assert np.abs(out["slot_logits"] - ref.slots)[rows].max() < 1e-4
+            assert not out["slot_logits"][~rows].any()
         predictions = model.predict(TEXTS)
     assert [p.intent for p in predictions] == [run.labels.intents[i] for i in ref.intent.argmax(-1)]
     assert predictions[0].num_tokens == 6  # 5 words + EOS
@@ -147,11 +162,16 @@ def test_errors_say_what_to_do(tmp_path, float_onnx, tiny_run):
     # The op node's attributes must be the metadata's projection (edited and re-sealed:
     # without the new hash the hash check refuses it first).
     edited = onnx.load(str(float_onnx))
-    [node] = [n for n in edited.graph.node if n.domain == OP_DOMAIN]
+    [node] = [n for n in edited.graph.node if n.op_type == "EdgePqrnnProjection"]
     next(a for a in node.attribute if a.name == "max_tokens").i = 32
     with pytest.raises(ArtifactError, match="does not match the content hash recorded at export"):
         check_onnx(edited.SerializeToString())
     with pytest.raises(ArtifactError, match="projection op node .* does not match the metadata's projection"):
+        check_onnx(seal_onnx(with_metadata(edited, check_onnx(float_onnx).metadata)))
+    next(a for a in node.attribute if a.name == "max_tokens").i = check_onnx(float_onnx).metadata["projection"][
+        "max_tokens"]
+    next(a for a in node.attribute if a.name == "dynamic_tokens").i = 2  # the op's own attribute: 0 or 1
+    with pytest.raises(ArtifactError, match=r"projection op node .*'dynamic_tokens': 2.* does not match"):
         check_onnx(seal_onnx(with_metadata(edited, check_onnx(float_onnx).metadata)))
     with pytest.raises(OpLibraryError, match="the op library /nonexistent.so does not exist"):
         OnnxArtifact.load(float_onnx, library="/nonexistent.so")
@@ -161,6 +181,36 @@ def test_errors_say_what_to_do(tmp_path, float_onnx, tiny_run):
         export(tiny_run, None, format="pb")
     with pytest.raises(ConfigError, match="--int8.* is for --format onnx"):
         export(tiny_run, None, int8=True)
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])
+def test_dynamic_token_graph_gives_the_static_graphs_rows(tiny_run, int8):
+    # Issue 20, item 3: the default .onnx computes only the rows of the batch's longest
+    # text; on every row a text has it gives the static-T graph's logits (an .onnx from
+    # before, which still loads and runs), in any batch of mixed lengths.
+    from edge_pqrnn.build import build_onnx, calibration_for
+    from edge_pqrnn.export import load_run_and_dataset
+
+    run, name, dataset = load_run_and_dataset(tiny_run)
+    calibration = calibration_for(run, [ex.text for ex in dataset.train], samples=60, full_length=10) if int8 else ()
+    dynamic, static = (build_onnx(run, name, calibration, int8=int8, static_tokens=s).artifact for s in (False, True))
+    static_proto = onnx.load_from_string(static)
+    [node] = [n for n in static_proto.graph.node if n.op_type == "EdgePqrnnProjection"]
+    assert "dynamic_tokens" not in {a.name for a in node.attribute}
+    assert not [n for n in static_proto.graph.node if n.op_type == "EdgePqrnnFoPool"]
+    texts = [ex.text for ex in dataset.test][:40] + TEXTS + ["flights " * 40]
+    T = run.spec.max_tokens
+    with OnnxArtifact.load(dynamic) as fast, OnnxArtifact.load(static) as full:
+        for batch_size in (1, 3, 64):
+            a, b = fast.run(texts, batch_size=batch_size), full.run(texts, batch_size=batch_size)
+            assert a["slot_logits"].shape == b["slot_logits"].shape == (len(texts), T, len(run.labels.tags))
+            assert np.array_equal(a["num_tokens"], b["num_tokens"])
+            rows = np.arange(T)[None, :] < a["num_tokens"][:, None]
+            assert not a["slot_logits"][~rows].any()
+            assert np.array_equal(a["intent_logits"].argmax(-1), b["intent_logits"].argmax(-1))
+            assert np.array_equal(a["slot_logits"].argmax(-1)[rows], b["slot_logits"].argmax(-1)[rows])
+            assert np.abs(a["intent_logits"] - b["intent_logits"]).max() < 1e-5
+            assert np.abs(a["slot_logits"] - b["slot_logits"])[rows].max() < 1e-5
 
 
 def test_is_onnx_and_metadata_replacement(float_onnx):
@@ -228,11 +278,22 @@ def test_benchmark_times_onnx_beside_the_tflite(tiny_run, float_onnx):
         assert f"{name}|4" in result["throughput"]
     assert result["onnx"].startswith("exported alongside")
     assert any(line.startswith("onnx_int8_over_int8_latency") for line in lines)
+    # Issue 20, item 3: the int8 .onnx by token count, as the .tflite (T=24 here: 4, 8, 16).
+    lt = result["latency_by_tokens"]
+    assert list(lt["onnx_int8_p50_ms"]) == lt["tokens"] == [4, 8, 16]
+    assert all(ms > 0 for ms in lt["onnx_int8_p50_ms"].values())
+    assert lt["onnx_int8_64_over_8"] == lt["onnx_int8_p50_ms"][16] / lt["onnx_int8_p50_ms"][8]
+    floor = result["compute"]["text_floor_ms"]
+    for name in ("onnx_float", "onnx_int8"):
+        expected = result["variants"][name.replace("_", "-")]["p50_ms"] / floor if floor else None
+        assert result["compute"][f"{name}_over_text_floor"] == expected
+    assert any(line.startswith("latency by tokens (onnx-int8") for line in lines)
     # A given .onnx is timed as is (row named after its scheme); onnx=False leaves the rows out.
     given = benchmark_run(str(tiny_run), texts=("hi",), repeats=3, batch_sizes=(1,), threads=1, onnx=str(float_onnx),
                           log=lambda _: None)
     assert set(given["variants"]) == {"int8", "int8-no-xnnpack", "float", "onnx-float"}
     assert given["variants"]["onnx-float"]["bytes"] == float_onnx.stat().st_size and given["onnx"] == str(float_onnx)
+    assert set(given["latency_by_tokens"]["onnx_float_p50_ms"]) == {4, 8, 16}
     with pytest.raises(ArtifactError, match="not a valid ONNX model"):
         benchmark_run(str(tiny_run), repeats=1, batch_sizes=(1,), threads=1, onnx=__file__, log=lambda _: None)
 
@@ -315,7 +376,7 @@ def test_inspect_describes_an_onnx(float_onnx):
     result = CliRunner().invoke(main, ["inspect", str(float_onnx), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output[result.output.index("{"):])
-    assert info["ops"]["custom"] == {f"{OP_DOMAIN}.EdgePqrnnProjection": 1}
+    assert info["ops"]["custom"] == {f"{OP_DOMAIN}.EdgePqrnnProjection": 1, f"{OP_DOMAIN}.EdgePqrnnFoPool": 4}
     assert info["metadata"]["hash_ok"] and info["problems"] == []
     assert [i["name"] for i in info["signatures"]["graph"]["inputs"]] == [TEXT_INPUT]
 

@@ -131,6 +131,82 @@ def test_bad_attributes_fail_the_session_with_a_message(change, message):
         session(projection_onnx(SPECS[0], attributes)).run(None, {"text": text_tensor(["a"])})
 
 
+@pytest.mark.parametrize("spec", SPECS[:2], ids=["word64", "char77_bos"])
+def test_dynamic_tokens_attribute_writes_the_longest_texts_rows_rounded_up_to_4(spec):
+    # Issue 20, item 3: with dynamic_tokens=1 the op writes [B, n] rows, n the batch's
+    # longest text rounded up to a multiple of 4 (at most T), the TFLite op's rule; each
+    # row is the static op's row (texts are never cut below T).
+    sess, static = session(projection_onnx(spec, dynamic_tokens=True)), session(projection_onnx(spec))
+    batches = [["hi"], ["", ""], ["show me flights from boston to denver", "hi"], TEXTS[:7], TEXTS[100:101],
+               ["a " * 200], TEXTS[:300]]
+    for batch in batches:
+        got, full = sess.run(None, {"text": text_tensor(batch)}), static.run(None, {"text": text_tensor(batch)})
+        counts = full[3]
+        rows = min(spec.max_tokens, -(-max(1, int(counts.max())) // 4) * 4)
+        assert got[0].shape == (len(batch), rows, spec.feature_size) and got[1].shape == got[2].shape == (len(batch), rows)
+        assert np.array_equal(got[3], counts)
+        for name, a, b in zip(OUTPUTS[:3], got[:3], full[:3]):
+            assert np.array_equal(a, b[:, :rows]), name
+            assert not b[:, rows:].any(), name
+    # An empty batch keeps T rows (nothing to size them by).
+    empty = sess.run(None, {"text": text_tensor([])})
+    assert empty[0].shape == (0, spec.max_tokens, spec.feature_size)
+
+
+def test_bad_dynamic_tokens_attribute_fails_the_session():
+    with pytest.raises(Exception, match="EdgePqrnnProjection: attribute 'dynamic_tokens' must be 0 or 1, got 2"):
+        session(projection_onnx(SPECS[0], {**ATTRIBUTES, "dynamic_tokens": 2})).run(None, {"text": text_tensor(["a"])})
+
+
+def fo_pool_onnx(reverse: int | None, shape=("batch", "steps", 5)) -> bytes:
+    """An .onnx holding one EdgePqrnnFoPool node: z, k, o -> h."""
+    from onnx import TensorProto, helper
+
+    attributes = {} if reverse is None else {"reverse": reverse}
+    node = helper.make_node("EdgePqrnnFoPool", ["z", "k", "o"], ["h"], domain=OP_DOMAIN, **attributes)
+    dims = None if shape is None else list(shape)
+    graph = helper.make_graph([node], "fo_pool", [helper.make_tensor_value_info(n, TensorProto.FLOAT, dims)
+                                                  for n in "zko"],
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, dims)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(OP_DOMAIN, 1)])
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("reverse", [0, 1])
+def test_fo_pool_op_is_bit_exact_with_its_numpy_twin_and_the_unrolled_steps(reverse):
+    from edge_pqrnn.projection.fo_pool import reference_float
+
+    rng = np.random.default_rng(reverse)
+    sess = session(fo_pool_onnx(reverse))
+    for steps in (1, 3, 17, 64):
+        z = np.tanh(rng.normal(size=(3, steps, 5))).astype(np.float32)
+        k = (1 / (1 + np.exp(-rng.normal(size=(3, steps, 5))))).astype(np.float32)
+        k[:, -2:] = 0  # padded steps: the state is carried unchanged
+        o = (1 / (1 + np.exp(-rng.normal(size=(3, steps, 5))))).astype(np.float32)
+        [h] = sess.run(None, {"z": z, "k": k, "o": o})
+        assert np.array_equal(h, reference_float(z, k, o, bool(reverse)))
+        # The recurrence as the Keras model unrolls it (BiQRNN._pool), in float32.
+        c, cells = None, np.empty_like(z)
+        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+            c = k[:, t] * z[:, t] if c is None else c + k[:, t] * (z[:, t] - c)
+            cells[:, t] = c
+        assert np.array_equal(h, o * cells)
+    # No attribute: forward; an empty batch: an empty output.
+    [h] = session(fo_pool_onnx(None)).run(None, {n: np.zeros((0, 4, 5), np.float32) for n in "zko"})
+    assert h.shape == (0, 4, 5)
+
+
+def test_fo_pool_op_refuses_bad_attributes_and_shapes_with_a_message():
+    with pytest.raises(Exception, match="EdgePqrnnFoPool: attribute 'reverse' must be 0 or 1, got 3"):
+        session(fo_pool_onnx(3))
+    sess = session(fo_pool_onnx(0, shape=None))
+    a = np.zeros((1, 4, 5), np.float32)
+    with pytest.raises(Exception, match="EdgePqrnnFoPool: inputs z, k, o must have the same shape"):
+        sess.run(None, {"z": a, "k": np.zeros((1, 3, 5), np.float32), "o": a})
+    with pytest.raises(Exception, match=r"EdgePqrnnFoPool: inputs z, k, o must be float32 \[batch, steps, units\]"):
+        sess.run(None, {"z": a[0], "k": a[0], "o": a[0]})
+
+
 def test_bad_input_rank_and_type_are_refused_with_a_message():
     spec = SPECS[0]
     # An undeclared input shape lets a 2-D tensor reach the op, which names the problem.

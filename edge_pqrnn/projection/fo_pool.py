@@ -110,6 +110,20 @@ def reference(z: np.ndarray, k: np.ndarray, o: np.ndarray, q: Quantization, reve
     return out
 
 
+def reference_float(z: np.ndarray, k: np.ndarray, o: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """The float op of an .onnx (``ai.edge_pqrnn.EdgePqrnnFoPool``, ``native/projection_ort.c``)
+    for float32 ``z``, ``k``, ``o`` of shape [B, T, H], bit for bit: the same float32 steps
+    as the unrolled graph (``c = k z`` at the first step, then ``c + k (z - c)``; ``h = o c``)."""
+    z, k, o = (np.asarray(a, np.float32) for a in (z, k, o))
+    cells = np.empty(z.shape, np.float32)
+    steps = range(z.shape[1] - 1, -1, -1) if reverse else range(z.shape[1])
+    c = None
+    for t in steps:
+        c = k[:, t] * z[:, t] if c is None else c + k[:, t] * (z[:, t] - c)
+        cells[:, t] = c
+    return o * cells
+
+
 def fo_pool_model(shape: tuple[int, int, int], q: Quantization, reverse: bool = False,
                   custom_options: bytes | None = None, input_type: int | None = None,
                   quantize_output: bool = True) -> bytes:
@@ -155,4 +169,4 @@ def fo_pool_model(shape: tuple[int, int, int], q: Quantization, reverse: bool = 
     return model_bytes(model)
 
 
-__all__ = ["FO_POOL_OP", "Quantization", "fo_pool_model", "options_bytes", "reference"]
+__all__ = ["FO_POOL_OP", "Quantization", "fo_pool_model", "options_bytes", "reference", "reference_float"]
