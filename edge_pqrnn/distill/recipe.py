@@ -181,39 +181,55 @@ class _Out:
             for path in self.path.glob(pattern):
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
-    def check_settings(self, record: dict[str, Any], overwrite: bool) -> None:
+    def check_settings(self, record: dict[str, Any], overwrite: bool, log: Callable[[str], None]) -> None:
         """Refuse a directory that holds another distillation (or anything else) unless
-        ``overwrite``, which clears it; then record the settings."""
+        ``overwrite``; then record the settings.
+
+        With ``overwrite``, other data (or an unknown record) clears what a distillation
+        wrote; other settings forget the first stage they feed and every later one (a
+        new student ``epochs`` keeps the teacher and its labels).
+        """
         settings_path = self.path / SETTINGS_FILE
         if settings_path.is_file():
-            old = _read_json(settings_path)
-            diff = _differences(old, record)
+            diff = _differences(_read_json(settings_path), record)
             if diff and not overwrite:
-                raise ConfigError(f"{self.path} holds a distillation made with other settings ({'; '.join(diff)}); "
-                                  "pass --overwrite to start it again there, or choose another --out")
+                raise ConfigError(f"{self.path} holds a distillation made with other settings "
+                                  f"({'; '.join(diff.values())}); pass --overwrite to redo it there with these, or "
+                                  "choose another --out")
             if diff:
-                self.clear()
+                stage = min((_STAGE_OF.get(key, "teacher") for key in diff), key=STAGES.index)
+                log(f"--overwrite: {'; '.join(diff.values())}: the stages from {stage} on run again")
+                if stage == "teacher":
+                    self.clear()
+                else:
+                    self.start(stage)
+                    settings_path.unlink()
         elif any(p.name != ".lock" for p in self.path.iterdir()):
             if not overwrite:
                 raise ConfigError(f"{self.path} is not empty and holds no {SETTINGS_FILE}: not a distillation "
                                   "output; choose another --out, or pass --overwrite to write into it")
             self.clear()
         if not settings_path.is_file():
+            self.marker("teacher").parent.mkdir(parents=True, exist_ok=True)
             _write_json(settings_path, record)
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human lines for what differs between two settings records."""
-    diff = []
+#: The first stage each setting feeds (the data and anything unknown: the teacher).
+_STAGE_OF = {"augment": "labels", "epochs": "student", "kd_weight": "student", "kd_slot_weight": "student",
+             "kd_temperature": "student", "student": "student"}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
+    """What differs between two settings records: setting name (``data`` for the data) -> a line."""
+    diff = {}
     if old.get("data_sha256") != new["data_sha256"]:
-        if old.get("data") == new["data"]:
-            diff.append(f"the data of {new['data']} changed since")
-        else:
-            diff.append(f"data {old.get('data')} here, {new['data']} now")
+        same_spec = old.get("data") == new["data"]
+        diff["data"] = (f"the data of {new['data']} changed since" if same_spec
+                        else f"data {old.get('data')} here, {new['data']} now")
     old_settings, new_settings = old.get("settings", {}), new["settings"]
     for key in sorted(set(old_settings) | set(new_settings)):
         if old_settings.get(key) != new_settings.get(key):
-            diff.append(f"{key} {json.dumps(old_settings.get(key))} here, {json.dumps(new_settings.get(key))} now")
+            diff[key] = f"{key} {json.dumps(old_settings.get(key))} here, {json.dumps(new_settings.get(key))} now"
     return diff
 
 
@@ -266,7 +282,7 @@ def distill_recipe(data: str, out_dir: str | Path, config: RecipeConfig | None =
               "version": __version__}
     out = _Out(Path(out_dir))
     with _locked(out.path):
-        out.check_settings(record, overwrite)
+        out.check_settings(record, overwrite, log)
         out.sweep_partials()
         return _Recipe(data, dataset, config, out, progress, log).run(continue_teacher)
 
