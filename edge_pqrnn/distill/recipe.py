@@ -20,9 +20,15 @@ stages after it, so they run again too. A hidden ``.*.partial`` directory left b
 killed process is removed at the start, never used. The label cache resumes after its
 last finished chunk.
 
-A teacher stopped by its budget (``teacher_minutes``) is done like any other; with
-``continue_teacher`` a rerun gives it another schedule of the same budget, starting from
-its weights (``finetune(init=...)``), and the later stages run again.
+A teacher stopped by its budget (``teacher_minutes``) is done like any other (its marker
+says ``cut_by_budget``); with ``continue_teacher`` a rerun gives such a teacher another
+schedule of the same epochs and budget, starting from its weights
+(``finetune(init=...)``), and the later stages run again. A teacher that early stopping
+or its epochs ended is not continued.
+
+``overwrite`` with other settings redoes the first stage those settings feed and every
+later one (a new student ``epochs`` keeps the teacher and its labels); other data, or a
+teacher setting, redoes everything.
 
 Example:
     >>> summary = distill_recipe("csv:reviews.csv", "runs/reviews")  # doctest: +SKIP
@@ -255,11 +261,13 @@ def distill_recipe(data: str, out_dir: str | Path, config: RecipeConfig | None =
         data: a dataset spec (``atis``, ``snips``, ``multilingual``, ``csv:PATH``, ``jsonl:PATH``...).
         out_dir: the output directory (layout: this module's docstring).
         config: the settings (default :class:`RecipeConfig`); a rerun must repeat them.
-        overwrite: start again in an ``out_dir`` that holds a distillation with other
-            settings or data (what a distillation wrote there is removed), or write into
-            a non-empty directory that holds none.
-        continue_teacher: give a finished teacher another schedule (same epochs and
-            budget) from its own weights; the later stages then run again.
+        overwrite: in an ``out_dir`` that holds a distillation with other settings, redo
+            the first stage they feed and the later ones (other data: all; what a
+            distillation wrote there is removed); or write into a non-empty directory
+            that holds none.
+        continue_teacher: give a finished teacher that its budget cut another schedule
+            (same epochs and budget) from its own weights; the later stages then run
+            again. Drop it on later reruns, or a teacher cut again trains again.
         progress: progress bars inside the stages.
         log: where the stage lines go.
 
@@ -316,7 +324,11 @@ class _Recipe:
         self.continuing = False
 
     def run(self, continue_teacher: bool) -> dict[str, Any]:
-        force = self.continuing = continue_teacher and self.out.done("teacher") is not None
+        teacher = self.out.done("teacher")
+        if continue_teacher and teacher is not None and not teacher.get("cut_by_budget"):
+            self.log("--continue-teacher: the teacher was not cut by its budget (early stopping or its epochs "
+                     "ended it): nothing to continue")
+        force = self.continuing = bool(continue_teacher and teacher and teacher.get("cut_by_budget"))
         markers = {
             "teacher": self._stage("teacher", self._teacher, _score, force=force,
                                    what="continuing the teacher from its weights" if force else
@@ -390,7 +402,7 @@ class _Recipe:
         from edge_pqrnn.export import export
 
         try:
-            result = export(self.student_dir, self.artifact, data=self.data, log=self.log)
+            result = export(self.student_dir, self.artifact, data=self.dataset.name, log=self.log)
         except AgreementError as exc:
             raise AgreementError(
                 f"the int8 student did not pass validation, nothing was written; the float student in "
