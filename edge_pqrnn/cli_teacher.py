@@ -4,6 +4,7 @@ compare students, ablate (edge_pqrnn.distill; needs the teacher extra)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -239,7 +240,7 @@ def distill_command(data: str, out_dir: str, languages: list[str] | None, teache
       edge-pqrnn distill --data csv:reviews.csv --out runs/reviews
       edge-pqrnn predict runs/reviews/model.int8.tflite "great value, would buy again"
     """
-    from edge_pqrnn.distill.recipe import RecipeConfig, distill_recipe, summary_table
+    from edge_pqrnn.distill.recipe import RecipeConfig, distill_recipe
 
     spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
                           lowercase=lowercase)
@@ -250,5 +251,32 @@ def distill_command(data: str, out_dir: str, languages: list[str] | None, teache
                           student={"bottleneck": bottleneck, "state": state, "layers": layers})
     summary = distill_recipe(data, out_dir, config, overwrite=overwrite, continue_teacher=continue_teacher,
                              log=click.echo)
-    click.echo(summary_table(summary))
+    click.echo(_summary_table(summary))
     click.echo(f"artifact: {out_dir}/model.int8.tflite")
+
+
+def _summary_table(summary: dict[str, Any]) -> str:
+    """The summary of `distill` as a few lines of text."""
+    from edge_pqrnn.distill.recipe import format_seconds
+
+    def cell(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "—"
+
+    rows = [("teacher (fp32)", summary["teacher"], f"{summary['teacher']['fp32_bytes']:,} B"),
+            ("student (int8)", summary["student_int8"], f"{summary['student_int8']['bytes']:,} B"),
+            ("TF-IDF baseline", summary["baseline"], "")]
+    lines = [f"{summary['data']}, {summary['split']} split ({summary['n']} texts):",
+             f"{'':<16} {'intent acc':>10} {'macro-F1':>9} {'slot F1':>8} {'size':>15}"]
+    for name, m, size in rows:
+        lines.append(f"{name:<16} {cell(m['intent_accuracy']):>10} {cell(m['macro_f1']):>9} "
+                     f"{cell(m.get('slot_f1')):>8} {size:>15}")
+    r = summary["ratios"]
+    lines.append(f"student/teacher intent {cell(r['student_of_teacher_intent'])}, "
+                 f"{r['teacher_fp32_over_student_int8_bytes']:.0f}x smaller; student - baseline macro-F1 "
+                 f"{r['student_minus_baseline_macro_f1']:+.4f}, intent {r['student_minus_baseline_intent']:+.4f}")
+    times = summary["stage_seconds"].items()
+    lines.append("stage times: " + ", ".join(f"{stage} {format_seconds(s)}" for stage, s in times))
+    if summary["below_baseline"]:
+        lines.append("note: the student is below the TF-IDF baseline here; try more teacher time "
+                     "(--continue-teacher), more student --epochs or --augment-copies")
+    return "\n".join(lines)

@@ -281,7 +281,8 @@ def distill_recipe(data: str, out_dir: str | Path, config: RecipeConfig | None =
         ArtifactError: another distillation is writing ``out_dir``.
         DataError: the data cannot be loaded or has no dev split.
         TeacherDependencyError: the teacher extra is not installed.
-        ValidationError: the int8 artifact did not pass validation (nothing written).
+        AgreementError: the int8 artifact did not pass validation (nothing written; the
+            float student is kept).
     """
     config = config or RecipeConfig()
     _finetune_config(config)  # the teacher extra and its settings, before anything is loaded
@@ -302,7 +303,8 @@ def _finetune_config(config: RecipeConfig) -> Any:
                           encoder=config.encoder)
 
 
-def _seconds(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
+    """Seconds as "12.3 s", or "4.5 min" from two minutes on."""
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -348,14 +350,14 @@ class _Recipe:
         label = f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage}"
         done = None if force else self.out.done(stage)
         if done is not None:
-            self.log(f"{label}: done ({describe(done)}; took {_seconds(done['seconds'])}), skipping")
+            self.log(f"{label}: done ({describe(done)}; took {format_seconds(done['seconds'])}), skipping")
             return done
         self.log(f"{label}: {what}")
         self.out.start(stage)
         started = time.monotonic()
         info = work()
         marker = self.out.finish(stage, time.monotonic() - started, info)
-        self.log(f"{label}: finished in {_seconds(marker['seconds'])} ({describe(marker)})")
+        self.log(f"{label}: finished in {format_seconds(marker['seconds'])} ({describe(marker)})")
         return marker
 
     def _teacher(self) -> dict[str, Any]:
@@ -467,29 +469,5 @@ def held_out_summary(dataset: Dataset, split: str, teacher_dir: Path, student_di
             "ratios": ratios, "below_baseline": below}
 
 
-def summary_table(summary: dict[str, Any]) -> str:
-    """The summary as a few lines of text (what ``edge-pqrnn distill`` prints at the end)."""
-    def cell(value: float | None) -> str:
-        return f"{value:.4f}" if value is not None else "—"
-
-    rows = [("teacher (fp32)", summary["teacher"], f"{summary['teacher']['fp32_bytes']:,} B"),
-            ("student (int8)", summary["student_int8"], f"{summary['student_int8']['bytes']:,} B"),
-            ("TF-IDF baseline", summary["baseline"], "")]
-    lines = [f"{summary['data']}, {summary['split']} split ({summary['n']} texts):",
-             f"{'':<16} {'intent acc':>10} {'macro-F1':>9} {'slot F1':>8} {'size':>15}"]
-    for name, m, size in rows:
-        lines.append(f"{name:<16} {cell(m['intent_accuracy']):>10} {cell(m['macro_f1']):>9} "
-                     f"{cell(m.get('slot_f1')):>8} {size:>15}")
-    r = summary["ratios"]
-    lines.append(f"student/teacher intent {cell(r['student_of_teacher_intent'])}, "
-                 f"{r['teacher_fp32_over_student_int8_bytes']:.0f}x smaller; student - baseline macro-F1 "
-                 f"{r['student_minus_baseline_macro_f1']:+.4f}, intent {r['student_minus_baseline_intent']:+.4f}")
-    lines.append("stage times: " + ", ".join(f"{stage} {_seconds(s)}" for stage, s in summary["stage_seconds"].items()))
-    if summary["below_baseline"]:
-        lines.append("note: the student is below the TF-IDF baseline here; try more teacher time "
-                     "(--continue-teacher), more student --epochs or --augment-copies")
-    return "\n".join(lines)
-
-
 __all__ = ["ARTIFACT_FILE", "RecipeConfig", "SETTINGS_FILE", "STAGES", "SUMMARY_FILE", "data_digest",
-           "distill_recipe", "held_out_summary", "summary_table"]
+           "distill_recipe", "format_seconds", "held_out_summary"]
