@@ -38,6 +38,7 @@ def outputs(out: Path) -> dict[str, int]:
     return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in paths}
 
 
+@pytest.mark.slow
 def test_distill_runs_end_to_end_resumes_and_refuses_other_data(tmp_path):
     pytest.importorskip("torch", reason='teacher extra not installed: pip install -e ".[teacher]"')
     pytest.importorskip("pyarrow", reason='teacher extra not installed: pip install -e ".[teacher]"')
