@@ -19,11 +19,11 @@ warnings.filterwarnings("ignore", message="Statistics for quantized inputs were 
 from edge_pqrnn.errors import EdgePqrnnError, missing_extra
 from edge_pqrnn.projection import ProjectionSpec, project
 from edge_pqrnn.cli_options import augment_config, distill_options, languages_option, projection_options
-from edge_pqrnn.cli_teacher import teacher_group
+from edge_pqrnn.cli_teacher import distill_command, teacher_group
 
 
 #: Commands that load TensorFlow.
-_TF_COMMANDS = {"train", "eval", "export", "benchmark", "quickstart", "validate", "gate", "report"}
+_TF_COMMANDS = {"distill", "train", "eval", "export", "benchmark", "quickstart", "validate", "gate", "report"}
 
 
 def _import_tensorflow_quietly() -> None:
@@ -422,6 +422,7 @@ main.add_command(report_command)
 
 # --- teacher / distillation: edge_pqrnn/cli_teacher.py (needs the teacher extra) ----------------------
 main.add_command(teacher_group)
+main.add_command(distill_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

