@@ -117,7 +117,7 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
 
 @main.command("train")
 @click.option("--data", default="atis", show_default=True,
-              help="Dataset: atis, snips, multilingual, csv:PATH, jsonl:PATH, fixture:atis.")
+              help="Dataset: atis, snips, multilingual, reviews, questions, csv:PATH, jsonl:PATH, fixture:atis.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @languages_option
 @click.option("--epochs", default=40, show_default=True, help="Maximum epochs (early stopping on dev).")

@@ -15,7 +15,7 @@ from edge_pqrnn.data import load_dataset
 from edge_pqrnn.data import heldout
 from edge_pqrnn.data.records import Example, build_dataset
 from edge_pqrnn.errors import DataError
-from edge_pqrnn.regularise import LONG_OPEN_SETTINGS, plan_regularisation
+from edge_pqrnn.regularise import OPEN_VOCABULARY_SETTINGS, plan_regularisation
 
 _MISSING = {name: package for name, (package, _, _) in heldout.SOURCES.items()
             if importlib.util.find_spec(package) is None}
@@ -54,7 +54,7 @@ def test_missing_package_names_the_pip_command(monkeypatch):
 
 
 def _long_open_texts(count: int, seed: int) -> list[Example]:
-    """Reviews-like texts: 20-30 words, most of them rare, one sentiment word decides."""
+    """Reviews-like texts: 20-30 words, most of them rare (open vocabulary), one sentiment word decides."""
     rng = random.Random(seed)
     examples = []
     for _ in range(count):
@@ -65,15 +65,15 @@ def _long_open_texts(count: int, seed: int) -> list[Example]:
     return examples
 
 
-def test_long_open_vocabulary_texts_get_the_documented_settings():
+def test_open_vocabulary_texts_get_the_documented_settings():
     ds = build_dataset("long", _long_open_texts(120, 0), _long_open_texts(30, 1), [], has_slots=False, notes={})
     plan = plan_regularisation(ds)
     assert plan.stats.mean_tokens > 20 and plan.stats.unseen_dev_words > 0.5
-    assert plan.settings == LONG_OPEN_SETTINGS
+    assert plan.settings == OPEN_VOCABULARY_SETTINGS
     assert plan.settings == {"dropout": 0.3, "smooth": 3, "patience": 3, "epochs": 8, "augment_copies": 1,
                              "augment_ops": "drop,mask"}
     assert plan.describe().startswith("regularisation: dropout 0.3, smooth 3, patience 3, epochs 8, "
-                                      "augment_copies 1, augment_ops drop,mask (long, open-vocabulary texts")
+                                      "augment_copies 1, augment_ops drop,mask (open vocabulary: ")
     kept = plan_regularisation(ds, explicit={"dropout", "epochs"})
     assert "dropout" not in kept.settings and "epochs" not in kept.settings and kept.settings["smooth"] == 3
     assert kept.describe().endswith("; kept as given: dropout, epochs")
@@ -92,7 +92,7 @@ def test_long_texts_get_a_larger_t_and_texts_without_spaces_char_mode():
 
 def test_atis_keeps_its_published_defaults():
     plan = plan_regularisation(load_dataset("atis"))
-    assert plan.settings == {}
+    assert plan.settings == {} and plan.stats.unseen_dev_words < 0.01
     assert plan.describe().startswith("regularisation: the defaults (train texts avg 11.5 tokens, 0.5% of dev words")
 
 
@@ -113,8 +113,8 @@ def test_train_cli_applies_the_plan_and_explicit_flags_win(tmp_path):
             "--layers", "1", "--feature-size", "32", "--no-baseline", "--dropout", "0.2", "--epochs", "1"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert ("regularisation: smooth 3, patience 3, augment_copies 1, augment_ops drop,mask (long, open-vocabulary "
-            "texts") in result.output and "kept as given: dropout, epochs" in result.output
+    assert ("regularisation: smooth 3, patience 3, augment_copies 1, augment_ops drop,mask (open vocabulary: "
+            in result.output) and "kept as given: dropout, epochs" in result.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert config["dropout"] == 0.2 and metrics["train_config"]["epochs"] == 1
