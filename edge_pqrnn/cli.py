@@ -117,13 +117,19 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
 
 @main.command("train")
 @click.option("--data", default="atis", show_default=True,
-              help="Dataset: atis, snips, multilingual, csv:PATH, jsonl:PATH, fixture:atis.")
+              help="Dataset: atis, snips, multilingual, reviews, questions, csv:PATH, jsonl:PATH, fixture:atis.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to create.")
 @languages_option
 @click.option("--epochs", default=40, show_default=True, help="Maximum epochs (early stopping on dev).")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--learning-rate", default=2e-3, show_default=True)
 @click.option("--patience", default=8, show_default=True, help="Epochs without dev improvement before stopping.")
+@click.option("--smooth", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Count --patience on the mean dev score of the last N epochs (the best epoch is still kept).")
+@click.option("--auto-regularise/--no-auto-regularise", default=True, show_default=True,
+              help="Let the data choose what you did not set: more dropout, a smoothed early stop, word-drop/mask "
+                   "variants for long open-vocabulary texts; a larger --max-tokens for long texts; char mode for "
+                   "texts without spaces (printed at the start; intent sets like atis keep the defaults).")
 @click.option("--max-minutes", default=None, type=float, help="Wall-clock budget; the best epoch so far is kept.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--average-last", default=0, show_default=True, type=click.IntRange(min=0),
@@ -142,7 +148,8 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
                    "split, and say what to try when it is below.")
 @distill_options
 def train_command(data: str, out_dir: str, languages: list[str] | None, epochs: int, batch_size: int,
-                  learning_rate: float, patience: int, max_minutes: float | None, seed: int, average_last: int,
+                  learning_rate: float, patience: int, smooth: int, auto_regularise: bool, max_minutes: float | None,
+                  seed: int, average_last: int,
                   bottleneck: int, state: int, layers: int, dropout: float, feature_size: int, max_tokens: int,
                   mode: str, bos: bool, eos: bool, lowercase: bool, overwrite: bool, baseline: bool = True,
                   teacher: str | None = None, kd_weight: float = 0.5,
@@ -167,7 +174,7 @@ def train_command(data: str, out_dir: str, languages: list[str] | None, epochs: 
             data, teacher, out_dir, spec=spec, languages=languages,
             model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
             train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                           "patience": patience, "max_minutes": max_minutes, "seed": seed,
+                           "patience": patience, "smooth": smooth, "max_minutes": max_minutes, "seed": seed,
                            "average_last": average_last, "kd_weight": kd_weight, "kd_slot_weight": kd_slot_weight,
                            "kd_temperature": kd_temperature},
             augment_config=augment_config(augment_copies, augment_seed, augment_ops, default_copies=2),
@@ -177,13 +184,15 @@ def train_command(data: str, out_dir: str, languages: list[str] | None, epochs: 
         if baseline:
             _echo_baseline_comparison(result.run_dir, data, languages)
         return
+    ctx = click.get_current_context()
+    explicit = {name for name in ctx.params if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
     result = train_run(data, out_dir, spec=spec, languages=languages,
                        model_options={"bottleneck": bottleneck, "state": state, "layers": layers, "dropout": dropout},
                        train_options={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                                      "patience": patience, "max_minutes": max_minutes, "seed": seed,
-                                      "average_last": average_last},
+                                      "patience": patience, "smooth": smooth, "max_minutes": max_minutes,
+                                      "seed": seed, "average_last": average_last},
                        augment_config=augment_config(augment_copies, augment_seed, augment_ops, default_copies=0),
-                       overwrite=overwrite)
+                       overwrite=overwrite, explicit=explicit if auto_regularise else None)
     click.echo(f"run written to {result.run_dir}")
     if baseline:
         _echo_baseline_comparison(result.run_dir, data, languages)

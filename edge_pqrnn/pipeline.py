@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = None,
               languages: list[str] | None = None, model_options: dict[str, Any] | None = None,
               train_options: dict[str, Any] | None = None, augment_config: AugmentConfig | None = None,
-              overwrite: bool = False, progress: bool = True):
+              overwrite: bool = False, progress: bool = True, explicit: Collection[str] | None = None):
     """Load ``data`` and train a run into ``out_dir``.
 
     Args:
@@ -29,6 +30,10 @@ def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = N
         augment_config: with ``copies`` > 0, augmented variants of the training texts are
             added with their gold labels (the intent, and slot spans mapped through the
             edits); recorded under ``augment`` in the run's metrics.
+        explicit: when given, the settings the data calls for
+            (:func:`edge_pqrnn.regularise.plan_regularisation`) replace the passed ones,
+            except the options named here (e.g. ``{"dropout"}``: the user's own); the
+            plan is printed. ``None`` trains with exactly the passed settings.
 
     Returns:
         The :class:`edge_pqrnn.train.TrainResult`.
@@ -40,15 +45,42 @@ def train_run(data: str, out_dir: str | Path, *, spec: ProjectionSpec | None = N
 
     train_config = TrainConfig(**(train_options or {}))  # fail fast on bad options, before loading data
     dataset = load_dataset(data, languages=languages)
+    spec = spec or ProjectionSpec()
+    if explicit is not None:
+        spec, model_options, train_options, augment_config = _apply_plan(
+            dataset, explicit, spec, dict(model_options or {}), dict(train_options or {}), augment_config, progress)
+        train_config = TrainConfig(**train_options)
     augmented = None
     if augment_config is not None and augment_config.copies:
         variants = augment(dataset.train, augment_config)
         augmented = {"gold_texts": len(dataset.train), "variants": len(variants), "config": augment_config.to_dict()}
         dataset = dataclasses.replace(dataset, train=[*dataset.train, *variants])
     model_config = ModelConfig(num_intents=max(1, len(dataset.intents)), num_tags=1,
-                               projection=spec or ProjectionSpec(), **(model_options or {}))
+                               projection=spec, **(model_options or {}))
     return train(dataset, model_config, train_config, out_dir, progress=progress, overwrite=overwrite,
                  augmented=augmented)
+
+
+def _apply_plan(dataset: Any, explicit: Collection[str], spec: ProjectionSpec, model_options: dict[str, Any],
+                train_options: dict[str, Any], augment_config: AugmentConfig | None, progress: bool):
+    """The options with the data's regularisation plan applied (explicit options kept)."""
+    from edge_pqrnn.distill.augment import AugmentConfig
+    from edge_pqrnn.regularise import plan_regularisation
+
+    plan = plan_regularisation(dataset, explicit, spec)
+    if progress:
+        print(plan.describe())
+    settings = plan.settings
+    spec = dataclasses.replace(spec, **{k: settings[k] for k in ("max_tokens", "mode") if k in settings})
+    model_options.update({k: settings[k] for k in ("dropout",) if k in settings})
+    train_options.update({k: settings[k] for k in ("smooth", "patience", "epochs") if k in settings})
+    if "augment_copies" in settings or "augment_ops" in settings:
+        base = augment_config or AugmentConfig(copies=0)
+        weights = ({op: 1.0 for op in settings["augment_ops"].split(",")} if "augment_ops" in settings
+                   else base.weights)
+        augment_config = dataclasses.replace(base, copies=settings.get("augment_copies", base.copies),
+                                             weights=weights)
+    return spec, model_options, train_options, augment_config
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "test",

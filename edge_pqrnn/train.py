@@ -48,6 +48,10 @@ class TrainConfig:
         learning_rate: peak Adam learning rate (cosine decay to 5% over ``epochs``).
         patience: stop after this many epochs without a better dev score
             (intent accuracy + slot F1); the best epoch's weights are restored.
+        smooth: stop on the mean dev score of the last ``smooth`` epochs (a moving
+            average; 1 = the epoch's own score): one lucky or unlucky epoch on a small,
+            noisy dev set neither stops training nor keeps it going. The best single
+            epoch's weights are still the ones restored.
         seed: seeds shuffling, initialisation, dropout/zoneout and distortion.
         label_smoothing: label smoothing of both cross-entropies.
         slot_loss_weight: weight of the slot loss against the intent loss.
@@ -73,6 +77,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3
     patience: int = 8
+    smooth: int = 1
     seed: int = 0
     label_smoothing: float = 0.0
     slot_loss_weight: float = 1.0
@@ -84,7 +89,7 @@ class TrainConfig:
     average_last: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
+        for name in ("epochs", "batch_size", "patience", "smooth"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"train {name} must be a positive integer, got {value!r}")
@@ -423,6 +428,8 @@ class _Session:
         tc = self.tc
         history: list[dict[str, Any]] = []
         best = _Best(-math.inf, 0, self.model.get_weights(), {})
+        scores: list[float] = []
+        best_smoothed = (-math.inf, 0)  # (moving-average dev score, epoch): what patience counts from
         recent: collections.deque = collections.deque(maxlen=tc.average_last or 1)  # end-of-epoch weights
         for epoch in range(1, tc.epochs + 1):
             epoch_start = time.monotonic()
@@ -437,6 +444,11 @@ class _Session:
                 "dev": dev,
                 "seconds": time.monotonic() - epoch_start,
             }
+            scores.append(dev_score)
+            smoothed = float(np.mean(scores[-tc.smooth:]))
+            if tc.smooth > 1:
+                entry["dev_smoothed"] = smoothed
+            best_smoothed = max(best_smoothed, (smoothed, epoch), key=lambda pair: pair[0])
             history.append(entry)
             improved = dev_score > best.score
             if tc.average_last:
@@ -446,7 +458,7 @@ class _Session:
             if self.progress:
                 tqdm.write(f"epoch {epoch:>3}: loss {entry['loss']:.4f}  {dev_text}  ({entry['seconds']:.0f}s)"
                            f"{'  *best' if improved else ''}")
-            if epoch - best.epoch >= tc.patience:
+            if epoch - best_smoothed[1] >= tc.patience:
                 break
             if tc.max_minutes is not None and time.monotonic() - started > 60 * tc.max_minutes:
                 break

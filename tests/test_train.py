@@ -255,6 +255,19 @@ def test_average_last_scores_the_mean_of_the_last_epochs_and_keeps_the_better(da
     assert evaluate(run, dataset.dev)["intent_accuracy"] == pytest.approx(result.metrics["dev"]["intent_accuracy"])
 
 
+def test_smooth_counts_patience_on_the_moving_average_and_restores_the_best_epoch(dataset, tmp_path):
+    config = dataclasses.replace(TINY_TRAIN, epochs=6, smooth=3, patience=2)
+    result = train(dataset, TINY_MODEL, config, tmp_path / "smooth", progress=False)
+    scores = [h["dev"]["intent_accuracy"] + h["dev"]["slot_f1"] for h in result.history]
+    smoothed = [h["dev_smoothed"] for h in result.history]
+    assert smoothed == pytest.approx([np.mean(scores[max(0, i - 2) : i + 1]) for i in range(len(scores))])
+    best_smoothed = int(np.argmax(smoothed)) + 1  # first maximum, as training counts it
+    assert len(result.history) == min(6, best_smoothed + 2)
+    assert result.metrics["best_epoch"] == int(np.argmax(scores)) + 1  # the best single epoch is restored
+    with pytest.raises(ConfigError, match="smooth must be a positive integer"):
+        TrainConfig(smooth=0)
+
+
 def test_mean_weights_averages_floats_and_keeps_other_state_from_the_last():
     first = [np.array([1.0, 3.0], np.float32), np.array([7], np.int64)]
     last = [np.array([3.0, 5.0], np.float32), np.array([9], np.int64)]

