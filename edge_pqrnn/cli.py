@@ -128,7 +128,7 @@ def project_command(text: str, feature_size: int, max_tokens: int, mode: str, bo
               help="Count --patience on the mean dev score of the last N epochs (the best epoch is still kept).")
 @click.option("--auto-regularise/--no-auto-regularise", default=True, show_default=True,
               help="Let the data choose what you did not set: more dropout, a smoothed early stop, word-drop/mask "
-                   "variants for long open-vocabulary texts; a larger --max-tokens for long texts; char mode for "
+                   "variants for open-vocabulary texts; a larger --max-tokens for long texts; char mode for "
                    "texts without spaces (printed at the start; intent sets like atis keep the defaults).")
 @click.option("--max-minutes", default=None, type=float, help="Wall-clock budget; the best epoch so far is kept.")
 @click.option("--seed", default=0, show_default=True)

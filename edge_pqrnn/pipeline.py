@@ -140,7 +140,7 @@ def baseline_comparison(run_dir: str | Path, data: str | None = None,
         advice = ("the pQRNN student is below the TF-IDF baseline on this data. Try, in this order: distil from the "
                   f"teacher (`edge-pqrnn teacher finetune --data {name} --out TEACHER`, then `edge-pqrnn train "
                   f"--data {name} --teacher TEACHER ...`), gold-label augmentation (--augment-copies 2), a higher "
-                  "--dropout (0.3) and --average-last 3; longer texts may need a larger --max-tokens")
+                  "--dropout (0.3-0.5) and --average-last 3; longer texts may need a larger --max-tokens")
     return {"split": split, "student": student, "baseline": base, "below_baseline": below, "advice": advice}
 
 

@@ -53,28 +53,32 @@ def test_missing_package_names_the_pip_command(monkeypatch):
         load_dataset("reviews")
 
 
-def _long_open_texts(count: int, seed: int) -> list[Example]:
-    """Reviews-like texts: 20-30 words, most of them rare (open vocabulary), one sentiment word decides."""
+def _open_texts(count: int, seed: int, words: tuple[int, int] = (20, 30)) -> list[Example]:
+    """Texts of ``words`` random words, most of them rare (open vocabulary); one sentiment word decides."""
     rng = random.Random(seed)
     examples = []
     for _ in range(count):
         label = rng.choice(["pos", "neg"])
-        words = [f"w{rng.randrange(5000)}" for _ in range(rng.randrange(20, 30))]
-        words.insert(rng.randrange(len(words)), "great" if label == "pos" else "awful")
-        examples.append(Example(" ".join(words), label))
+        text = [f"w{rng.randrange(5000)}" for _ in range(rng.randrange(*words))]
+        text.insert(rng.randrange(len(text)), "great" if label == "pos" else "awful")
+        examples.append(Example(" ".join(text), label))
     return examples
 
 
 def test_open_vocabulary_texts_get_the_documented_settings():
-    ds = build_dataset("long", _long_open_texts(120, 0), _long_open_texts(30, 1), [], has_slots=False, notes={})
-    plan = plan_regularisation(ds)
-    assert plan.stats.mean_tokens > 20 and plan.stats.unseen_dev_words > 0.5
-    assert plan.settings == OPEN_VOCABULARY_SETTINGS
-    assert plan.settings == {"dropout": 0.3, "smooth": 3, "patience": 3, "epochs": 8, "augment_copies": 1,
-                             "augment_ops": "drop,mask"}
+    short = [_open_texts(120, 0, (6, 12)), _open_texts(30, 1, (6, 12))]
+    plan = plan_regularisation(build_dataset("short", *short, [], has_slots=False, notes={}))
+    assert plan.stats.mean_tokens < 15 and plan.stats.unseen_dev_words > 0.5
+    assert plan.settings == OPEN_VOCABULARY_SETTINGS == {"dropout": 0.3, "smooth": 3, "patience": 3, "epochs": 8,
+                                                         "augment_copies": 1, "augment_ops": "drop,mask"}
     assert plan.describe().startswith("regularisation: dropout 0.3, smooth 3, patience 3, epochs 8, "
                                       "augment_copies 1, augment_ops drop,mask (open vocabulary: ")
-    kept = plan_regularisation(ds, explicit={"dropout", "epochs"})
+    long = build_dataset("long", _open_texts(120, 0), _open_texts(30, 1), [], has_slots=False, notes={})
+    plan = plan_regularisation(long)
+    assert plan.stats.mean_tokens > 20
+    assert plan.settings == {**OPEN_VOCABULARY_SETTINGS, "dropout": 0.5}
+    assert plan.describe().startswith("regularisation: dropout 0.5 (long open-vocabulary texts: avg ")
+    kept = plan_regularisation(long, explicit={"dropout", "epochs"})
     assert "dropout" not in kept.settings and "epochs" not in kept.settings and kept.settings["smooth"] == 3
     assert kept.describe().endswith("; kept as given: dropout, epochs")
 
@@ -108,7 +112,7 @@ def test_train_cli_applies_the_plan_and_explicit_flags_win(tmp_path):
 
     from edge_pqrnn.cli import main
 
-    _write_csv(tmp_path / "long.csv", _long_open_texts(200, 3))
+    _write_csv(tmp_path / "long.csv", _open_texts(200, 3))
     args = ["train", "--data", f"csv:{tmp_path / 'long.csv'}?label=label", "--bottleneck", "8", "--state", "8",
             "--layers", "1", "--feature-size", "32", "--no-baseline", "--dropout", "0.2", "--epochs", "1"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "run")])
