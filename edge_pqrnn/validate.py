@@ -46,7 +46,8 @@ from edge_pqrnn.onnx_artifact import OnnxArtifact, check_onnx, is_onnx
 from edge_pqrnn.runtimes import IN_PROCESS, LEGACY_RUNTIME, run_legacy
 from edge_pqrnn.runtimes.aarch64 import QEMU, QEMU_CPU, aarch64_runtimes, run_aarch64_bytes
 from edge_pqrnn.runtimes.onnxruntime import RUNTIME as ONNX_RUNTIME
-from edge_pqrnn.validation_report import AARCH64, Check, RuntimeResult, Thresholds, ValidationReport, host_isa
+from edge_pqrnn.validation_report import (AARCH64, MIN_TIE_SNR_DB, TIE_NOISE_MULTIPLE, Check, RuntimeResult, Thresholds,
+                                          ValidationReport, host_isa)
 
 #: The in-process runtimes, and the legacy one that runs in its own venv.
 RUNTIMES = IN_PROCESS
@@ -112,6 +113,22 @@ def _spec_without_distortion(spec: ProjectionSpec) -> ProjectionSpec:
     return dataclasses.replace(spec, distortion=0.0)
 
 
+def _near_ties(out: np.ndarray, ref: np.ndarray) -> tuple[int, float]:
+    """Differing texts whose float margin is within the int8 noise, and the agreement
+    that counts them as agreeing (see ``RuntimeResult.intent_near_ties``)."""
+    if not len(ref):
+        return 0, 1.0
+    got, want = out.argmax(-1), ref.argmax(-1)
+    rows = np.arange(len(ref))
+    margin = ref[rows, want] - ref[rows, got]  # 0 where they agree
+    noise = float(np.sqrt(np.mean((out.astype(np.float64) - ref) ** 2)))
+    signal = float(np.sqrt(np.mean(ref.astype(np.float64) ** 2)))
+    if noise > signal * 10 ** (-MIN_TIE_SNR_DB / 20):
+        return 0, float((got == want).mean())  # not int8 noise: every flip counts
+    ties = (got != want) & (margin <= TIE_NOISE_MULTIPLE * noise)
+    return int(ties.sum()), float(((got == want) | ties).mean())
+
+
 def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray], ref_counts: np.ndarray,
              result: RuntimeResult) -> None:
     """Fill ``result`` with agreement and differences of ``out`` against the float ``ref``."""
@@ -121,6 +138,7 @@ def _compare(out: dict[str, np.ndarray], ref: dict[str, np.ndarray], ref_counts:
     if out[INTENT_OUTPUT].shape != ref[INTENT_OUTPUT].shape:
         return  # other labels: nothing to compare; the labels check says why
     result.intent_agreement = float((out[INTENT_OUTPUT].argmax(-1) == ref[INTENT_OUTPUT].argmax(-1)).mean())
+    result.intent_near_ties, result.intent_agreement_gated = _near_ties(out[INTENT_OUTPUT], ref[INTENT_OUTPUT])
     signal = [ref[INTENT_OUTPUT].ravel()]
     noise = [(out[INTENT_OUTPUT] - ref[INTENT_OUTPUT]).ravel()]
     if SLOT_OUTPUT in out and SLOT_OUTPUT in ref and out[SLOT_OUTPUT].shape == ref[SLOT_OUTPUT].shape:
@@ -379,6 +397,10 @@ def _differences(art_labels: Labels, art_spec: ProjectionSpec, run: Any) -> list
     return out or ["no difference found"]
 
 
+def _ties(r: RuntimeResult) -> str:
+    return f" ({r.intent_near_ties} near-ties)" if r.intent_near_ties else ""
+
+
 def _runtime_checks(results: dict[str, RuntimeResult], n_texts: int, th: Thresholds) -> list[Check]:
     """One check per runtime row (gated on agreement), and for an aarch64 row one line on
     its bits against the same runtime on x86 (informational)."""
@@ -388,12 +410,12 @@ def _runtime_checks(results: dict[str, RuntimeResult], n_texts: int, th: Thresho
         if not r.loaded:
             checks.append(Check(f"runtime:{name}", False, f"{label}: not loaded: {r.error}"))
             continue
-        ok = (r.finite and r.num_tokens_match == n_texts and r.intent_agreement is not None
-              and r.intent_agreement >= th.intent_agreement
+        ok = (r.finite and r.num_tokens_match == n_texts and r.intent_agreement_gated is not None
+              and r.intent_agreement_gated >= th.intent_agreement
               and (r.slot_agreement is None or r.slot_agreement >= th.slot_agreement))
         identical = {True: "; bit-identical to litert", False: "; differs from litert", None: ""}[r.identical_to_litert]
         checks.append(Check(f"runtime:{name}", bool(ok),
-                            f"{label}: intent agreement {_fmt(r.intent_agreement)}, slot agreement "
+                            f"{label}: intent agreement {_fmt(r.intent_agreement)}{_ties(r)}, slot agreement "
                             f"{_fmt(r.slot_agreement)}, token counts {r.num_tokens_match}/{n_texts} equal to the "
                             f"reference{'' if r.finite else ', NON-FINITE outputs'}{identical}"))
         if r.isa == "aarch64":
@@ -430,9 +452,12 @@ def _checks(labels_match: bool, art_labels: Labels, art_spec: ProjectionSpec, ru
     who = f"{primary} vs float" if primary else "no runtime loaded"
     differ = None if main.intent_agreement is None else round((1 - main.intent_agreement) * n_texts)
     checks.append(Check(
-        "intent_agreement", main.intent_agreement is not None and main.intent_agreement >= th.intent_agreement,
+        "intent_agreement",
+        main.intent_agreement_gated is not None and main.intent_agreement_gated >= th.intent_agreement,
         f"intent agreement ({who}): {_fmt(main.intent_agreement)}"
         + (f" ({differ} of {n_texts} texts differ)" if differ is not None else "")
+        + (f"; {_fmt(main.intent_agreement_gated)} with the {main.intent_near_ties} near-ties (float margin within "
+           f"{TIE_NOISE_MULTIPLE:g}x the int8 noise) counted as agreeing" if main.intent_near_ties else "")
         + f" >= {th.intent_agreement}"))
     if art_labels.tags or run.labels.tags:
         real_rows = int(ref_counts.sum())

@@ -343,3 +343,24 @@ def test_portable_artifact_is_bit_exact_on_every_aarch64_row(built, matrix, tmp_
     for name in AARCH64_RUNTIMES:
         row = report.runtimes[name]
         assert row.loaded and row.differing_texts == 0 and row.bit_exact_vs_x86 is True, (name, row.error)
+
+
+def test_near_ties_within_the_int8_noise_count_as_agreeing_and_clear_flips_do_not():
+    import numpy as np
+
+    from edge_pqrnn.validate import _near_ties
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 3, size=(400, 2)).astype(np.float32)
+    ref[:, 1] = ref[:, 0] + np.where(np.arange(400) % 2, 2.0, -2.0)  # clear decisions, margin 2
+    ref[0] = [0.111, 0.121]  # a near-tie: margin 0.01
+    out = ref + rng.normal(0, 0.05, size=ref.shape).astype(np.float32)  # int8-like noise
+    out[0] = [0.13, 0.12]  # the near-tie flips
+    ties, gated = _near_ties(out, ref)
+    assert (ties, gated) == (1, 1.0)
+    out[1] = ref[1][::-1]  # a clear flip (margin 2 >> noise) still counts against agreement
+    ties, gated = _near_ties(out, ref)
+    assert ties == 1 and gated == (399 / 400)
+    other_model = rng.normal(0, 3, size=ref.shape).astype(np.float32)  # ~0 dB: every flip counts
+    ties, gated = _near_ties(other_model, ref)
+    assert ties == 0 and gated == float((other_model.argmax(-1) == ref.argmax(-1)).mean()) < 0.7
