@@ -213,6 +213,11 @@ def teacher_ablate_command(data: str, teacher_dir: str, runs_dir: str, axes: tup
 @click.option("--bottleneck", default=128, show_default=True, help="Student bottleneck width.")
 @click.option("--state", default=128, show_default=True, help="Student QRNN state size per direction.")
 @click.option("--layers", default=2, show_default=True, help="Student bidirectional QRNN layers.")
+@click.option("--dropout", default=None, type=click.FloatRange(0.0, 1.0, max_open=True),
+              help="Student dropout (default: 0.1, or what the data calls for; see --auto-regularise).")
+@click.option("--auto-regularise/--no-auto-regularise", default=True, show_default=True,
+              help="Give the student the dropout and early stopping (moving average of the dev score) the data "
+                   "calls for, as `train` does; --dropout wins.")
 @click.option("--overwrite", is_flag=True,
               help="In an --out that holds a distillation with other settings, redo the stages they feed "
                    "(a new --epochs keeps the teacher and labels; other --data redoes all).")
@@ -220,7 +225,8 @@ def distill_command(data: str, out_dir: str, languages: list[str] | None, teache
                     continue_teacher: bool, epochs: int, augment_copies: int, augment_ops: str | None,
                     kd_weight: float, kd_slot_weight: float, kd_temperature: float, seed: int,
                     encoder: str, feature_size: int, max_tokens: int, mode: str, bos: bool, eos: bool,
-                    lowercase: bool, bottleneck: int, state: int, layers: int, overwrite: bool) -> None:
+                    lowercase: bool, bottleneck: int, state: int, layers: int, dropout: float | None,
+                    auto_regularise: bool, overwrite: bool) -> None:
     """Distil a teacher into an int8 pQRNN for any dataset, in one resumable command.
 
     Stages, each written into --out and marked done when complete: 1 fine-tune the
@@ -248,7 +254,9 @@ def distill_command(data: str, out_dir: str, languages: list[str] | None, teache
                           augment=augment_config(augment_copies, seed, augment_ops, default_copies=2),
                           kd_weight=kd_weight, kd_slot_weight=kd_slot_weight, kd_temperature=kd_temperature, seed=seed,
                           encoder=encoder, languages=tuple(languages) if languages else None, spec=spec,
-                          student={"bottleneck": bottleneck, "state": state, "layers": layers})
+                          student={"bottleneck": bottleneck, "state": state, "layers": layers,
+                                   **({"dropout": dropout} if dropout is not None else {})},
+                          regularise=auto_regularise)
     summary = distill_recipe(data, out_dir, config, overwrite=overwrite, continue_teacher=continue_teacher,
                              log=click.echo)
     click.echo(_summary_table(summary))

@@ -170,3 +170,19 @@ def test_distill_refuses_a_foreign_directory(tmp_path):
     assert result.exit_code == 2
     assert "is not empty and holds no distill.json: not a distillation output; choose another --out" in result.output
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_the_student_takes_the_datas_dropout_and_early_stop_unless_given():
+    from edge_pqrnn.data import load_dataset
+    from edge_pqrnn.distill.recipe import RecipeConfig, _with_plan
+    from edge_pqrnn.regularise import plan_regularisation
+
+    dataset = load_dataset("fixture:atis")  # 53 texts: reads as open vocabulary
+    plan = plan_regularisation(dataset).settings
+    lines = []
+    planned = _with_plan(RecipeConfig(encoder="tiny"), dataset, lines.append)
+    assert planned.student["dropout"] == plan["dropout"] and planned.train_options()["smooth"] == plan["smooth"]
+    assert planned.train_options()["patience"] == plan["patience"] and "epochs" not in planned.student_train
+    assert lines and lines[0].startswith("student regularisation: ")
+    given = _with_plan(RecipeConfig(encoder="tiny", student={"dropout": 0.05}), dataset, lines.append)
+    assert given.student["dropout"] == 0.05

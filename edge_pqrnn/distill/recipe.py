@@ -87,6 +87,11 @@ class RecipeConfig:
         languages: languages of a multilingual dataset (None: all).
         spec: the student's projection.
         student: :class:`edge_pqrnn.model.ModelConfig` fields of the student (bottleneck, ...).
+        student_train: more :class:`edge_pqrnn.train.TrainConfig` fields of the student
+            (``smooth``, ``patience``).
+        regularise: give the student the dropout and early stopping the data calls for
+            (:func:`edge_pqrnn.regularise.plan_regularisation`; fields set in ``student``
+            or ``student_train`` are kept), as ``edge-pqrnn train`` does.
 
     Raises:
         ConfigError: a value is out of range (checked by the stage configs they feed).
@@ -104,6 +109,8 @@ class RecipeConfig:
     languages: tuple[str, ...] | None = None
     spec: ProjectionSpec = dataclasses.field(default_factory=ProjectionSpec)
     student: dict[str, Any] = dataclasses.field(default_factory=dict)
+    student_train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    regularise: bool = True
 
     def __post_init__(self) -> None:
         from edge_pqrnn.train import TrainConfig  # TensorFlow
@@ -119,7 +126,7 @@ class RecipeConfig:
     def train_options(self) -> dict[str, Any]:
         """The student's :class:`edge_pqrnn.train.TrainConfig` fields."""
         return {"epochs": self.epochs, "seed": self.seed, "kd_weight": self.kd_weight,
-                "kd_slot_weight": self.kd_slot_weight, "kd_temperature": self.kd_temperature}
+                "kd_slot_weight": self.kd_slot_weight, "kd_temperature": self.kd_temperature, **self.student_train}
 
     def settings(self) -> dict[str, Any]:
         """The JSON-ready settings a rerun must repeat."""
@@ -222,7 +229,7 @@ class _Out:
 
 #: The first stage each setting feeds (the data and anything unknown: the teacher).
 _STAGE_OF = {"augment": "labels", "epochs": "student", "kd_weight": "student", "kd_slot_weight": "student",
-             "kd_temperature": "student", "student": "student"}
+             "kd_temperature": "student", "student": "student", "student_train": "student", "regularise": "student"}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
@@ -287,6 +294,7 @@ def distill_recipe(data: str, out_dir: str | Path, config: RecipeConfig | None =
     config = config or RecipeConfig()
     _finetune_config(config)  # the teacher extra and its settings, before anything is loaded
     dataset = load_dataset(data, languages=list(config.languages) if config.languages else None)
+    config = _with_plan(config, dataset, log) if config.regularise else config
     record = {"data": data, "data_sha256": data_digest(dataset), "settings": config.settings(),
               "version": __version__}
     out = _Out(Path(out_dir))
@@ -294,6 +302,22 @@ def distill_recipe(data: str, out_dir: str | Path, config: RecipeConfig | None =
         out.check_settings(record, overwrite, log)
         out.sweep_partials()
         return _Recipe(data, dataset, config, out, progress, log).run(continue_teacher)
+
+
+def _with_plan(config: RecipeConfig, dataset: Dataset, log: Callable[[str], None]) -> RecipeConfig:
+    """The student's dropout and early stopping from the data's plan (the teacher labels
+    the augmented copies, so the plan's gold-labelled variants, epochs and projection are
+    not taken: the recipe's own options set those)."""
+    from edge_pqrnn.regularise import plan_regularisation
+
+    plan = plan_regularisation(dataset, {*config.student, *config.student_train}, config.spec)
+    model = {k: v for k, v in plan.settings.items() if k == "dropout"}
+    train = {k: v for k, v in plan.settings.items() if k in ("smooth", "patience")}
+    if model or train:
+        log(f"student regularisation: {plan.describe().split(': ', 1)[1]} (taken: "
+            f"{', '.join(f'{k} {v}' for k, v in {**model, **train}.items())})")
+    return dataclasses.replace(config, student={**model, **config.student},
+                               student_train={**train, **config.student_train})
 
 
 def _finetune_config(config: RecipeConfig) -> Any:
