@@ -71,9 +71,9 @@ def _apply_plan(dataset: Any, explicit: Collection[str], spec: ProjectionSpec, m
     if progress:
         print(plan.describe())
     settings = plan.settings
-    spec = dataclasses.replace(spec, **{k: settings[k] for k in ("max_tokens", "mode") if k in settings})
-    model_options.update({k: settings[k] for k in ("dropout",) if k in settings})
-    train_options.update({k: settings[k] for k in ("smooth", "patience", "epochs") if k in settings})
+    spec = dataclasses.replace(spec, **plan.taken(("max_tokens", "mode")))
+    model_options.update(plan.taken(("dropout",)))
+    train_options.update(plan.taken(("smooth", "patience", "epochs")))
     if "augment_copies" in settings or "augment_ops" in settings:
         base = augment_config or AugmentConfig(copies=0)
         weights = ({op: 1.0 for op in settings["augment_ops"].split(",")} if "augment_ops" in settings

@@ -125,6 +125,10 @@ class Plan:
     settings: dict[str, Any]
     reasons: dict[str, str]
 
+    def taken(self, names: Collection[str]) -> dict[str, Any]:
+        """The planned settings among ``names`` (e.g. the ModelConfig fields a caller applies)."""
+        return {k: v for k, v in self.settings.items() if k in names}
+
     def describe(self) -> str:
         """One line for the start of training, e.g. ``regularisation: dropout 0.3 (...), ...``."""
         s = self.stats

@@ -311,11 +311,9 @@ def _with_plan(config: RecipeConfig, dataset: Dataset, log: Callable[[str], None
     from edge_pqrnn.regularise import plan_regularisation
 
     plan = plan_regularisation(dataset, {*config.student, *config.student_train}, config.spec)
-    model = {k: v for k, v in plan.settings.items() if k == "dropout"}
-    train = {k: v for k, v in plan.settings.items() if k in ("smooth", "patience")}
+    model, train = plan.taken(("dropout",)), plan.taken(("smooth", "patience"))
     if model or train:
-        log(f"student regularisation: {plan.describe().split(': ', 1)[1]} (taken: "
-            f"{', '.join(f'{k} {v}' for k, v in {**model, **train}.items())})")
+        log(f"student {plan.describe()} (taken: {', '.join(f'{k} {v}' for k, v in {**model, **train}.items())})")
     return dataclasses.replace(config, student={**model, **config.student},
                                student_train={**train, **config.student_train})
 
