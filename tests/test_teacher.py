@@ -66,6 +66,45 @@ def test_rows_read_the_first_subword_of_their_span():
     assert bool(batch.row_valid[0, : len(rows)].all())
 
 
+def test_char_rows_that_share_a_subword_get_their_offset_in_it():
+    # One sub-word covers several char rows (its leading space too): the offset tells
+    # them apart, so the slot head can tag the space O, the first letter B-, the rest I-.
+    text = "lights office"
+    _, tokenizer = tiny_encoder([text] * 3)
+    batch = encode_batch(tokenizer, [text], ProjectionSpec(mode="char", max_tokens=32), max_length=32)
+    offsets = tokenizer.encode(text).offsets
+    rows = batch.rows[0]
+    for r, row in enumerate(rows):
+        if row.special:
+            continue
+        a, _ = offsets[int(batch.row_index[0, r])]
+        assert int(batch.row_offset[0, r]) == row.start - a
+    by_subword = {}
+    for r, row in enumerate(rows[:-1]):
+        by_subword.setdefault(int(batch.row_index[0, r]), []).append(int(batch.row_offset[0, r]))
+    assert any(len(v) > 1 for v in by_subword.values())  # rows do share sub-words here
+    assert all(v == list(range(v[0], v[0] + len(v))) for v in by_subword.values())
+
+
+def test_a_teacher_without_the_offset_embedding_still_loads(teacher_dir, tmp_path, dataset):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "old"
+    shutil.copytree(teacher_dir, old)
+    info = json.loads((old / "teacher.json").read_text())
+    assert info["row_offsets"] == 8
+    del info["row_offsets"]
+    (old / "teacher.json").write_text(json.dumps(info))
+    weights = {k: v for k, v in load_file(str(old / "model.safetensors")).items() if not k.startswith("row_offset")}
+    save_file(weights, str(old / "model.safetensors"))
+    teacher = load_teacher(old)
+    assert teacher.model.row_offset is None
+    logits = teacher.predict([ex.text for ex in dataset.dev[:4]])
+    assert np.isfinite(logits.slots).all()
+
+
 def test_truncated_rows_are_invalid():
     _, tokenizer = tiny_encoder(["a b c d e f g h"] * 2)  # words seen twice are whole pieces
     batch = encode_batch(tokenizer, ["a b c d e f g h"], ProjectionSpec(max_tokens=16), max_length=5)

@@ -34,6 +34,7 @@ from edge_pqrnn.distill.teacher.e5 import load_e5_encoder
 from edge_pqrnn.distill.teacher.model import (
     HISTORY_FILE,
     METRICS_FILE,
+    ROW_OFFSETS,
     JointTeacher,
     Teacher,
     _write_json,
@@ -239,7 +240,8 @@ def finetune(
         metrics["test_seconds"] = time.monotonic() - test_start
         model.eval()
     info = {"encoder_config": model.encoder.config.to_dict(), "source": source, "max_length": config.max_length,
-            "dropout": config.dropout, "projection": spec.to_dict(), "dataset": dataset.name}
+            "dropout": config.dropout, "row_offsets": model.row_offsets, "projection": spec.to_dict(),
+            "dataset": dataset.name}
     _write_teacher(out_dir, model, tokenizer, labels, info, history, metrics)
     if progress:
         shown = metrics.get("test", best.dev)
@@ -263,7 +265,9 @@ def _build_model(dataset: Dataset, config: FinetuneConfig, labels: Labels,
     load_start = time.monotonic()
     encoder, tokenizer, source, previous = _load_encoder(dataset, config, labels, init)
     load_seconds = time.monotonic() - load_start
-    model = JointTeacher(encoder, len(labels.intents), len(labels.tags), dropout=config.dropout)
+    row_offsets = previous.model.row_offsets if previous is not None else ROW_OFFSETS
+    model = JointTeacher(encoder, len(labels.intents), len(labels.tags), dropout=config.dropout,
+                         row_offsets=row_offsets)
     if previous is not None:
         model.load_state_dict(previous.model.state_dict())
     return model, tokenizer, source, load_seconds
@@ -379,7 +383,7 @@ class _Session:
     def step(self, index: np.ndarray) -> tuple[Any, Any, Any]:
         """One optimiser step on the texts ``index``; the (loss, intent, slot) losses."""
         batch = encode_batch(self.tokenizer, [self.texts[i] for i in index], self.spec, self.config.max_length)
-        intent_logits, slot_logits = self.model(batch.input_ids, batch.attention_mask, batch.row_index)
+        intent_logits, slot_logits = self.model(batch.input_ids, batch.attention_mask, batch.row_index, batch.row_offset)
         intent_loss = torch.nn.functional.cross_entropy(intent_logits, torch.from_numpy(self.train_intents[index]))
         slot_loss = torch.zeros(())
         if slot_logits is not None:
