@@ -282,6 +282,13 @@ def _summary_table(summary: dict[str, Any]) -> str:
     lines.append(f"student/teacher intent {cell(r['student_of_teacher_intent'])}, "
                  f"{r['teacher_fp32_over_student_int8_bytes']:.0f}x smaller; student - baseline macro-F1 "
                  f"{r['student_minus_baseline_macro_f1']:+.4f}, intent {r['student_minus_baseline_intent']:+.4f}")
+    languages = summary.get("per_language")
+    if languages:
+        margins = languages["macro_f1_margins"]
+        below = ", ".join(f"{lang} {m:+.4f}" for lang, m in sorted(margins.items(), key=lambda kv: kv[1]) if m <= 0)
+        lines.append(f"per language: student/teacher intent {cell(languages['student_of_teacher_intent_mean'])} "
+                     f"(mean over {len(margins)}); macro-F1 above the baseline in "
+                     f"{languages['macro_f1_above_baseline']} of {len(margins)}" + (f" (not: {below})" if below else ""))
     times = summary["stage_seconds"].items()
     lines.append("stage times: " + ", ".join(f"{stage} {format_seconds(s)}" for stage, s in times))
     if summary["below_baseline"]:

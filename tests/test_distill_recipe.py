@@ -186,3 +186,20 @@ def test_the_student_takes_the_datas_dropout_and_early_stop_unless_given():
     assert lines and lines[0].startswith("student regularisation: ")
     given = _with_plan(RecipeConfig(encoder="tiny", student={"dropout": 0.05}), dataset, lines.append)
     assert given.student["dropout"] == 0.05
+
+
+def test_multilingual_summary_gives_per_language_ratio_and_languages_below_the_baseline():
+    from edge_pqrnn.distill.recipe import _per_language
+
+    def lang(n, accuracy, macro_f1):
+        return {"n": n, "accuracy": accuracy, "macro_f1": macro_f1}
+
+    teacher = {"de": lang(10, 1.0, 1.0), "th": lang(30, 0.8, 0.8)}
+    student = {"de": lang(10, 0.9, 0.9), "th": lang(30, 0.8, 0.7)}
+    baseline = {"de": lang(10, 0.8, 0.8), "th": lang(30, 0.9, 0.7)}
+    out = _per_language(teacher, student, baseline)
+    assert out["student_of_teacher_intent_mean"] == 0.95  # (0.9 + 1.0) / 2: each language once
+    assert out["macro_f1_margins"] == {"de": 0.1, "th": 0.0}
+    assert out["macro_f1_above_baseline"] == 1  # a tie is not above
+    assert out["languages"]["th"]["baseline"] == baseline["th"]
+    assert _per_language(None, student, baseline) is None
