@@ -189,7 +189,7 @@ def test_the_student_takes_the_datas_dropout_and_early_stop_unless_given():
 
 
 def test_multilingual_summary_gives_per_language_ratio_and_languages_below_the_baseline():
-    from edge_pqrnn.distill.recipe import _per_language
+    from edge_pqrnn.distill.compare import _per_language
 
     def lang(n, accuracy, macro_f1):
         return {"n": n, "accuracy": accuracy, "macro_f1": macro_f1}

@@ -240,14 +240,18 @@ def finetune(
         metrics["test_seconds"] = time.monotonic() - test_start
         model.eval()
     info = {"encoder_config": model.encoder.config.to_dict(), "source": source, "max_length": config.max_length,
-            "dropout": config.dropout, "row_offsets": model.row_offsets, "projection": spec.to_dict(),
-            "dataset": dataset.name}
+            "dropout": config.dropout, **_head_info(model), "projection": spec.to_dict(), "dataset": dataset.name}
     _write_teacher(out_dir, model, tokenizer, labels, info, history, metrics)
     if progress:
         shown = metrics.get("test", best.dev)
         log(f"teacher best epoch {best.epoch}; {'test' if dataset.test else 'dev'}: "
             + ", ".join(f"{k} {v:.4f}" for k, v in shown.items() if isinstance(v, float)))
     return FinetuneResult(out_dir, metrics, history)
+
+
+def _head_info(model: JointTeacher) -> dict[str, Any]:
+    """What ``teacher.json`` needs to rebuild the heads beyond their sizes."""
+    return {"row_offsets": model.row_offsets}
 
 
 def _seed(config: FinetuneConfig) -> np.random.Generator:
