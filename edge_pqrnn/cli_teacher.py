@@ -288,7 +288,8 @@ def _summary_table(summary: dict[str, Any]) -> str:
         below = ", ".join(f"{lang} {m:+.4f}" for lang, m in sorted(margins.items(), key=lambda kv: kv[1]) if m <= 0)
         lines.append(f"per language: student/teacher intent {cell(languages['student_of_teacher_intent_mean'])} "
                      f"(mean over {len(margins)}); macro-F1 above the baseline in "
-                     f"{languages['macro_f1_above_baseline']} of {len(margins)}" + (f" (not: {below})" if below else ""))
+                     f"{languages['macro_f1_above_baseline']} of {len(margins)}"
+                     + (f" (not: {below})" if below else ""))
     times = summary["stage_seconds"].items()
     lines.append("stage times: " + ", ".join(f"{stage} {format_seconds(s)}" for stage, s in times))
     if summary["below_baseline"]:

@@ -42,12 +42,13 @@ def held_out_summary(dataset: Dataset, split: str, teacher_dir: Path, student_di
 
     examples = getattr(dataset, split)
     teacher_metrics = json.loads((teacher_dir / "metrics.json").read_text(encoding="utf-8"))
-    teacher = dict(_scores(teacher_metrics.get(split) or teacher_metrics["dev"]),
-                   params=teacher_metrics["num_params"], fp32_bytes=teacher_metrics["fp32_bytes"])
+    teacher_held = teacher_metrics.get(split) or teacher_metrics["dev"]
+    teacher = dict(_scores(teacher_held), params=teacher_metrics["num_params"],
+                   fp32_bytes=teacher_metrics["fp32_bytes"])
     with Artifact.load(artifact) as loaded:
         int8 = evaluate(loaded.logits, examples, labels=loaded.labels, spec=loaded.spec)
-    student = dict(_scores(int8), params=json.loads((student_dir / "metrics.json").read_text(encoding="utf-8"))["num_params"],
-                   bytes=artifact.stat().st_size)
+    student_metrics = json.loads((student_dir / "metrics.json").read_text(encoding="utf-8"))
+    student = dict(_scores(int8), params=student_metrics["num_params"], bytes=artifact.stat().st_size)
     base_metrics = run_baseline(dataset, split)
     base = _scores(base_metrics)
     base.pop("slot_f1")
@@ -61,8 +62,8 @@ def held_out_summary(dataset: Dataset, split: str, teacher_dir: Path, student_di
     below = student["macro_f1"] < base["macro_f1"] or student["intent_accuracy"] < base["intent_accuracy"]
     summary = {"split": split, "n": len(examples), "teacher": teacher, "student_int8": student, "baseline": base,
                "ratios": ratios, "below_baseline": below}
-    languages = _per_language((teacher_metrics.get(split) or teacher_metrics["dev"]).get("per_language"),
-                              int8.get("per_language"), base_metrics.get("per_language"))
+    languages = _per_language(teacher_held.get("per_language"), int8.get("per_language"),
+                              base_metrics.get("per_language"))
     if languages:
         summary["per_language"] = languages
     return summary

@@ -387,7 +387,8 @@ class _Session:
     def step(self, index: np.ndarray) -> tuple[Any, Any, Any]:
         """One optimiser step on the texts ``index``; the (loss, intent, slot) losses."""
         batch = encode_batch(self.tokenizer, [self.texts[i] for i in index], self.spec, self.config.max_length)
-        intent_logits, slot_logits = self.model(batch.input_ids, batch.attention_mask, batch.row_index, batch.row_offset)
+        intent_logits, slot_logits = self.model(batch.input_ids, batch.attention_mask, batch.row_index,
+                                                batch.row_offset)
         intent_loss = torch.nn.functional.cross_entropy(intent_logits, torch.from_numpy(self.train_intents[index]))
         slot_loss = torch.zeros(())
         if slot_logits is not None:

@@ -6,8 +6,8 @@ span overlaps the row's span (markers read ``<s>``), plus a learned embedding of
 row starts inside that sub-word. Without it, rows that share a sub-word (the characters
 of a char-mode student, a suffix cut off a word) get one tag: in char mode the best
 possible slot F1 of the multilingual dev set was 0.21 (every char of ``▁office`` read the
-same state, the space included), in word mode 0.94 (eu 0.60, ml 0.75, hu 0.82). The teacher's slot logits are then
-aligned to the student's rows by construction, whatever the two tokenisers do, and both
+same state, the space included), in word mode 0.94 (eu 0.60, ml 0.75, hu 0.82). The
+teacher's slot logits are then aligned to the student's rows by construction, whatever the two tokenisers do, and both
 are scored by the same :func:`edge_pqrnn.evaluate.score`.
 
 A teacher directory holds::
@@ -84,8 +84,7 @@ class JointTeacher(torch.nn.Module):
         if self.row_offset is not None:
             torch.nn.init.zeros_(self.row_offset.weight)
 
-    def forward(self, input_ids: Any, attention_mask: Any, row_index: Any,
-                row_offset: Any = None) -> tuple[Any, Any]:
+    def forward(self, input_ids: Any, attention_mask: Any, row_index: Any, row_offset: Any) -> tuple[Any, Any]:
         """Intent logits [B, I] and slot logits [B, R, tags] (None without slot head).
 
         ``row_index`` [B, R] holds, per token row, the sub-word position it reads;
@@ -98,7 +97,7 @@ class JointTeacher(torch.nn.Module):
         if self.slot_head is None:
             return intent, None
         gathered = torch.gather(hidden, 1, row_index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-        if self.row_offset is not None and row_offset is not None:
+        if self.row_offset is not None:
             gathered = gathered + self.row_offset(row_offset.clamp(max=self.row_offsets - 1))
         return intent, self.slot_head(self.dropout(gathered))
 
